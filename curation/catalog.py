@@ -1,0 +1,203 @@
+"""The catalog: ``catalog.json`` (what exists, with fingerprints and counts) and
+``catalog.duckdb`` (a real DuckDB database whose views read the catalog's Parquet files).
+
+The views use paths relative to the catalog folder and are opened with DuckDB's
+``file_search_path`` set to it, so a catalog can be moved or copied whole. To use
+``catalog.duckdb`` from another DuckDB client, start it inside the catalog folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curation.manifest import write_json_atomic
+from curation.paths import CatalogLayout
+from curation.schema import KINDS, QUARANTINE_COLUMNS, bronze_columns
+
+CATALOG_FORMAT = 1
+MEMORY_LIMIT = "1GB"  # DuckDB spills past this rather than growing
+
+
+class CatalogError(ValueError):
+    """A catalog that is missing or unusable; the message is meant for the user."""
+
+
+@dataclass
+class Catalog:
+    layout: CatalogLayout
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # "kind/category" -> entry
+    # Further Parquet-backed views added by later stages (slices, weights): name -> files.
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, root: Path | str, create: bool = False) -> Catalog:
+        layout = CatalogLayout(Path(root))
+        if layout.manifest.exists():
+            import json
+
+            payload = json.loads(layout.manifest.read_text())
+            if payload.get("format") != CATALOG_FORMAT:
+                raise CatalogError(
+                    f"{layout.manifest}: unknown catalog format {payload.get('format')}"
+                )
+            return cls(layout, payload.get("sources", {}), payload.get("tables", {}))
+        if not create:
+            raise CatalogError(
+                f"no catalog at {layout.root} (no catalog.json): run `curate ingest RAW_DIR "
+                f"--catalog {layout.root}` first"
+            )
+        layout.root.mkdir(parents=True, exist_ok=True)
+        return cls(layout)
+
+    def _payload(self) -> dict[str, Any]:
+        return {"format": CATALOG_FORMAT, "sources": self.sources, "tables": self.tables}
+
+    def save(self, refresh_views: bool = True) -> None:
+        """Swap in the new catalog.json, then bring the DuckDB views in line with it.
+
+        With refresh_views=False the views are brought in line later (at the end of a job, or
+        by the next connect(), which notices that catalog.json changed)."""
+        write_json_atomic(self.layout.manifest, self._payload())
+        if refresh_views:
+            self.refresh_views()
+
+    def referenced_files(self) -> set[Path]:
+        files = set()
+        for entry in self.sources.values():
+            for key in ("bronze", "quarantine"):
+                if entry.get(key):
+                    files.add(self.layout.root / entry[key])
+        for table in self.tables.values():
+            files.update(self.layout.root / f for f in table["files"])
+        return files
+
+    def collect_garbage(self) -> list[Path]:
+        """Delete Parquet files under bronze/ and quarantine/ that the catalog no longer uses."""
+        keep = self.referenced_files()
+        removed = []
+        for top in ("bronze", "quarantine"):
+            for path in sorted((self.layout.root / top).rglob("*.parquet")):
+                if path not in keep:
+                    path.unlink()
+                    removed.append(path)
+        return removed
+
+    # -- views -------------------------------------------------------------------------------
+    def view_definitions(self) -> dict[str, str]:
+        views: dict[str, str] = {}
+        for kind in KINDS:
+            files = [e["bronze"] for _, e in sorted(self.sources.items()) if e["kind"] == kind]
+            views[kind] = _union_or_empty(files, bronze_columns(kind))
+        quarantined = [e["quarantine"] for _, e in sorted(self.sources.items())]
+        views["quarantine"] = _union_or_empty(quarantined, QUARANTINE_COLUMNS)
+        views["ingest_files"] = self._ingest_files_view()
+        for name, table in sorted(self.tables.items()):
+            views[name] = _union_or_empty(table["files"], None)
+        return views
+
+    def _ingest_files_view(self) -> str:
+        columns = [
+            ("key", "VARCHAR"),
+            ("kind", "VARCHAR"),
+            ("category", "VARCHAR"),
+            ("source", "VARCHAR"),
+            ("lines_read", "BIGINT"),
+            ("rows_ingested", "BIGINT"),
+            ("lines_quarantined", "BIGINT"),
+            ("file_errors", "VARCHAR"),
+        ]
+        if not self.sources:
+            return _union_or_empty([], columns)
+        rows = []
+        for key, e in sorted(self.sources.items()):
+            values = [
+                key,
+                e["kind"],
+                e["category"],
+                e["source"],
+                e["lines_read"],
+                e["rows_ingested"],
+                e["lines_quarantined"],
+                "; ".join(e["file_errors"]),
+            ]
+            rows.append("(" + ", ".join(_sql_literal(v) for v in values) + ")")
+        names = ", ".join(n for n, _ in columns)
+        return f"SELECT * FROM (VALUES {', '.join(rows)}) AS t({names})"
+
+    def _stamp(self) -> str:
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps(self._payload(), sort_keys=True).encode()).hexdigest()
+
+    def _views_are_current(self) -> bool:
+        import duckdb
+
+        if not self.layout.database.exists():
+            return False
+        try:
+            con = duckdb.connect(str(self.layout.database), read_only=True)
+        except Exception:  # locked by a writer: use what is there
+            return True
+        try:
+            row = con.execute("SELECT stamp FROM _curate_state").fetchone()
+        except Exception:
+            return False
+        finally:
+            con.close()
+        return row is not None and row[0] == self._stamp()
+
+    def connect(self, read_only: bool = True):
+        import duckdb
+
+        if not self._views_are_current():
+            self.refresh_views()
+        return duckdb.connect(
+            str(self.layout.database),
+            read_only=read_only,
+            config={"file_search_path": str(self.layout.root), "memory_limit": MEMORY_LIMIT},
+        )
+
+    def refresh_views(self) -> None:
+        import duckdb
+
+        con = duckdb.connect(
+            str(self.layout.database), config={"file_search_path": str(self.layout.root)}
+        )
+        try:
+            con.execute("BEGIN")
+            con.execute("CREATE TABLE IF NOT EXISTS _curate_views (name VARCHAR PRIMARY KEY)")
+            wanted = self.view_definitions()
+            for (name,) in con.execute("SELECT name FROM _curate_views").fetchall():
+                if name not in wanted:
+                    con.execute(f'DROP VIEW IF EXISTS "{name}"')
+            con.execute("DELETE FROM _curate_views")
+            for name, select in wanted.items():
+                con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {select}')
+                con.execute("INSERT INTO _curate_views VALUES (?)", [name])
+            con.execute(
+                "CREATE OR REPLACE TABLE _curate_state AS SELECT ? AS stamp", [self._stamp()]
+            )
+            con.execute("COMMIT")
+        finally:
+            con.close()
+
+
+def _sql_literal(value: object) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _sql_list(files: list[str]) -> str:
+    return "[" + ", ".join(_sql_literal(f) for f in files) + "]"
+
+
+def _union_or_empty(files: list[str], columns: list[tuple[str, str]] | None) -> str:
+    if files:
+        return f"SELECT * FROM read_parquet({_sql_list(files)}, hive_partitioning = false)"
+    if columns is None:
+        return "SELECT NULL AS empty WHERE false"
+    return "SELECT " + ", ".join(f'CAST(NULL AS {t}) AS "{n}"' for n, t in columns) + " WHERE false"

@@ -1,0 +1,179 @@
+"""Raw bytes -> numbered lines, exactly.
+
+A JSONL file is read in large chunks; each chunk is cut at its last newline and its line
+offsets found with one vectorised scan, so that line numbers are exact and blank lines are
+lines. The lines can be handed to DuckDB as an Arrow binary array without copying (each value
+keeps its trailing newline, which JSON parsers ignore); UTF-8 is checked there, in parallel.
+Gzip is decompressed here with zlib so that a truncated stream yields every complete line
+before it and is reported, not raised.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+
+from curation.schema import RAW_TEXT_LIMIT
+
+READ_BYTES = 8 << 20  # bytes read from the source at a time
+CHUNK_BYTES = 32 << 20  # decompressed bytes handed on per batch (about)
+NEWLINE = 10
+
+
+@dataclass
+class LineBlock:
+    """Consecutive lines of one file: the bytes and where each line starts and ends."""
+
+    first_line: int  # 1-based number of the first line
+    data: bytes
+    offsets: np.ndarray  # int32, len = lines + 1; line i is data[offsets[i]:offsets[i+1]]
+
+    @property
+    def count(self) -> int:
+        return len(self.offsets) - 1
+
+    def line_numbers(self) -> np.ndarray:
+        return np.arange(self.first_line, self.first_line + self.count, dtype=np.int64)
+
+    def as_binary(self) -> pa.Array:
+        """The lines as an Arrow binary array, without copying (newlines included)."""
+        return pa.BinaryArray.from_buffers(
+            pa.binary(), self.count, [None, pa.py_buffer(self.offsets), pa.py_buffer(self.data)]
+        )
+
+    def raw(self, index: int) -> bytes:
+        return self.data[self.offsets[index] : self.offsets[index + 1]]
+
+    def replaced(self, indices: list[int], filler: bytes) -> list[bytes]:
+        """The block, in pieces, with the given lines replaced by ``filler`` (newline kept)."""
+        if not indices:
+            return [self.data]
+        parts, previous = [], 0
+        for i in sorted(indices):
+            parts.append(self.data[self.offsets[previous] : self.offsets[i]])
+            parts.append(filler + (b"\n" if self.raw(i).endswith(b"\n") else b""))
+            previous = i + 1
+        parts.append(self.data[self.offsets[previous] :])
+        return parts
+
+
+@dataclass
+class FrameStats:
+    lines: int = 0
+    bytes_in: int = 0  # bytes read from the source (compressed bytes for gzip)
+    truncated_gzip: bool = False
+
+
+class _GzipStream:
+    """Decompresses gzip (multi-member too) and notes, instead of raising, a truncated end."""
+
+    def __init__(self, raw: BinaryIO, stats: FrameStats) -> None:
+        self._raw, self._stats = raw, stats
+        self._inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        self._done = False
+
+    def read(self, size: int) -> bytes:
+        out = []
+        produced = 0
+        while produced < size and not self._done:
+            compressed = self._raw.read(READ_BYTES)
+            self._stats.bytes_in += len(compressed)
+            if not compressed:
+                tail = self._inflate.flush()
+                if tail:
+                    out.append(tail)
+                if not self._inflate.eof:
+                    self._stats.truncated_gzip = True
+                self._done = True
+                break
+            data = self._inflate.decompress(compressed)
+            # A new gzip member may follow the end of the previous one.
+            while self._inflate.eof and self._inflate.unused_data:
+                rest = self._inflate.unused_data
+                self._inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                data += self._inflate.decompress(rest)
+            out.append(data)
+            produced += len(data)
+        return b"".join(out)
+
+
+class _PlainStream:
+    def __init__(self, raw: BinaryIO, stats: FrameStats) -> None:
+        self._raw, self._stats = raw, stats
+
+    def read(self, size: int) -> bytes:
+        data = self._raw.read(size)
+        self._stats.bytes_in += len(data)
+        return data
+
+
+def is_gzip(name: str, head: bytes) -> bool:
+    return name.endswith(".gz") or head[:2] == b"\x1f\x8b"
+
+
+def shown_text(raw: bytes) -> str:
+    """A bad line as it is kept in quarantine: undecodable bytes escaped, length capped."""
+    return raw.rstrip(b"\r\n").decode("utf-8", errors="backslashreplace")[:RAW_TEXT_LIMIT]
+
+
+def iter_line_blocks(
+    raw: BinaryIO, name: str, stats: FrameStats, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[LineBlock]:
+    """Yield the lines of ``raw`` in blocks of about ``chunk_bytes``, numbering them from 1."""
+    head = raw.read(2)
+    stream: _GzipStream | _PlainStream
+    if is_gzip(name, head):
+        # The two bytes read to sniff the format go back in front of the compressed stream.
+        stream = _GzipStream(_Prefixed(head, raw), stats)
+        pending = b""
+    else:
+        stats.bytes_in += len(head)
+        stream = _PlainStream(raw, stats)
+        pending = head
+    next_line = 1
+    while True:
+        data = stream.read(chunk_bytes)
+        at_end = not data
+        buffer = pending + data
+        if not buffer:
+            break
+        if at_end:
+            cut = len(buffer)
+        else:
+            cut = buffer.rfind(b"\n") + 1
+            if cut == 0:  # one very long line so far: keep reading
+                pending = buffer
+                continue
+        pending = buffer[cut:]
+        block = frame_block(buffer[:cut], next_line)
+        next_line += block.count
+        stats.lines = next_line - 1
+        yield block
+        if at_end:
+            break
+
+
+class _Prefixed:
+    def __init__(self, prefix: bytes, raw: BinaryIO) -> None:
+        self._prefix, self._raw = prefix, raw
+
+    def read(self, size: int) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
+            return data + self._raw.read(max(0, size - len(data)))
+        return self._raw.read(size)
+
+
+def frame_block(block: bytes, first_line: int) -> LineBlock:
+    """Lines of a block that ends at a newline (or at the end of the file)."""
+    view = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(view == NEWLINE) + 1
+    if len(ends) == 0 or ends[-1] != len(block):
+        ends = np.append(ends, len(block))
+    offsets = np.concatenate(([0], ends)).astype(np.int32)
+    return LineBlock(first_line, block, offsets)

@@ -1,0 +1,43 @@
+"""Atomic writes, file checksums and the versions that go into every manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from curation import __version__
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to a temporary name beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    """Versions of the code and of the libraries whose output lands in files."""
+    import duckdb
+    import polars
+    import pyarrow
+
+    return {
+        "curate": __version__,
+        "duckdb": duckdb.__version__,
+        "polars": polars.__version__,
+        "pyarrow": pyarrow.__version__,
+        "python": platform.python_version(),
+    }

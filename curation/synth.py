@@ -1,0 +1,732 @@
+"""A synthetic corpus in exactly the raw Amazon Reviews 2023 layout, with known right answers.
+
+Each item has a hidden quality ``q``. Its star ratings are drawn from a distribution centred
+on ``q``; ``rating_number`` is heavy-tailed (Pareto), so most items have fewer than 10
+ratings and a few more than 10,000; ``average_rating`` is the one-decimal mean of all its
+ratings, hence a noisy target for items with few ratings. The title, features, description
+and image carry an imperfect signal of ``q`` plus nuisance variation.
+
+Mess (``mess_rate`` > 0) is planted line by line and recorded in ``ground_truth/mess.parquet``
+with the outcome ingest must reach: the line typed correctly, or quarantined with a reason.
+The ground truth lies beside the corpus (``OUT/ground_truth``), never inside ``OUT/raw``.
+
+Everything is streamed item by item, so memory stays flat, and a seed gives identical bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation import __version__
+from curation.paths import META_DIR, REVIEW_DIR, meta_file_name, review_file_name
+from curation.schema import (
+    REASON_BLANK,
+    REASON_INVALID_JSON,
+    REASON_INVALID_UTF8,
+    reason_missing,
+    reason_wrong_type,
+)
+
+# (file category, main_category display name, mean hidden quality)
+CATEGORY_TABLE: dict[str, tuple[str, float]] = {
+    "All_Beauty": ("All Beauty", 3.95),
+    "Toys_and_Games": ("Toys & Games", 4.15),
+    "Health_and_Personal_Care": ("Health & Personal Care", 3.85),
+    "Video_Games": ("Video Games", 4.05),
+    "Office_Products": ("Office Products", 4.2),
+    "Gift_Cards": ("Gift Cards", 4.5),
+}
+DEFAULT_CATEGORIES = tuple(CATEGORY_TABLE)
+
+NOUNS = {
+    "All_Beauty": ["lipstick", "face serum", "hair brush", "nail polish", "eyeliner", "lotion"],
+    "Toys_and_Games": ["puzzle", "building set", "plush bear", "board game", "toy car", "kite"],
+    "Health_and_Personal_Care": ["thermometer", "pill organizer", "massager", "scale", "brace"],
+    "Video_Games": ["controller", "headset", "charging dock", "game case", "keyboard", "mouse"],
+    "Office_Products": ["stapler", "notebook", "desk lamp", "pen set", "file organizer", "chair"],
+    "Gift_Cards": ["gift card", "e-gift card", "gift box card", "reload card"],
+}
+POSITIVE = [
+    "premium",
+    "durable",
+    "sturdy",
+    "reliable",
+    "excellent",
+    "well-made",
+    "high-quality",
+    "long-lasting",
+    "solid",
+    "superb",
+    "dependable",
+    "refined",
+]
+NEGATIVE = [
+    "flimsy",
+    "cheap",
+    "basic",
+    "fragile",
+    "mediocre",
+    "thin",
+    "loose",
+    "no-frills",
+    "plain",
+    "wobbly",
+    "generic",
+    "rough",
+]
+NUISANCE = [
+    "red",
+    "blue",
+    "black",
+    "white",
+    "large",
+    "small",
+    "compact",
+    "classic",
+    "modern",
+    "travel",
+    "family",
+    "deluxe",
+    "mini",
+    "pink",
+    "green",
+    "silver",
+]
+BRANDS = [
+    "Acme",
+    "Norda",
+    "Velto",
+    "Brisk",
+    "Kappa",
+    "Lumen",
+    "Orbit",
+    "Pavo",
+    "Quill",
+    "Rhea",
+    "Sable",
+    "Tarn",
+    "Umber",
+    "Vanta",
+    "Wick",
+    "Yarrow",
+    "Zephyr",
+    "Mossy",
+    "Ferro",
+    "Halo",
+]
+FEATURE_QUALITY = [
+    "{adj} materials built for everyday use",
+    "Made with {adj} components",
+    "{Adj} finish that owners notice",
+    "Feels {adj} in the hand",
+]
+FEATURE_NUISANCE = [
+    "Available in {nuis} colour",
+    "Includes {k} pieces",
+    "Fits most {nuis} spaces",
+    "Ships in a {nuis} box",
+    "Measures {k} inches across",
+]
+REVIEW_TEXT = {
+    1: ["Broke after a day.", "Terrible, do not buy.", "Waste of money."],
+    2: ["Not great, cheaply made.", "Disappointed with it.", "Works, barely."],
+    3: ["It is okay for the price.", "Average, nothing special.", "Does the job."],
+    4: ["Good product, works well.", "Pretty happy with it.", "Solid choice."],
+    5: ["Love it, excellent quality!", "Perfect, would buy again.", "Exceeded expectations."],
+}
+REVIEW_TITLE = {1: "One Star", 2: "Two Stars", 3: "Three Stars", 4: "Four Stars", 5: "Five Stars"}
+
+META_MESS = (
+    "null_field",
+    "empty_string",
+    "empty_list",
+    "html",
+    "duplicate_line",
+    "price_text",
+    "details_string",
+    "castable_type",
+    "hub_images",
+    "wrong_type",
+    "invalid_json",
+    "non_utf8",
+    "missing_key",
+    "blank_line",
+)
+REVIEW_MESS = (
+    "null_field",
+    "empty_string",
+    "duplicate_line",
+    "castable_type",
+    "wrong_type",
+    "invalid_json",
+    "non_utf8",
+    "missing_key",
+    "blank_line",
+)
+
+TIME_START_MS = 1_262_304_000_000  # 2010-01-01
+TIME_END_MS = 1_693_526_400_000  # 2023-09-01
+STAR_SPREAD = 1.1  # std of stars around the hidden quality
+RATING_NUMBER_ALPHA = 0.75  # Pareto tail: P(n > x) = x^-alpha
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    n_items: int = 2000
+    categories: tuple[str, ...] = DEFAULT_CATEGORIES
+    seed: int = 0
+    mess_rate: float = 0.0
+    gzip: bool = False
+    images: bool = True
+    image_size: int = 64
+    image_base_url: str | None = None  # default: file:// URL of OUT/images/
+    max_reviews_per_item: int = 400
+    review_share: float = 0.5  # share of an item's ratings (up to the cap) that left a review
+    users_per_item: float = 2.0
+    truncate_gzip: bool = True  # with gzip and mess: cut the last review file short
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.categories if c not in CATEGORY_TABLE]
+        if unknown:
+            raise ValueError(
+                f"unknown synthetic categories {unknown}; choose from {sorted(CATEGORY_TABLE)}"
+            )
+        if not 0.0 <= self.mess_rate <= 1.0:
+            raise ValueError(f"mess_rate must lie in [0, 1], got {self.mess_rate}")
+        if self.n_items < len(self.categories):
+            raise ValueError(f"n_items ({self.n_items}) must be at least one per category")
+
+
+@dataclass
+class SynthSummary:
+    out_dir: Path
+    items: int = 0
+    meta_lines: int = 0
+    review_lines: int = 0
+    images: int = 0
+    mess_lines: int = 0
+    truncated_file: str | None = None
+    files: dict[str, int] = field(default_factory=dict)  # relative path -> lines written
+
+
+def _base36(n: int, width: int) -> str:
+    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    out = []
+    for _ in range(width):
+        n, r = divmod(n, 36)
+        out.append(digits[r])
+    return "".join(reversed(out))
+
+
+def star_probabilities(quality: float) -> np.ndarray:
+    """P(star = 1..5) for an item of hidden quality q."""
+    stars = np.arange(1, 6)
+    logits = -((stars - quality) ** 2) / (2 * STAR_SPREAD**2)
+    p = np.exp(logits - logits.max())
+    return p / p.sum()
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+class _LineWriter:
+    """Writes lines to a .jsonl or deterministic .jsonl.gz file under a temporary name."""
+
+    def __init__(self, path: Path, gz: bool) -> None:
+        self.path = path
+        self.tmp = path.with_name(path.name + ".tmp")
+        self._raw = open(self.tmp, "wb")  # noqa: SIM115 - closed in close()
+        self._out: Any = (
+            gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6)
+            if gz
+            else self._raw
+        )
+        self._buffer = io.BytesIO()
+        self.lines = 0
+
+    def write(self, line: bytes) -> int:
+        self._buffer.write(line + b"\n")
+        self.lines += 1
+        if self._buffer.tell() > 1 << 20:
+            self._flush()
+        return self.lines
+
+    def _flush(self) -> None:
+        self._out.write(self._buffer.getvalue())
+        self._buffer = io.BytesIO()
+
+    def close(self) -> None:
+        self._flush()
+        if self._out is not self._raw:
+            self._out.close()
+        self._raw.close()
+        os.replace(self.tmp, self.path)
+
+
+class _TruthWriter:
+    """Streams rows to a Parquet file in batches."""
+
+    def __init__(self, path: Path, schema: pa.Schema, batch: int = 20_000) -> None:
+        self.path, self.tmp = path, path.with_name(path.name + ".tmp")
+        self.schema = schema
+        self._writer = pq.ParquetWriter(self.tmp, schema)
+        self._rows: list[dict[str, Any]] = []
+        self._batch = batch
+
+    def add(self, row: dict[str, Any]) -> None:
+        self._rows.append(row)
+        if len(self._rows) >= self._batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self.schema))
+            self._rows = []
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+        os.replace(self.tmp, self.path)
+
+
+TRUTH_ITEM_SCHEMA = pa.schema(
+    [
+        ("parent_asin", pa.string()),
+        ("category", pa.string()),
+        ("main_category", pa.string()),
+        ("true_quality", pa.float64()),  # the hidden quality q
+        ("true_mean_rating", pa.float64()),  # E[star | q]: what average_rating estimates
+        ("rating_number", pa.int64()),
+        ("average_rating", pa.float64()),
+        ("n_reviews", pa.int64()),  # review lines written (before mess)
+        ("has_meta", pa.bool_()),
+        ("has_image", pa.bool_()),
+        ("image_path", pa.string()),
+    ]
+)
+TRUTH_MESS_SCHEMA = pa.schema(
+    [
+        ("file", pa.string()),  # relative to OUT
+        ("kind", pa.string()),  # reviews | items
+        ("line", pa.int64()),
+        ("mess", pa.string()),
+        ("field", pa.string()),
+        ("parent_asin", pa.string()),
+        ("expected", pa.string()),  # typed | quarantine
+        ("expected_reason", pa.string()),
+    ]
+)
+
+
+class _Generator:
+    def __init__(self, config: SynthConfig, out_dir: Path) -> None:
+        self.config = config
+        self.out_dir = out_dir
+        self.image_dir = out_dir / "images"
+        base = config.image_base_url or (self.image_dir.resolve().as_uri() + "/")
+        self.image_base_url = base if base.endswith("/") else base + "/"
+        self.n_users = max(50, int(config.n_items * config.users_per_item))
+
+    # -- items -------------------------------------------------------------------------------
+    def _quality_word(self, rng: np.random.Generator, quality: float) -> str:
+        if rng.random() < 0.3:  # nuisance instead of signal
+            return str(rng.choice(NUISANCE))
+        positive = rng.random() < _sigmoid(1.8 * (quality - 3.9))
+        return str(rng.choice(POSITIVE if positive else NEGATIVE))
+
+    def _text(
+        self, rng: np.random.Generator, category: str, quality: float
+    ) -> tuple[str, list[str], list[str], str]:
+        brand = str(rng.choice(BRANDS))
+        noun = str(rng.choice(NOUNS[category]))
+        title = (
+            f"{brand} {self._quality_word(rng, quality).capitalize()} {rng.choice(NUISANCE)} {noun}"
+        )
+        if rng.random() < 0.5:
+            title += f", {int(rng.integers(1, 6)) * 10} Count"
+        features = []
+        for _ in range(int(rng.integers(0, 6))):
+            if rng.random() < 0.6:
+                adj = self._quality_word(rng, quality)
+                template = str(rng.choice(FEATURE_QUALITY))
+                features.append(template.format(adj=adj, Adj=adj.capitalize()))
+            else:
+                template = str(rng.choice(FEATURE_NUISANCE))
+                features.append(
+                    template.format(nuis=rng.choice(NUISANCE), k=int(rng.integers(2, 40)))
+                )
+        description = []
+        for _ in range(int(rng.integers(0, 3))):
+            description.append(
+                f"This {self._quality_word(rng, quality)} {noun} from {brand} comes in a "
+                f"{rng.choice(NUISANCE)} style. Customers describe it as "
+                f"{self._quality_word(rng, quality)}."
+            )
+        return title, features, description, brand
+
+    def _image(
+        self, rng: np.random.Generator, category_index: int, quality: float, path: Path
+    ) -> None:
+        from PIL import Image
+
+        size = self.config.image_size
+        hue = np.array(
+            [(category_index * 53) % 256, (category_index * 97) % 256, (category_index * 151) % 256]
+        )
+        background = np.clip(hue + rng.normal(0, 25, 3), 0, 255)
+        pixels = np.empty((size, size, 3), dtype=np.float64)
+        pixels[:] = background
+        pixels += rng.normal(0, 12, (size, size, 3))  # texture: nuisance
+        yy, xx = np.mgrid[0:size, 0:size]
+        cx, cy = rng.uniform(0.35, 0.65, 2) * size
+        radius = rng.uniform(0.18, 0.32) * size
+        disk = (xx - cx) ** 2 + (yy - cy) ** 2 < radius**2
+        brightness = np.clip(0.5 + 0.28 * (quality - 3.9) + rng.normal(0, 0.12), 0.0, 1.0) * 255
+        pixels[disk] = brightness + rng.normal(0, 6, (int(disk.sum()), 3))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
+            path, format="JPEG", quality=85
+        )
+
+    # -- reviews -----------------------------------------------------------------------------
+    def _user(self, rng: np.random.Generator) -> str:
+        # Skewed towards low indices so some users write many reviews (k-cores are non-trivial).
+        index = int(self.n_users * rng.random() ** 2)
+        return "A" + _base36(index * 7919 + 13, 9) + "Q"
+
+    def run(self) -> SynthSummary:
+        cfg = self.config
+        out = self.out_dir
+        (out / "raw" / REVIEW_DIR).mkdir(parents=True, exist_ok=True)
+        (out / "raw" / META_DIR).mkdir(parents=True, exist_ok=True)
+        truth_dir = out / "ground_truth"
+        truth_dir.mkdir(parents=True, exist_ok=True)
+        summary = SynthSummary(out_dir=out)
+        items_truth = _TruthWriter(truth_dir / "items.parquet", TRUTH_ITEM_SCHEMA)
+        mess_truth = _TruthWriter(truth_dir / "mess.parquet", TRUTH_MESS_SCHEMA)
+        per_category = np.full(len(cfg.categories), cfg.n_items // len(cfg.categories))
+        per_category[: cfg.n_items % len(cfg.categories)] += 1
+
+        from rich.progress import Progress
+
+        with Progress(transient=True) as progress:
+            task = progress.add_task("synthesising items", total=cfg.n_items)
+            for ci, category in enumerate(cfg.categories):
+                self._category(
+                    ci, category, int(per_category[ci]), items_truth, mess_truth, summary
+                )
+                progress.update(task, advance=int(per_category[ci]))
+        items_truth.close()
+        mess_truth.close()
+        if cfg.gzip and cfg.mess_rate > 0 and cfg.truncate_gzip:
+            target = out / "raw" / REVIEW_DIR / review_file_name(cfg.categories[-1], gz=True)
+            size = target.stat().st_size
+            with open(target, "r+b") as fh:
+                fh.truncate(int(size * 0.85))
+            summary.truncated_file = str(target.relative_to(out))
+        manifest = {
+            "generator": "curate synth",
+            "version": __version__,
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+            "image_base_url": self.image_base_url,
+            "items": summary.items,
+            "meta_lines": summary.meta_lines,
+            "review_lines": summary.review_lines,
+            "images": summary.images,
+            "mess_lines": summary.mess_lines,
+            "truncated_file": summary.truncated_file,
+            "files": summary.files,
+        }
+        (truth_dir / "manifest.json").write_text(
+            json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+        )
+        return summary
+
+    def _category(
+        self,
+        ci: int,
+        category: str,
+        n_items: int,
+        items_truth: _TruthWriter,
+        mess_truth: _TruthWriter,
+        summary: SynthSummary,
+    ) -> None:
+        cfg = self.config
+        display, mean_quality = CATEGORY_TABLE[category]
+        rng = np.random.default_rng([cfg.seed, ci])
+        meta_rel = f"raw/{META_DIR}/{meta_file_name(category, cfg.gzip)}"
+        review_rel = f"raw/{REVIEW_DIR}/{review_file_name(category, cfg.gzip)}"
+        meta_out = _LineWriter(self.out_dir / meta_rel, cfg.gzip)
+        review_out = _LineWriter(self.out_dir / review_rel, cfg.gzip)
+
+        def record(
+            file: str,
+            kind: str,
+            line: int,
+            mess: str,
+            fld: str | None,
+            asin: str,
+            expected: str,
+            reason: str | None,
+        ) -> None:
+            summary.mess_lines += 1
+            mess_truth.add(
+                {
+                    "file": file,
+                    "kind": kind,
+                    "line": line,
+                    "mess": mess,
+                    "field": fld,
+                    "parent_asin": asin,
+                    "expected": expected,
+                    "expected_reason": reason,
+                }
+            )
+
+        for i in range(n_items):
+            asin = "B0" + _base36(ci * 50_000_000 + i * 7 + 1, 8)
+            quality = float(np.clip(rng.normal(mean_quality, 0.6), 1.0, 5.0))
+            probs = star_probabilities(quality)
+            true_mean = float((np.arange(1, 6) * probs).sum())
+            if rng.random() < 0.02:
+                n = 0
+            else:
+                n = int(min(rng.random() ** (-1.0 / RATING_NUMBER_ALPHA), 2_000_000))
+            counts = rng.multinomial(n, probs) if n else np.zeros(5, dtype=np.int64)
+            average = round(float((np.arange(1, 6) * counts).sum()) / n, 1) if n else None
+            k = int(rng.binomial(min(n, cfg.max_reviews_per_item), cfg.review_share)) if n else 0
+            stars = (
+                np.repeat(np.arange(1, 6), rng.multivariate_hypergeometric(counts, k)) if k else []
+            )
+            stars = rng.permutation(stars) if k else stars
+            title, features, description, brand = self._text(rng, category, quality)
+            has_image = rng.random() > 0.03
+            image_rel = f"images/{asin[-2:]}/{asin}.jpg"
+            images: list[dict[str, Any]] = []
+            if has_image:
+                if cfg.images:
+                    self._image(rng, ci, quality, self.out_dir / image_rel)
+                    summary.images += 1
+                url = self.image_base_url + image_rel[len("images/") :]
+                images.append(
+                    {
+                        "thumb": url,
+                        "large": url,
+                        "variant": "MAIN",
+                        "hi_res": None if rng.random() < 0.3 else url,
+                    }
+                )
+            launch = int(rng.integers(TIME_START_MS, TIME_END_MS - 86_400_000))
+            record_meta: dict[str, Any] = {
+                "main_category": display,
+                "title": title,
+                "average_rating": average,
+                "rating_number": n,
+                "features": features,
+                "description": description,
+                "price": None if rng.random() < 0.4 else round(float(rng.lognormal(3.0, 0.8)), 2),
+                "images": images,
+                "videos": [],
+                "store": brand,
+                "categories": []
+                if rng.random() < 0.5
+                else [display, str(rng.choice(NOUNS[category])).title()],
+                "details": {
+                    "Brand": brand,
+                    "Date First Available": f"{2010 + launch % 13}-0{1 + launch % 9}-1{launch % 9}",
+                },
+                "parent_asin": asin,
+                "bought_together": None,
+            }
+            # Items with no metadata line: their reviews are orphans (a real-file case).
+            has_meta = not (cfg.mess_rate > 0 and rng.random() < cfg.mess_rate / 2)
+            if has_meta:
+                self._write_meta(rng, record_meta, meta_out, meta_rel, record)
+            items_truth.add(
+                {
+                    "parent_asin": asin,
+                    "category": category,
+                    "main_category": display,
+                    "true_quality": quality,
+                    "true_mean_rating": true_mean,
+                    "rating_number": n,
+                    "average_rating": average,
+                    "n_reviews": k,
+                    "has_meta": has_meta,
+                    "has_image": has_image,
+                    "image_path": image_rel if has_image and cfg.images else None,
+                }
+            )
+            summary.items += 1
+            for star in stars:
+                t = int(min(launch + rng.exponential(120 * 86_400_000), TIME_END_MS))
+                review = {
+                    "rating": float(star),
+                    "title": REVIEW_TITLE[int(star)],
+                    "text": str(rng.choice(REVIEW_TEXT[int(star)])),
+                    "images": [],
+                    "asin": asin,
+                    "parent_asin": asin,
+                    "user_id": self._user(rng),
+                    "timestamp": t,
+                    "helpful_vote": int(rng.geometric(0.6) - 1),
+                    "verified_purchase": bool(rng.random() < 0.85),
+                }
+                self._write_review(rng, review, review_out, review_rel, record, has_meta)
+        meta_out.close()
+        review_out.close()
+        summary.files[meta_rel] = meta_out.lines
+        summary.files[review_rel] = review_out.lines
+        summary.meta_lines += meta_out.lines
+        summary.review_lines += review_out.lines
+
+    # -- mess --------------------------------------------------------------------------------
+    def _write_meta(self, rng, rec, out: _LineWriter, rel: str, record) -> None:
+        asin = rec["parent_asin"]
+        if not (self.config.mess_rate > 0 and rng.random() < self.config.mess_rate):
+            out.write(_dumps(rec))
+            return
+        mess = str(rng.choice(META_MESS))
+        fld: str | None = None
+        expected, reason = "typed", None
+        if mess == "null_field":
+            fld = str(
+                rng.choice(
+                    [
+                        "title",
+                        "main_category",
+                        "features",
+                        "description",
+                        "store",
+                        "price",
+                        "details",
+                        "average_rating",
+                    ]
+                )
+            )
+            rec[fld] = None
+        elif mess == "empty_string":
+            fld = str(rng.choice(["title", "main_category", "store"]))
+            rec[fld] = ""
+        elif mess == "empty_list":
+            fld = str(rng.choice(["features", "description", "images"]))
+            rec[fld] = []
+        elif mess == "html":
+            fld = "description"
+            rec[fld] = [
+                f"<p>{d}</p><br/>Made &amp; tested <b>carefully</b>." for d in rec[fld] or ["Nice"]
+            ]
+        elif mess == "price_text":
+            fld = "price"
+            rec[fld] = str(rng.choice(["None", "$12.99", "from $5.00", "$1,299.00"]))
+        elif mess == "details_string":
+            fld = "details"
+            rec[fld] = json.dumps(rec[fld])
+        elif mess == "castable_type":
+            fld = str(rng.choice(["average_rating", "rating_number"]))
+            rec[fld] = None if rec[fld] is None else str(rec[fld])
+        elif mess == "hub_images":
+            fld = "images"
+            imgs = rec[fld]
+            rec[fld] = {
+                key: [im[key] for im in imgs] for key in ("hi_res", "large", "thumb", "variant")
+            }
+        elif mess == "wrong_type":
+            fld = str(rng.choice(["rating_number", "average_rating", "features"]))
+            rec[fld] = {
+                "rating_number": "many",
+                "average_rating": [4.5],
+                "features": "one feature",
+            }[fld]
+            expected, reason = "quarantine", reason_wrong_type(fld)
+        elif mess == "missing_key":
+            fld = "parent_asin"
+            del rec[fld]
+            expected, reason = "quarantine", reason_missing(fld)
+        line = _dumps(rec)
+        if mess in ("invalid_json", "non_utf8", "blank_line"):
+            line, reason = _break_line(rng, line, mess)
+            expected = "quarantine"
+        number = out.write(line)
+        record(rel, "items", number, mess, fld, asin, expected, reason)
+        if mess == "duplicate_line":
+            number = out.write(line)
+            record(rel, "items", number, mess, None, asin, "typed", None)
+
+    def _write_review(self, rng, rec, out: _LineWriter, rel: str, record, has_meta: bool) -> None:
+        asin = rec["parent_asin"]
+        messy = self.config.mess_rate > 0 and rng.random() < self.config.mess_rate
+        if not messy:
+            number = out.write(_dumps(rec))
+            if not has_meta:
+                record(rel, "reviews", number, "orphan_review", None, asin, "typed", None)
+            return
+        mess = str(rng.choice(REVIEW_MESS))
+        fld: str | None = None
+        expected, reason = "typed", None
+        if mess == "null_field":
+            fld = str(rng.choice(["title", "text", "user_id", "helpful_vote"]))
+            rec[fld] = None
+        elif mess == "empty_string":
+            fld = str(rng.choice(["title", "text"]))
+            rec[fld] = ""
+        elif mess == "castable_type":
+            fld = str(rng.choice(["rating", "timestamp", "helpful_vote"]))
+            rec[fld] = str(rec[fld])
+        elif mess == "wrong_type":
+            fld = str(rng.choice(["rating", "verified_purchase", "timestamp"]))
+            rec[fld] = {"rating": "five", "verified_purchase": "yes", "timestamp": 1.5e12 + 0.5}[
+                fld
+            ]
+            expected, reason = "quarantine", reason_wrong_type(fld)
+        elif mess == "missing_key":
+            fld = "parent_asin"
+            rec[fld] = None
+            expected, reason = "quarantine", reason_missing(fld)
+        line = _dumps(rec)
+        if mess in ("invalid_json", "non_utf8", "blank_line"):
+            line, reason = _break_line(rng, line, mess)
+            expected = "quarantine"
+        number = out.write(line)
+        record(rel, "reviews", number, mess, fld, asin, expected, reason)
+        if mess == "duplicate_line":
+            number = out.write(line)
+            record(rel, "reviews", number, mess, None, asin, "typed", None)
+
+
+def _dumps(rec: dict[str, Any]) -> bytes:
+    # The real files are written with Python's default separators and raw UTF-8.
+    return json.dumps(rec, ensure_ascii=False).encode("utf-8")
+
+
+def _break_line(rng: np.random.Generator, line: bytes, mess: str) -> tuple[bytes, str]:
+    if mess == "invalid_json":
+        cut = int(rng.integers(5, max(6, len(line) - 2)))
+        return line[:cut], REASON_INVALID_JSON
+    if mess == "non_utf8":
+        at = line.find(b'"title": "') + len(b'"title": "')
+        return line[:at] + b"Caf\xe9 \xff" + line[at:], REASON_INVALID_UTF8
+    return b"", REASON_BLANK
+
+
+def synthesize(out_dir: str | Path, config: SynthConfig | None = None) -> SynthSummary:
+    """Write a synthetic corpus to ``out_dir`` (raw/, images/, ground_truth/)."""
+    return _Generator(config or SynthConfig(), Path(out_dir)).run()
+
+
+def iter_corpus_files(out_dir: str | Path) -> Iterator[Path]:
+    root = Path(out_dir) / "raw"
+    yield from sorted(p for p in root.rglob("*.jsonl*") if p.is_file())

@@ -1,0 +1,1 @@
+"""The compact dual-encoder trainer and the study runner (see issues 5 and 6)."""

@@ -1,0 +1,1 @@
+"""Sample-weighting strategies for curated slices (see issue 4)."""

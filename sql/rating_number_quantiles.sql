@@ -2,10 +2,10 @@
 SELECT
     category,
     count(*) AS items,
-    quantile_cont(rating_number, 0.10) AS p10,
-    quantile_cont(rating_number, 0.50) AS median,
-    quantile_cont(rating_number, 0.90) AS p90,
-    quantile_cont(rating_number, 0.99) AS p99,
+    round(quantile_cont(rating_number, 0.10), 1) AS p10,
+    round(quantile_cont(rating_number, 0.50), 1) AS median,
+    round(quantile_cont(rating_number, 0.90), 1) AS p90,
+    round(quantile_cont(rating_number, 0.99), 1) AS p99,
     max(rating_number) AS max,
     round(avg((rating_number < 10)::INT), 4) AS share_under_10,
     count(*) FILTER (WHERE rating_number > 10000) AS items_over_10000

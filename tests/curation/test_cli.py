@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import polars as pl
+from typer.testing import CliRunner
+
+from curation.cli import app
+from curation.sqlconsole import named_queries
+
+runner = CliRunner()
+
+
+def test_help_lists_the_stages():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("synth", "ingest", "sql", "demo"):
+        assert command in result.output
+
+
+def test_data_commands_start_fast_without_torch():
+    code = "import sys, curation.cli; print('torch' in sys.modules)"
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert time.perf_counter() - started < 2.0  # generous for a loaded CI machine
+    help_out = subprocess.run(
+        [sys.executable, "-m", "curation", "ingest", "--help"], capture_output=True, text=True
+    )
+    assert help_out.returncode == 0 and "quarantine" in help_out.stdout
+
+
+def test_synth_then_ingest_from_the_command_line(tmp_path):
+    corpus, catalog = tmp_path / "corpus", tmp_path / "catalog"
+    result = runner.invoke(
+        app,
+        [
+            "synth",
+            str(corpus),
+            "--items",
+            "40",
+            "--mess",
+            "0.1",
+            "--no-images",
+            "--categories",
+            "All_Beauty,Video_Games",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "40 items" in result.output
+    result = runner.invoke(app, ["ingest", str(corpus / "raw"), "--catalog", str(catalog)])
+    assert result.exit_code == 0, result.output
+    assert "4 files:" in result.output and "quarantined" in result.output
+    again = runner.invoke(app, ["ingest", str(corpus / "raw"), "--catalog", str(catalog)])
+    assert "unchanged, skipped" in again.output
+
+
+def test_every_named_query_runs(messy_catalog):
+    assert {
+        "rating_distribution",
+        "rating_number_quantiles",
+        "orphan_reviews",
+        "quarantine_reasons",
+    } <= set(named_queries())
+    for name in named_queries():
+        result = runner.invoke(app, ["sql", "-f", name, "-c", str(messy_catalog)])
+        assert result.exit_code == 0, (name, result.output)
+        assert "│" in result.output  # a table was printed
+
+
+def test_reconciliation_query_says_every_file_reconciles(messy_catalog, tmp_path):
+    out = tmp_path / "rec.csv"
+    result = runner.invoke(
+        app,
+        [
+            "sql",
+            "-f",
+            "ingest_reconciliation",
+            "-c",
+            str(messy_catalog),
+            "--format",
+            "csv",
+            "-o",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    table = pl.read_csv(out)
+    assert table.height == 12 and table["reconciles"].all()
+
+
+def test_output_formats(messy_catalog, tmp_path):
+    query = "SELECT category, count(*) AS n FROM items GROUP BY 1 ORDER BY 1"
+    csv = runner.invoke(app, ["sql", query, "-c", str(messy_catalog), "--format", "csv"])
+    assert csv.output.splitlines()[0] == "category,n" and len(csv.output.splitlines()) == 7
+    js = runner.invoke(app, ["sql", query, "-c", str(messy_catalog), "--format", "json"])
+    assert json.loads(js.output.splitlines()[0])["category"] == "All_Beauty"
+    target = tmp_path / "out.parquet"
+    pq = runner.invoke(
+        app, ["sql", query, "-c", str(messy_catalog), "--format", "parquet", "-o", str(target)]
+    )
+    assert pq.exit_code == 0 and pl.read_parquet(target).height == 6
+    no_output = runner.invoke(app, ["sql", query, "-c", str(messy_catalog), "--format", "parquet"])
+    assert no_output.exit_code == 2 and "--output" in no_output.output
+
+
+def test_read_only_unless_asked(messy_catalog, tmp_path):
+    import shutil
+
+    copy = tmp_path / "cat"
+    shutil.copytree(messy_catalog, copy)
+    denied = runner.invoke(app, ["sql", "CREATE TABLE mine AS SELECT 1 AS x", "-c", str(copy)])
+    assert denied.exit_code == 2 and "read-only" in denied.output
+    allowed = runner.invoke(
+        app, ["sql", "CREATE TABLE mine AS SELECT 1 AS x", "-c", str(copy), "--write"]
+    )
+    assert allowed.exit_code == 0, allowed.output
+    kept = runner.invoke(app, ["sql", "SELECT x FROM mine", "-c", str(copy), "--format", "csv"])
+    assert kept.output.splitlines() == ["x", "1"]
+
+
+def test_user_mistakes_are_one_line_errors(messy_catalog, tmp_path):
+    cases = [
+        ["sql", "SELECT 1", "-c", str(tmp_path / "none")],
+        ["sql", "SELEC oops", "-c", str(messy_catalog)],
+        ["sql", "-f", "no_such_query", "-c", str(messy_catalog)],
+        ["ingest", str(tmp_path / "absent"), "-c", str(tmp_path / "c")],
+        ["synth", str(tmp_path / "s"), "--mess", "2"],
+    ]
+    for args in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.startswith("error: ") and "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_query_from_stdin(messy_catalog):
+    result = runner.invoke(
+        app, ["sql", "-c", str(messy_catalog), "--format", "csv"], input="SELECT 41 + 1 AS answer"
+    )
+    assert result.output.splitlines() == ["answer", "42"]

@@ -1,0 +1,300 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from curation.catalog import Catalog
+from curation.ingest import ingest
+from curation.schema import REASON_TRUNCATED_GZIP
+from curation.sources import SourceError, list_raw_files
+from curation.synth import META_MESS, REVIEW_MESS
+from tests.conftest import count_lines, read_lines, shared_file
+
+
+def _query(catalog_root: Path, sql: str) -> pl.DataFrame:
+    con = Catalog.open(catalog_root).connect()
+    try:
+        return con.sql(sql).pl()
+    finally:
+        con.close()
+
+
+def _mess_outcomes(corpus: Path, catalog_root: Path) -> pl.DataFrame:
+    """Every planted defect with where its line ended up (bronze row or quarantine reason)."""
+    con = Catalog.open(catalog_root).connect()
+    mess = corpus / "ground_truth" / "mess.parquet"
+    try:
+        return con.sql(f"""
+            WITH m AS (
+                SELECT *, regexp_extract(file, '(?:meta_)?([A-Za-z_]+)\\.jsonl', 1) AS category
+                FROM read_parquet('{mess}')),
+            b AS (SELECT 'reviews' AS kind, category, source_line FROM reviews
+                  UNION ALL SELECT 'items', category, source_line FROM items)
+            SELECT m.*, b.source_line IS NOT NULL AS in_bronze, q.reason AS got_reason
+            FROM m
+            LEFT JOIN b ON b.kind = m.kind AND b.category = m.category AND b.source_line = m.line
+            LEFT JOIN quarantine q ON q.kind = m.kind AND q.category = m.category
+                 AND q.source_line = m.line AND q.scope = 'line'
+        """).pl()
+    finally:
+        con.close()
+
+
+def test_counts_reconcile_per_file(messy_corpus, messy_catalog):
+    sources = Catalog.open(messy_catalog).sources
+    assert len(sources) == 12
+    for entry in sources.values():
+        independent = count_lines(Path(entry["source"]))
+        assert entry["lines_read"] == independent
+        assert entry["lines_read"] == entry["rows_ingested"] + entry["lines_quarantined"]
+        rows = _query(messy_catalog, f"SELECT count(*) AS n FROM read_parquet('{entry['bronze']}')")
+        assert rows["n"][0] == entry["rows_ingested"]
+
+
+@pytest.mark.parametrize(
+    "kind,mess",
+    [("items", m) for m in META_MESS]
+    + [("reviews", m) for m in REVIEW_MESS]
+    + [("reviews", "orphan_review")],
+)
+def test_each_kind_of_mess_is_typed_or_quarantined_with_its_reason(
+    messy_corpus, messy_catalog, kind, mess
+):
+    outcomes = _mess_outcomes(messy_corpus, messy_catalog)
+    truncated = json.loads((messy_corpus / "ground_truth/manifest.json").read_text())[
+        "truncated_file"
+    ]
+    readable = count_lines(messy_corpus / truncated)
+    # Lines past the cut of the deliberately truncated file cannot be read by anyone.
+    outcomes = outcomes.filter(~((pl.col("file") == truncated) & (pl.col("line") > readable)))
+    rows = outcomes.filter((pl.col("kind") == kind) & (pl.col("mess") == mess))
+    assert rows.height > 0, f"the corpus has no planted {mess} in {kind}"
+    typed = rows.filter(pl.col("expected") == "typed")
+    assert typed["in_bronze"].all(), typed.filter(~pl.col("in_bronze"))
+    quarantined = rows.filter(pl.col("expected") == "quarantine")
+    assert (quarantined["got_reason"] == quarantined["expected_reason"]).all(), quarantined
+    assert not (rows["in_bronze"] & rows["got_reason"].is_not_null()).any()
+
+
+def test_castable_values_are_typed_to_the_right_value(messy_corpus, messy_catalog):
+    truth = pl.read_parquet(messy_corpus / "ground_truth/items.parquet")
+    got = _query(messy_catalog, "SELECT parent_asin, average_rating, rating_number FROM items")
+    joined = got.join(truth, on="parent_asin", suffix="_truth").unique("parent_asin")
+    assert joined.height > 500
+    assert (joined["rating_number"] == joined["rating_number_truth"]).all()
+    both = joined.filter(pl.col("average_rating").is_not_null())
+    assert (both["average_rating"] == both["average_rating_truth"]).all()
+
+
+def test_alternative_forms_are_normalised(messy_corpus, messy_catalog):
+    outcomes = _mess_outcomes(messy_corpus, messy_catalog)
+    hub = outcomes.filter((pl.col("mess") == "hub_images") & (pl.col("kind") == "items"))
+    asins = ", ".join(f"'{a}'" for a in hub["parent_asin"])
+    images = _query(messy_catalog, f"SELECT images FROM items WHERE parent_asin IN ({asins})")
+    for value in images["images"].to_list():  # zipped from a struct of lists
+        assert isinstance(value, list) and all(
+            set(im) == {"thumb", "large", "variant", "hi_res"} for im in value
+        )
+    details = outcomes.filter(pl.col("mess") == "details_string")["parent_asin"]
+    asins = ", ".join(f"'{a}'" for a in details)
+    got = _query(messy_catalog, f"SELECT details FROM items WHERE parent_asin IN ({asins})")
+    assert all(json.loads(d)["Brand"] for d in got["details"])  # unwrapped to the object
+    planted = outcomes.filter(pl.col("mess") == "price_text")["parent_asin"]
+    asins = ", ".join(f"'{a}'" for a in planted)
+    prices = _query(messy_catalog, f"SELECT price FROM items WHERE parent_asin IN ({asins})")
+    assert prices.height == len(planted) > 0
+    # Kept as the text it was ("$12.99", "None", ...) for silver to parse.
+    assert set(prices["price"]) <= {"None", "$12.99", "from $5.00", "$1,299.00"}
+
+
+def test_truncated_gzip_is_reported_and_its_readable_lines_kept(messy_corpus, messy_catalog):
+    truncated = json.loads((messy_corpus / "ground_truth/manifest.json").read_text())[
+        "truncated_file"
+    ]
+    entry = next(
+        e
+        for e in Catalog.open(messy_catalog).sources.values()
+        if Path(e["source"]).name == Path(truncated).name
+    )
+    assert entry["file_errors"] and entry["file_errors"][0].startswith(REASON_TRUNCATED_GZIP)
+    assert entry["lines_read"] == count_lines(messy_corpus / truncated) > 0
+    q = _query(messy_catalog, "SELECT count(*) AS n FROM quarantine WHERE scope = 'file'")
+    assert q["n"][0] == 1
+
+
+def test_rerun_is_a_no_op_and_byte_identical(messy_corpus, messy_catalog, tmp_path):
+    before = (messy_catalog / "catalog.json").read_bytes()
+    results = ingest(str(messy_corpus / "raw"), messy_catalog)
+    assert all(r.skipped for r in results)
+    assert (messy_catalog / "catalog.json").read_bytes() == before
+    # A fresh ingest of the same input elsewhere writes the same Parquet bytes.
+    other = tmp_path / "other"
+    ingest(str(messy_corpus / "raw"), other)
+    ours, theirs = Catalog.open(messy_catalog).sources, Catalog.open(other).sources
+    for key, entry in ours.items():
+        assert theirs[key]["bronze_sha256"] == entry["bronze_sha256"]
+        assert theirs[key]["quarantine_sha256"] == entry["quarantine_sha256"]
+
+
+def _small_corpus(tmp_path: Path) -> Path:
+    from curation.synth import SynthConfig, synthesize
+
+    synthesize(
+        tmp_path / "corpus",
+        SynthConfig(n_items=60, seed=5, images=False, categories=("All_Beauty", "Video_Games")),
+    )
+    return tmp_path / "corpus" / "raw"
+
+
+def test_a_changed_category_is_reingested_alone(tmp_path):
+    raw = _small_corpus(tmp_path)
+    ingest(str(raw), tmp_path / "cat")
+    target = raw / "review_categories" / "Video_Games.jsonl"
+    target.write_bytes(target.read_bytes() + b'{"rating": 5.0, "parent_asin": "B0NEW"}\n')
+    results = {r.key: r for r in ingest(str(raw), tmp_path / "cat")}
+    assert [k for k, r in results.items() if not r.skipped] == ["reviews/Video_Games"]
+    assert results["reviews/Video_Games"].lines_read == count_lines(target)
+    # The old version's files are gone; only the catalog's current files remain.
+    bronze = sorted((tmp_path / "cat" / "bronze").rglob("*.parquet"))
+    assert len(bronze) == 4
+
+
+def test_an_interrupted_ingest_leaves_the_previous_catalog_usable(tmp_path):
+    raw = _small_corpus(tmp_path)
+    catalog_root = tmp_path / "cat"
+    ingest(str(raw), catalog_root)
+    before = _query(catalog_root, "SELECT count(*) AS n FROM reviews")["n"][0]
+    target = raw / "review_categories" / "All_Beauty.jsonl"
+    target.write_bytes(target.read_bytes() * 2)
+
+    def interrupt(raw_file, read_bytes):
+        if raw_file.key == "reviews/All_Beauty":
+            raise KeyboardInterrupt  # a user's Ctrl-C in the middle of the file
+
+    with pytest.raises(KeyboardInterrupt):
+        ingest(str(raw), catalog_root, progress=interrupt)
+    assert _query(catalog_root, "SELECT count(*) AS n FROM reviews")["n"][0] == before
+    assert not (catalog_root / ".staging").exists()
+    results = {r.key: r for r in ingest(str(raw), catalog_root)}
+    assert not results["reviews/All_Beauty"].skipped
+    assert _query(catalog_root, "SELECT count(*) AS n FROM reviews")["n"][0] > before
+
+
+def test_a_file_url_takes_the_same_path_as_the_hub(tmp_path):
+    raw = _small_corpus(tmp_path)
+    files = list_raw_files(raw.as_uri(), ["Video_Games"])
+    assert [f.key for f in files] == ["items/Video_Games", "reviews/Video_Games"]
+    results = ingest(raw.as_uri(), tmp_path / "cat", ["Video_Games"])
+    assert sum(r.rows_ingested for r in results) == sum(count_lines(Path(f.url)) for f in files)
+
+
+def test_missing_inputs_are_clear_errors(tmp_path):
+    with pytest.raises(SourceError, match="no such folder"):
+        list_raw_files(str(tmp_path / "absent"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match="found no"):
+        list_raw_files(str(tmp_path / "empty"))
+    raw = _small_corpus(tmp_path)
+    with pytest.raises(SourceError, match=r"for categories \['Books'\]"):
+        list_raw_files(str(raw), ["Books"])
+
+
+def _raw_layout(
+    tmp_path: Path,
+    meta: Path | None = None,
+    reviews: Path | None = None,
+    category: str = "Health_and_Personal_Care",
+) -> Path:
+    raw = tmp_path / "raw"
+    (raw / "meta_categories").mkdir(parents=True)
+    (raw / "review_categories").mkdir(parents=True)
+    if meta:
+        shutil.copy(meta, raw / "meta_categories" / f"meta_{category}.jsonl")
+    if reviews:
+        shutil.copy(reviews, raw / "review_categories" / f"{category}.jsonl")
+    return raw
+
+
+def test_real_metadata_lines_reconcile(tmp_path):
+    real = shared_file("meta_Health_and_Personal_Care.head1001.jsonl")
+    raw = _raw_layout(tmp_path, meta=real)
+    [result] = ingest(str(raw), tmp_path / "cat")
+    assert result.lines_read == 1001 == result.rows_ingested + result.lines_quarantined
+    items = _query(tmp_path / "cat", "SELECT * FROM items")
+    first = json.loads(real.read_text().splitlines()[0])
+    row = items.filter(pl.col("source_line") == 1).row(0, named=True)
+    assert row["parent_asin"] == first["parent_asin"]
+    assert row["rating_number"] == first["rating_number"]
+    assert row["title"] == first["title"]
+    assert items["average_rating"].is_not_null().all()
+
+
+def test_real_reviews_with_missing_keys_are_typed(tmp_path):
+    real = shared_file("All_Beauty.5core.reviews.partial.jsonl")
+    raw = _raw_layout(tmp_path, reviews=real, category="All_Beauty")
+    [result] = ingest(str(raw), tmp_path / "cat")
+    assert result.lines_read == 2544 == result.rows_ingested + result.lines_quarantined
+    reviews = _query(tmp_path / "cat", "SELECT * FROM reviews")
+    assert reviews["asin"].is_null().all() and reviews["rating"].is_not_null().all()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+field_names = st.sampled_from(
+    [
+        "rating",
+        "parent_asin",
+        "title",
+        "timestamp",
+        "images",
+        "verified_purchase",
+        "helpful_vote",
+        "zzz",
+    ]
+)
+plausible = st.dictionaries(field_names, json_values, max_size=6).map(
+    lambda d: json.dumps(d).encode()
+)
+garbage = st.binary(max_size=40).map(lambda b: b.replace(b"\n", b""))
+lines = st.lists(plausible | garbage | st.just(b"") | st.just(b"\xff{}"), min_size=1, max_size=30)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(lines=lines, trailing_newline=st.booleans())
+def test_arbitrary_lines_never_crash_and_always_reconcile(
+    tmp_path_factory, lines, trailing_newline
+):
+    base = tmp_path_factory.mktemp("prop")
+    raw = base / "raw" / "review_categories"
+    raw.mkdir(parents=True)
+    data = b"\n".join(lines) + (b"\n" if trailing_newline else b"")
+    (raw / "All_Beauty.jsonl").write_bytes(data)
+    [result] = ingest(str(base / "raw"), base / "cat")
+    assert result.lines_read == count_lines(raw / "All_Beauty.jsonl")
+    assert result.lines_read == result.rows_ingested + result.lines_quarantined
+    con = duckdb.connect()
+    quarantined = con.sql(
+        f"SELECT source_line FROM read_parquet('{base / 'cat' / 'quarantine'}/*/*/*.parquet')"
+    ).fetchall()
+    typed = con.sql(
+        f"SELECT source_line FROM read_parquet('{base / 'cat' / 'bronze'}/*/*/*.parquet')"
+    ).fetchall()
+    numbers = sorted(n for (n,) in quarantined + typed)
+    assert numbers == list(range(1, result.lines_read + 1))  # each line exactly once
+    for (n,) in typed:  # whatever was typed really was a JSON object with a parent_asin
+        value = json.loads(read_lines(raw / "All_Beauty.jsonl")[n - 1])
+        assert isinstance(value, dict) and value.get("parent_asin") not in (None, "")

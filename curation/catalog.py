@@ -66,9 +66,8 @@ class Catalog:
     def referenced_files(self) -> set[Path]:
         files = set()
         for entry in self.sources.values():
-            for key in ("bronze", "quarantine"):
-                if entry.get(key):
-                    files.add(self.layout.root / entry[key])
+            files.update((self.layout.root / entry["bronze"]).glob("*.parquet"))
+            files.add(self.layout.root / entry["quarantine"])
         for table in self.tables.values():
             files.update(self.layout.root / f for f in table["files"])
         return files
@@ -82,13 +81,20 @@ class Catalog:
                 if path not in keep:
                     path.unlink()
                     removed.append(path)
+            for folder in sorted((self.layout.root / top).rglob("*"), reverse=True):
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
         return removed
 
     # -- views -------------------------------------------------------------------------------
     def view_definitions(self) -> dict[str, str]:
         views: dict[str, str] = {}
         for kind in KINDS:
-            files = [e["bronze"] for _, e in sorted(self.sources.items()) if e["kind"] == kind]
+            files = [
+                f"{e['bronze']}/*.parquet"
+                for _, e in sorted(self.sources.items())
+                if e["kind"] == kind
+            ]
             views[kind] = _union_or_empty(files, bronze_columns(kind))
         quarantined = [e["quarantine"] for _, e in sorted(self.sources.items())]
         views["quarantine"] = _union_or_empty(quarantined, QUARANTINE_COLUMNS)

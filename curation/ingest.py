@@ -25,17 +25,19 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation.catalog import MEMORY_LIMIT, Catalog
 from curation.framing import FrameStats, LineBlock, frame_block, iter_line_blocks, shown_text
-from curation.manifest import sha256_file, versions
+from curation.manifest import sha256_file, sha256_parts, versions
 from curation.schema import (
+    FIELDS_BY_KIND,
     LINE_COLUMN,
     QUARANTINE_COLUMNS,
     RAW_TEXT_LIMIT,
+    REASON_BLANK,
     REASON_INVALID_JSON,
+    REASON_NOT_OBJECT,
     REASON_TRUNCATED_GZIP,
     REASON_UNREADABLE,
     bronze_columns,
@@ -53,7 +55,10 @@ from curation.typing_sql import (
     typing_query,
 )
 
-PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 3}
+PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"  # DuckDB COPY options for bronze parts
+QUARANTINE_OPTIONS: dict[str, Any] = {"compression": "zstd"}
+OPEN_BRACE = ord("{")
+WHITESPACE = b" \t\r\n"
 ARROW_SLICES = 8  # a batch is handed to DuckDB in this many pieces so that all threads work
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -75,18 +80,13 @@ class FileResult:
 ProgressCallback = Callable[[RawFile, int], None]  # (file, bytes read so far)
 
 
-def _bronze_schema(con, kind: str) -> pa.Schema:
-    select = ", ".join(f'CAST(NULL AS {t}) AS "{n}"' for n, t in bronze_columns(kind))
-    return con.sql(f"SELECT {select} WHERE false").to_arrow_table().schema
-
-
 class _FileIngest:
     def __init__(self, con, raw: RawFile, staging: Path) -> None:
         self.con, self.raw = con, raw
-        self.bronze_path = staging / "bronze.parquet"
+        self.bronze_dir = staging / "bronze"  # one Parquet part per block
         self.quarantine_path = staging / "quarantine.parquet"
         self.block_path = staging / "block.jsonl"  # the current block, bad lines blanked
-        self.bronze_schema = _bronze_schema(con, raw.kind)
+        self.bronze_names = [name for name, _ in bronze_columns(raw.kind)]
         self.check_query = line_check_query("block")
         self.fast_query = typing_query(
             raw.kind, raw.category, fields_from_file(raw.kind, str(self.block_path))
@@ -97,6 +97,7 @@ class _FileIngest:
         self.quarantined = 0
         self.rows = 0
         self.fallback_blocks = 0  # blocks that read_json refused (a line over 16 MiB, say)
+        self.parts = 0
 
     def _quarantine_table(self, rows: list[tuple[int | None, str, str, str]]) -> pa.Table:
         n = len(rows)
@@ -119,13 +120,13 @@ class _FileIngest:
     def run(self, progress: ProgressCallback | None) -> tuple[FrameStats, list[str]]:
         stats = FrameStats()
         file_errors: list[str] = []
-        bronze = pq.ParquetWriter(self.bronze_path, self.bronze_schema, **PARQUET_OPTIONS)
-        quarantine = pq.ParquetWriter(self.quarantine_path, QUARANTINE_SCHEMA, **PARQUET_OPTIONS)
+        self.bronze_dir.mkdir(parents=True)
+        quarantine = pq.ParquetWriter(self.quarantine_path, QUARANTINE_SCHEMA, **QUARANTINE_OPTIONS)
         try:
             try:
                 with self.raw.open() as fh:
                     for block in iter_line_blocks(fh, self.raw.url, stats):
-                        self._block(block, bronze, quarantine)
+                        self._block(block, quarantine)
                         if progress:
                             progress(self.raw, stats.bytes_in)
             except (OSError, EOFError, zlib.error) as exc:
@@ -151,10 +152,12 @@ class _FileIngest:
                         ]
                     )
                 )
+            if self.parts == 0:
+                self.write_empty_part()
         finally:
-            bronze.close()
             quarantine.close()
             self.block_path.unlink(missing_ok=True)
+            self.con.execute("DROP TABLE IF EXISTS typed")
         return stats, file_errors
 
     def _register_slices(self, name: str, table: pa.Table) -> None:
@@ -162,56 +165,91 @@ class _FileIngest:
         per_slice = max(1, -(-table.num_rows // ARROW_SLICES))
         self.con.register(name, pa.Table.from_batches(table.to_batches(max_chunksize=per_slice)))
 
-    def _block(
-        self, block: LineBlock, bronze: pq.ParquetWriter, quarantine: pq.ParquetWriter
-    ) -> None:
-        n = block.count
-        self._register_slices("block", pa.table({INDEX: np.arange(n), LINE: block.as_binary()}))
+    def _unusable_lines(self, block: LineBlock) -> list[tuple[int, str]]:
+        """(index in block, reason) of the lines that cannot become a row."""
         try:
-            bad_lines = self.con.sql(self.check_query).fetchall()
-        finally:
-            self.con.unregister("block")
-        skip = np.zeros(n, dtype=bool)
-        bad_index = [i for i, _ in bad_lines]
-        skip[bad_index] = True
-        numbers = pa.table({LINE_COLUMN: block.line_numbers(), SKIP: skip})
-        self.con.register("numbers", numbers)
-        try:
-            with open(self.block_path, "wb") as fh:
-                fh.writelines(block.replaced(bad_index, b"{}"))
+            block.data.decode("utf-8")
+        except UnicodeDecodeError:
+            # Some line is not UTF-8: let DuckDB check every line, in parallel.
+            self._register_slices(
+                "block", pa.table({INDEX: np.arange(block.count), LINE: block.as_binary()})
+            )
             try:
-                result = self.con.sql(self.fast_query).to_arrow_table()
-            except Exception as exc:  # read_json refused the block: parse line by line
-                if not type(exc).__module__.startswith(("duckdb", "_duckdb")):
-                    raise
-                self.fallback_blocks += 1
-                cleaned = b"".join(block.replaced(bad_index, b"{}"))
-                cleaned_block = frame_block(cleaned, block.first_line)
-                self._register_slices("clean_block", pa.table({LINE: cleaned_block.as_binary()}))
-                try:
-                    result = self.con.sql(self.fallback_query).to_arrow_table()
-                finally:
-                    self.con.unregister("clean_block")
+                return self.con.sql(self.check_query).fetchall()
+            finally:
+                self.con.unregister("block")
+        # All UTF-8: only lines that do not start with '{' need a look (blank lines among them).
+        view = np.frombuffer(block.data, dtype=np.uint8)
+        suspects = np.flatnonzero(view[block.offsets[:-1]] != OPEN_BRACE)
+        unusable = []
+        for i in suspects.tolist():
+            text = block.raw(i).strip(WHITESPACE)
+            if not text:
+                unusable.append((i, REASON_BLANK))
+            elif not text.startswith(b"{"):
+                unusable.append((i, REASON_NOT_OBJECT if _is_json(text) else REASON_INVALID_JSON))
+        return unusable
+
+    def _type_block(self, block: LineBlock, unusable_index: list[int]) -> None:
+        """Fill the temporary table ``typed`` with one row per line of the block."""
+        with open(self.block_path, "wb") as fh:
+            fh.writelines(block.replaced(unusable_index, b"{}"))
+        try:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE typed AS {self.fast_query}")
+        except Exception as exc:
+            if not type(exc).__module__.startswith(("duckdb", "_duckdb")):
+                raise
+            self._type_block_line_by_line(block, unusable_index)
+
+    def _type_block_line_by_line(self, block: LineBlock, unusable_index: list[int]) -> None:
+        self.fallback_blocks += 1
+        cleaned = frame_block(b"".join(block.replaced(unusable_index, b"{}")), block.first_line)
+        self._register_slices("clean_block", pa.table({LINE: cleaned.as_binary()}))
+        try:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE typed AS {self.fallback_query}")
+        finally:
+            self.con.unregister("clean_block")
+
+    def _block(self, block: LineBlock, quarantine: pq.ParquetWriter) -> None:
+        n = block.count
+        unusable = self._unusable_lines(block)
+        skip = np.zeros(n, dtype=bool)
+        unusable_index = [i for i, _ in unusable]
+        skip[unusable_index] = True
+        self.con.register("numbers", pa.table({LINE_COLUMN: block.line_numbers(), SKIP: skip}))
+        try:
+            self._type_block(block, unusable_index)
+            flagged = self.con.execute(
+                f"SELECT {LINE_COLUMN}, {REASON}, {ALL_NULL} FROM typed "
+                f"WHERE {REASON} IS NOT NULL ORDER BY {LINE_COLUMN}"
+            ).fetchall()
+            # read_json gives an all-NULL row for a line it could not read: malformed JSON,
+            # or a valid object it refused (over its size limit). The latter is typed again.
+            first = block.first_line
+            if any(
+                all_null and _has_known_field(block.raw(line - first), self.raw.kind)
+                for line, _, all_null in flagged
+            ):
+                self._type_block_line_by_line(block, unusable_index)
+                flagged = self.con.execute(
+                    f"SELECT {LINE_COLUMN}, {REASON}, false FROM typed "
+                    f"WHERE {REASON} IS NOT NULL ORDER BY {LINE_COLUMN}"
+                ).fetchall()
         finally:
             self.con.unregister("numbers")
-        if result.num_rows != n:  # pragma: no cover - would mean misaligned line numbers
-            raise RuntimeError(f"{self.raw.url}: {n} lines in a block but {result.num_rows} rows")
-        wrong = result.filter(pc.is_valid(result[REASON]))
-        keep = pc.and_(pc.is_null(result[REASON]), pc.invert(result[SKIP]))
-        good = result.filter(keep).select(self.bronze_schema.names).cast(self.bronze_schema)
-        bronze.write_table(good)
-        self.rows += good.num_rows
-        rows = [
-            (block.first_line + i, "line", reason, shown_text(block.raw(i)))
-            for i, reason in bad_lines
-        ]
-        first = block.first_line
-        for line, reason, all_null in zip(
-            wrong[LINE_COLUMN].to_pylist(),
-            wrong[REASON].to_pylist(),
-            wrong[ALL_NULL].to_pylist(),
-            strict=True,
-        ):
+        total = self.con.execute("SELECT count(*) FROM typed").fetchone()[0]
+        if total != n:  # pragma: no cover - would mean misaligned line numbers
+            raise RuntimeError(f"{self.raw.url}: {n} lines in a block but {total} rows")
+        part = self.bronze_dir / f"part-{self.parts:05d}.parquet"
+        columns = ", ".join(f'"{c}"' for c in self.bronze_names)
+        written = self.con.execute(
+            f"COPY (SELECT {columns} FROM typed WHERE {REASON} IS NULL AND NOT {SKIP}) "
+            f"TO '{part}' ({PARQUET_OPTIONS})"
+        ).fetchone()[0]
+        self.parts += 1
+        self.rows += written
+        rows = [(first + i, "line", reason, shown_text(block.raw(i))) for i, reason in unusable]
+        for line, reason, all_null in flagged:
             raw = block.raw(line - first)
             if all_null and not _is_json(raw):
                 reason = REASON_INVALID_JSON
@@ -220,6 +258,34 @@ class _FileIngest:
             rows.sort(key=lambda r: r[0])
             self.quarantined += len(rows)
             quarantine.write_table(self._quarantine_table(rows))
+
+    def write_empty_part(self) -> None:
+        """A file with no lines still gets one (empty, typed) bronze part."""
+        select = ", ".join(f'CAST(NULL AS {t}) AS "{n}"' for n, t in bronze_columns(self.raw.kind))
+        part = self.bronze_dir / "part-00000.parquet"
+        self.con.execute(f"COPY (SELECT {select} WHERE false) TO '{part}' ({PARQUET_OPTIONS})")
+        self.parts = 1
+
+
+def _has_known_field(raw: bytes, kind: str) -> bool:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and any(f.name in value for f in FIELDS_BY_KIND[kind])
+
+
+def _move_into_place(src: Path, dst: Path) -> None:
+    """Rename a finished output to its final name; an older one of that name is moved aside
+    first (a forced re-ingest of an unchanged file), since a folder cannot be replaced."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.is_dir():
+        aside = dst.with_name(f".old-{uuid.uuid4().hex}")
+        os.replace(dst, aside)
+        os.replace(src, dst)
+        shutil.rmtree(aside)
+    else:
+        os.replace(src, dst)
 
 
 def _is_json(raw: bytes) -> bool:
@@ -292,11 +358,10 @@ def _ingest_file(
             f"{job.quarantined} quarantined"
         )
     version = raw.fingerprint[:16]
-    bronze = layout.bronze_file(raw.kind, raw.category, version)
+    bronze = layout.bronze_dir(raw.kind, raw.category, version)
     quarantine = layout.quarantine_file(raw.kind, raw.category, version)
-    for src, dst in ((job.bronze_path, bronze), (job.quarantine_path, quarantine)):
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src, dst)
+    for src, dst in ((job.bronze_dir, bronze), (job.quarantine_path, quarantine)):
+        _move_into_place(src, dst)
     seconds = time.perf_counter() - started
     catalog.sources[raw.key] = {
         "kind": raw.kind,
@@ -311,7 +376,8 @@ def _ingest_file(
         "fallback_blocks": job.fallback_blocks,
         "bronze": str(bronze.relative_to(layout.root)),
         "quarantine": str(quarantine.relative_to(layout.root)),
-        "bronze_sha256": sha256_file(bronze),
+        "bronze_parts": job.parts,
+        "bronze_sha256": sha256_parts(bronze),
         "quarantine_sha256": sha256_file(quarantine),
         "versions": versions(),
     }

@@ -28,6 +28,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def sha256_parts(folder: Path) -> str:
+    """One digest for a folder of Parquet parts: over their names and contents, in order."""
+    digest = hashlib.sha256()
+    for part in sorted(folder.glob("*.parquet")):
+        digest.update(part.name.encode() + b"\0" + sha256_file(part).encode())
+    return digest.hexdigest()
+
+
 def versions() -> dict[str, str]:
     """Versions of the code and of the libraries whose output lands in files."""
     import duckdb

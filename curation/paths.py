@@ -62,8 +62,9 @@ class CatalogLayout:
     def staging(self) -> Path:
         return self.root / ".staging"
 
-    def bronze_file(self, kind: str, category: str, version: str) -> Path:
-        return self.root / "bronze" / kind / f"category={category}" / f"{version}.parquet"
+    def bronze_dir(self, kind: str, category: str, version: str) -> Path:
+        """One folder of Parquet parts per ingested raw file."""
+        return self.root / "bronze" / kind / f"category={category}" / version
 
     def quarantine_file(self, kind: str, category: str, version: str) -> Path:
         return self.root / "quarantine" / kind / f"category={category}" / f"{version}.parquet"

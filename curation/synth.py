@@ -20,7 +20,6 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -725,8 +724,3 @@ def _break_line(rng: np.random.Generator, line: bytes, mess: str) -> tuple[bytes
 def synthesize(out_dir: str | Path, config: SynthConfig | None = None) -> SynthSummary:
     """Write a synthetic corpus to ``out_dir`` (raw/, images/, ground_truth/)."""
     return _Generator(config or SynthConfig(), Path(out_dir)).run()
-
-
-def iter_corpus_files(out_dir: str | Path) -> Iterator[Path]:
-    root = Path(out_dir) / "raw"
-    yield from sorted(p for p in root.rglob("*.jsonl*") if p.is_file())

@@ -54,7 +54,9 @@ def test_counts_reconcile_per_file(messy_corpus, messy_catalog):
         independent = count_lines(Path(entry["source"]))
         assert entry["lines_read"] == independent
         assert entry["lines_read"] == entry["rows_ingested"] + entry["lines_quarantined"]
-        rows = _query(messy_catalog, f"SELECT count(*) AS n FROM read_parquet('{entry['bronze']}')")
+        rows = _query(
+            messy_catalog, f"SELECT count(*) AS n FROM read_parquet('{entry['bronze']}/*.parquet')"
+        )
         assert rows["n"][0] == entry["rows_ingested"]
 
 
@@ -187,6 +189,44 @@ def test_an_interrupted_ingest_leaves_the_previous_catalog_usable(tmp_path):
     assert _query(catalog_root, "SELECT count(*) AS n FROM reviews")["n"][0] > before
 
 
+@pytest.mark.parametrize("kind", ["reviews", "items"])
+def test_line_by_line_typing_agrees_with_read_json(messy_corpus, tmp_path, kind):
+    """The fallback for blocks that read_json refuses types every line the same way."""
+    import pyarrow as pa
+
+    from curation.framing import frame_block
+    from curation.typing_sql import fields_from_file, fields_from_lines, typing_query
+
+    name = "All_Beauty.jsonl.gz" if kind == "reviews" else "meta_All_Beauty.jsonl.gz"
+    folder = "review_categories" if kind == "reviews" else "meta_categories"
+    lines = [
+        ln
+        for ln in read_lines(messy_corpus / "raw" / folder / name)
+        if ln.strip().startswith(b"{") and _is_utf8(ln)
+    ]  # what the line check lets by
+    path = tmp_path / "block.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    con = duckdb.connect()
+    con.register(
+        "numbers",
+        pa.table({"source_line": list(range(1, len(lines) + 1)), "_skip": [False] * len(lines)}),
+    )
+    con.register("clean_block", pa.table({"line": frame_block(path.read_bytes(), 1).as_binary()}))
+    fast = con.sql(typing_query(kind, "All_Beauty", fields_from_file(kind, str(path)))).pl()
+    slow = con.sql(typing_query(kind, "All_Beauty", fields_from_lines(kind, "clean_block"))).pl()
+    assert fast.height == slow.height == len(lines)
+    assert fast["_reason"].null_count() < fast.height  # the block has planted defects
+    assert fast.equals(slow)
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def test_a_file_url_takes_the_same_path_as_the_hub(tmp_path):
     raw = _small_corpus(tmp_path)
     files = list_raw_files(raw.as_uri(), ["Video_Games"])
@@ -291,7 +331,7 @@ def test_arbitrary_lines_never_crash_and_always_reconcile(
         f"SELECT source_line FROM read_parquet('{base / 'cat' / 'quarantine'}/*/*/*.parquet')"
     ).fetchall()
     typed = con.sql(
-        f"SELECT source_line FROM read_parquet('{base / 'cat' / 'bronze'}/*/*/*.parquet')"
+        f"SELECT source_line FROM read_parquet('{base / 'cat' / 'bronze'}/*/*/*/*.parquet')"
     ).fetchall()
     numbers = sorted(n for (n,) in quarantined + typed)
     assert numbers == list(range(1, result.lines_read + 1))  # each line exactly once

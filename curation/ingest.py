@@ -13,7 +13,6 @@ Per file the manifest records lines_read = rows_ingested + lines_quarantined.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 import uuid
@@ -29,7 +28,7 @@ import pyarrow.parquet as pq
 
 from curation.catalog import MEMORY_LIMIT, Catalog
 from curation.framing import FrameStats, LineBlock, frame_block, iter_line_blocks, shown_text
-from curation.manifest import sha256_file, sha256_parts, versions
+from curation.manifest import replace_path, sha256_file, sha256_parts, versions
 from curation.schema import (
     FIELDS_BY_KIND,
     LINE_COLUMN,
@@ -275,19 +274,6 @@ def _has_known_field(raw: bytes, kind: str) -> bool:
     return isinstance(value, dict) and any(f.name in value for f in FIELDS_BY_KIND[kind])
 
 
-def _move_into_place(src: Path, dst: Path) -> None:
-    """Rename a finished output to its final name; an older one of that name is moved aside
-    first (a forced re-ingest of an unchanged file), since a folder cannot be replaced."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.is_dir():
-        aside = dst.with_name(f".old-{uuid.uuid4().hex}")
-        os.replace(dst, aside)
-        os.replace(src, dst)
-        shutil.rmtree(aside)
-    else:
-        os.replace(src, dst)
-
-
 def _is_json(raw: bytes) -> bool:
     """Strict JSON (no NaN or Infinity), as DuckDB reads it."""
 
@@ -361,7 +347,7 @@ def _ingest_file(
     bronze = layout.bronze_dir(raw.kind, raw.category, version)
     quarantine = layout.quarantine_file(raw.kind, raw.category, version)
     for src, dst in ((job.bronze_dir, bronze), (job.quarantine_path, quarantine)):
-        _move_into_place(src, dst)
+        replace_path(src, dst)
     seconds = time.perf_counter() - started
     catalog.sources[raw.key] = {
         "kind": raw.kind,

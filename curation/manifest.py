@@ -20,6 +20,22 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     os.replace(tmp, path)
 
 
+def replace_path(src: Path, dst: Path) -> None:
+    """Rename a finished output (file or folder) to its final name. An existing folder of that
+    name is moved aside first and removed after, since a folder cannot be replaced in one go."""
+    import shutil
+    import uuid
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.is_dir():
+        aside = dst.with_name(f".old-{uuid.uuid4().hex}")
+        os.replace(dst, aside)
+        os.replace(src, dst)
+        shutil.rmtree(aside)
+    else:
+        os.replace(src, dst)
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

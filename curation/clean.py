@@ -1,0 +1,312 @@
+"""Bronze -> silver ``items``: one row per parent_asin, cleaned, every rejection recorded.
+
+Cleaning rules are named: each is a predicate ("reject when") and a reason, in the manner of
+DataTrove's filters. Rules are applied in order, as a funnel: a rejected row carries the
+first rule that caught it, and per rule rows in = rows kept + rows rejected. A *profile* is
+an ordered list of rules:
+
+- ``default``: one row per parent_asin with a title, an average_rating in [1, 5] and a
+  non-negative rating_number. Items without an image are kept (``has_image`` is false; the
+  trainer feeds a black image and zeroes the image features, as the paper does).
+- ``effiminivlm``: exactly the EffiMiniVLM authors' rules (their 25 categories; main_category,
+  title, features, description, average_rating and rating_number all present, i.e. not null
+  and, for text, not blank and, for lists, holding a non-blank element; more than 30
+  characters of title + features + description counted on the raw text, the features and the
+  description paragraphs each joined with a space; at least one hi_res or large image URL),
+  plus the one-row-per-item rule every silver table keeps.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curation.catalog import Catalog
+from curation.manifest import replace_path, sha256_file, versions, write_json_atomic
+
+SILVER_ITEMS = "silver_items"  # catalog view names
+REJECTIONS = "rejections"
+
+# The 9 categories the EffiMiniVLM authors left out (of 33 plus "Unknown").
+EFFIMINIVLM_EXCLUDED = (
+    "Beauty_and_Personal_Care",
+    "CDs_and_Vinyl",
+    "Clothing_Shoes_and_Jewelry",
+    "Digital_Music",
+    "Gift_Cards",
+    "Health_and_Household",
+    "Magazine_Subscriptions",
+    "Patio_Lawn_and_Garden",
+    "Subscription_Boxes",
+)
+EFFIMINIVLM_MIN_TEXT_CHARS = 30  # kept when strictly more
+
+# Text as the model reads it (the paper's format), built once here.
+MODEL_TEXT = (
+    "'Main category: ' || coalesce(main_category_clean, '') || chr(10) || "
+    "'Title: ' || coalesce(title_clean, '') || chr(10) || "
+    "'Features: ' || coalesce(features_text, '') || chr(10) || "
+    "'Description: ' || coalesce(description_text, '')"
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    reject_when: str  # SQL over the normalised row (see _NORMALISED)
+    reason: str
+
+
+def _present_text(column: str) -> str:
+    return f"nullif(trim({column}), '') IS NOT NULL"
+
+
+def _present_list(column: str) -> str:
+    return f"len(list_filter({column}, lambda x: nullif(trim(x), '') IS NOT NULL)) > 0"
+
+
+DUPLICATE = Rule(
+    "duplicate_parent_asin",
+    "_occurrence > 1",
+    "a later line for a parent_asin already seen (the first one is kept)",
+)
+
+PROFILES: dict[str, list[Rule]] = {
+    "default": [
+        DUPLICATE,
+        Rule("missing_title", "title_clean = '' OR title_clean IS NULL", "no title"),
+        Rule("missing_average_rating", "average_rating IS NULL", "no average_rating"),
+        Rule(
+            "rating_out_of_range",
+            "average_rating NOT BETWEEN 1 AND 5",
+            "average_rating outside [1, 5]",
+        ),
+        Rule("missing_rating_number", "rating_number IS NULL", "no rating_number"),
+        Rule("negative_rating_number", "rating_number < 0", "rating_number below 0"),
+    ],
+    "effiminivlm": [
+        DUPLICATE,
+        Rule(
+            "category_not_selected",
+            "category IN (" + ", ".join(f"'{c}'" for c in EFFIMINIVLM_EXCLUDED) + ")",
+            "one of the 9 categories the EffiMiniVLM authors left out",
+        ),
+        Rule("missing_main_category", f"NOT {_present_text('main_category')}", "no main_category"),
+        Rule("missing_title", f"NOT {_present_text('title')}", "no title"),
+        Rule(
+            "missing_features", f"NOT coalesce({_present_list('features')}, false)", "no features"
+        ),
+        Rule(
+            "missing_description",
+            f"NOT coalesce({_present_list('description')}, false)",
+            "no description",
+        ),
+        Rule("missing_average_rating", "average_rating IS NULL", "no average_rating"),
+        Rule("missing_rating_number", "rating_number IS NULL", "no rating_number"),
+        Rule(
+            "text_too_short",
+            f"raw_text_chars <= {EFFIMINIVLM_MIN_TEXT_CHARS}",
+            f"{EFFIMINIVLM_MIN_TEXT_CHARS} or fewer characters of title + features + description",
+        ),
+        Rule("no_image", "main_image_url IS NULL", "no hi_res or large image URL"),
+    ],
+}
+
+
+def profile_rules(profile: str) -> list[Rule]:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    return PROFILES[profile]
+
+
+_MACROS = r"""
+CREATE OR REPLACE TEMP MACRO curate_clean_text(s) AS
+    trim(regexp_replace(
+        replace(replace(replace(replace(replace(replace(
+            regexp_replace(s, '<[^>]*>', ' ', 'g'),
+            '&nbsp;', ' '), '&lt;', '<'), '&gt;', '>'), '&quot;', '"'),
+            '&#39;', ''''), '&amp;', '&'),
+        '\s+', ' ', 'g'));
+CREATE OR REPLACE TEMP MACRO curate_first_url(urls) AS
+    list_filter(urls, lambda u: nullif(trim(u), '') IS NOT NULL)[1];
+"""
+
+# One row per bronze item line, normalised; rules and the silver table read from it.
+_NORMALISED = """
+SELECT
+    i.category, i.source_line, i.parent_asin,
+    i.main_category, i.title, i.features, i.description, i.average_rating, i.rating_number,
+    i.store, i.categories, i.details,
+    curate_clean_text(i.main_category) AS main_category_clean,
+    curate_clean_text(i.title) AS title_clean,
+    array_to_string(list_filter(list_transform(i.features, lambda f: curate_clean_text(f)),
+                                lambda f: f <> ''), ' | ') AS features_text,
+    array_to_string(list_filter(list_transform(i.description, lambda d: curate_clean_text(d)),
+                                lambda d: d <> ''), ' ') AS description_text,
+    coalesce(length(i.title), 0)
+        + coalesce(length(array_to_string(i.features, ' ')), 0)
+        + coalesce(length(array_to_string(i.description, ' ')), 0) AS raw_text_chars,
+    coalesce(curate_first_url(list_transform(i.images, lambda im: im.hi_res)),
+             curate_first_url(list_transform(i.images, lambda im: im.large))) AS main_image_url,
+    list_distinct(list_filter(flatten(list_transform(i.images, lambda im: [im.hi_res, im.large])),
+                              lambda u: nullif(trim(u), '') IS NOT NULL)) AS image_urls,
+    CASE WHEN regexp_full_match(trim(i.price), '\\$?[0-9][0-9,]*(\\.[0-9]+)?')
+         THEN TRY_CAST(regexp_replace(trim(i.price), '[$,]', '', 'g') AS DOUBLE) END AS price,
+    json_extract_string(TRY_CAST(i.details AS JSON), '$.Brand') AS brand,
+    row_number() OVER (PARTITION BY i.parent_asin ORDER BY i.category, i.source_line)
+        AS _occurrence
+FROM items AS i
+"""
+
+_REVIEW_STATS = """
+SELECT parent_asin,
+       count(*) AS review_count,
+       avg(rating) AS review_rating_mean,
+       stddev_samp(rating) AS review_rating_std,
+       sum(helpful_vote) AS helpful_votes,
+       avg(verified_purchase::INTEGER) AS verified_share,
+       min(timestamp) AS first_review_ms,
+       max(timestamp) AS last_review_ms
+FROM reviews
+WHERE rating BETWEEN 1 AND 5
+GROUP BY parent_asin
+"""
+
+SILVER_COLUMNS = (
+    "parent_asin",
+    "category",
+    "source_line",
+    "main_category",
+    "title",
+    "features_text",
+    "description_text",
+    "model_text",
+    "average_rating",
+    "rating_number",
+    "main_image_url",
+    "image_urls",
+    "has_image",
+    "price",
+    "brand",
+    "store",
+    "details",
+    "review_count",
+    "review_rating_mean",
+    "review_rating_std",
+    "helpful_votes",
+    "verified_share",
+    "first_review_ms",
+    "last_review_ms",
+)
+
+
+@dataclass
+class CleanResult:
+    profile: str
+    rows_in: int
+    kept: int
+    funnel: list[dict[str, Any]]  # per rule: in, rejected, kept
+    seconds: float
+    out_dir: Path
+
+
+def clean(catalog_root: Path | str, profile: str = "default") -> CleanResult:
+    """Write silver items and rejections for ``profile`` and register them in the catalog."""
+    rules = profile_rules(profile)
+    catalog = Catalog.open(catalog_root)
+    if not any(e["kind"] == "items" for e in catalog.sources.values()):
+        raise ValueError(f"{catalog.layout.root}: the catalog holds no item metadata to clean")
+    started = time.perf_counter()
+    root = catalog.layout.root
+    out_dir = root / "silver" / profile
+    staging = root / ".staging" / f"silver-{profile}"
+    staging.mkdir(parents=True, exist_ok=True)
+    first_rule = (
+        "CASE "
+        + " ".join(f"WHEN coalesce({r.reject_when}, false) THEN '{r.name}'" for r in rules)
+        + " END"
+    )
+    reasons = (
+        "CASE _rule "
+        + " ".join(
+            f"WHEN '{r.name}' THEN '{r.reason.replace(chr(39), chr(39) * 2)}'" for r in rules
+        )
+        + " END"
+    )
+    con = catalog.connect(read_only=True)
+    try:
+        con.execute(_MACROS)
+        con.execute(f"""
+            CREATE TEMP TABLE judged AS
+            SELECT n.*, {first_rule} AS _rule FROM ({_NORMALISED}) AS n
+        """)
+        silver = staging / "items.parquet"
+        rejections = staging / "rejections.parquet"
+        con.execute(f"""
+            COPY (
+                SELECT j.parent_asin, j.category, j.source_line,
+                       j.main_category_clean AS main_category,
+                       j.title_clean AS title, j.features_text, j.description_text,
+                       {MODEL_TEXT} AS model_text, j.average_rating, j.rating_number,
+                       j.main_image_url, j.image_urls, j.main_image_url IS NOT NULL AS has_image,
+                       j.price, j.brand, j.store, j.details,
+                       coalesce(r.review_count, 0) AS review_count, r.review_rating_mean,
+                       r.review_rating_std, coalesce(r.helpful_votes, 0) AS helpful_votes,
+                       r.verified_share, r.first_review_ms, r.last_review_ms
+                FROM judged AS j LEFT JOIN ({_REVIEW_STATS}) AS r USING (parent_asin)
+                WHERE j._rule IS NULL
+                ORDER BY j.parent_asin
+            ) TO '{silver}' (FORMAT parquet, COMPRESSION zstd)
+        """)
+        con.execute(f"""
+            COPY (
+                SELECT parent_asin, category, source_line, _rule AS rule, {reasons} AS reason,
+                       title, average_rating, rating_number
+                FROM judged WHERE _rule IS NOT NULL
+                ORDER BY category, source_line
+            ) TO '{rejections}' (FORMAT parquet, COMPRESSION zstd)
+        """)
+        counts = dict(
+            con.execute("SELECT coalesce(_rule, ''), count(*) FROM judged GROUP BY 1").fetchall()
+        )
+    finally:
+        con.close()
+    rows_in = sum(counts.values())
+    funnel, remaining = [], rows_in
+    for rule in rules:
+        rejected = counts.get(rule.name, 0)
+        funnel.append(
+            {
+                "rule": rule.name,
+                "reason": rule.reason,
+                "in": remaining,
+                "rejected": rejected,
+                "kept": remaining - rejected,
+            }
+        )
+        remaining -= rejected
+    kept = counts.get("", 0)
+    if remaining != kept:  # pragma: no cover - the funnel is a partition by construction
+        raise RuntimeError(f"clean: {remaining} rows left by the funnel but {kept} kept")
+    manifest = {
+        "stage": "clean",
+        "profile": profile,
+        "rules": [
+            {"name": r.name, "reject_when": r.reject_when, "reason": r.reason} for r in rules
+        ],
+        "inputs": {k: e["bronze_sha256"] for k, e in sorted(catalog.sources.items())},
+        "rows_in": rows_in,
+        "kept": kept,
+        "funnel": funnel,
+        "outputs": {p.name: sha256_file(p) for p in (silver, rejections)},
+        "versions": versions(),
+    }
+    write_json_atomic(staging / "manifest.json", manifest)
+    replace_path(staging, out_dir)
+    rel = out_dir.relative_to(root)
+    catalog.tables[SILVER_ITEMS] = {"files": [f"{rel}/items.parquet"], "profile": profile}
+    catalog.tables[REJECTIONS] = {"files": [f"{rel}/rejections.parquet"], "profile": profile}
+    catalog.save()
+    return CleanResult(profile, rows_in, kept, funnel, time.perf_counter() - started, out_dir)

@@ -11,31 +11,54 @@ DEMO_QUERIES = (
     "quarantine_reasons",
     "rating_number_quantiles",
     "orphan_reviews",
+    "rejections_per_rule",
+    "slice_strata",
 )
+DEMO_FRACTIONS = (0.2, 0.4)
 
 
 def run_demo(workdir: Path, *, items: int = 2000, seed: int = 0) -> None:
     from curation.catalog import Catalog
+    from curation.clean import clean
     from curation.ingest import ingest
+    from curation.slices import build_slice
     from curation.sqlconsole import resolve_query
     from curation.synth import SynthConfig, synthesize
+    from curation.validate import validate_all
 
     corpus, catalog_root = workdir / "corpus", workdir / "catalog"
-    typer.secho(f"1/3 synth: {items:,} items with planted mess -> {corpus}", bold=True)
+    typer.secho(f"1/6 synth: {items:,} items with planted mess -> {corpus}", bold=True)
     summary = synthesize(corpus, SynthConfig(n_items=items, seed=seed, mess_rate=0.03, gzip=True))
     typer.echo(
         f"    {summary.meta_lines:,} metadata lines, {summary.review_lines:,} review lines, "
         f"{summary.images:,} images"
     )
 
-    typer.secho(f"2/3 ingest -> {catalog_root}", bold=True)
+    typer.secho(f"2/6 ingest -> {catalog_root}", bold=True)
     results = ingest(str(corpus / "raw"), catalog_root)
     lines = sum(r.lines_read for r in results)
     rows = sum(r.rows_ingested for r in results)
     quarantined = sum(r.lines_quarantined for r in results)
     typer.echo(f"    {lines:,} lines read = {rows:,} rows ingested + {quarantined:,} quarantined")
 
-    typer.secho("3/3 exploration queries (curate sql -f NAME)", bold=True)
+    typer.secho("3/6 clean (default profile)", bold=True)
+    cleaned = clean(catalog_root, "default")
+    typer.echo(f"    {cleaned.rows_in:,} item lines -> {cleaned.kept:,} silver items")
+
+    typer.secho(f"4/6 nested slices of the train split: {DEMO_FRACTIONS}", bold=True)
+    for frac in DEMO_FRACTIONS:
+        result = build_slice(catalog_root, frac)
+        rows = result.manifest["rows"]
+        typer.echo(f"    {result.name}: train {rows['train']:,}, val {rows['val']:,}, "
+                   f"test {rows['test']:,}")
+
+    typer.secho("5/6 validate (great-expectations)", bold=True)
+    reports = validate_all(catalog_root)
+    for report in reports:
+        typer.echo("    " + report.summary().replace("\n", "\n    "))
+    typer.echo(f"    data docs: {reports[0].docs_path}")
+
+    typer.secho("6/6 exploration queries (curate sql -f NAME)", bold=True)
     con = Catalog.open(catalog_root).connect()
     try:
         for name in DEMO_QUERIES:

@@ -28,7 +28,7 @@ from curation.catalog import Catalog
 from curation.clean import SILVER_ITEMS
 from curation.manifest import write_json_atomic
 
-IMAGE_URL_REGEX = r"^(https?|file)://\S+$"
+IMAGE_URL_REGEX = r"^(?:https?|file)://\S+$"
 EXAMPLES = 3  # offending rows shown per failed expectation
 
 

@@ -50,3 +50,38 @@ def shared_file(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared fixture {path} is not present")
     return path
+
+
+@pytest.fixture(scope="session")
+def split_catalog(messy_catalog, tmp_path_factory) -> Path:
+    """A copy of the messy catalog, cleaned (default profile) and split."""
+    import shutil
+
+    from curation.clean import clean
+    from curation.split import build_split
+
+    root = tmp_path_factory.mktemp("split") / "catalog"
+    shutil.copytree(messy_catalog, root)
+    clean(root, "default")
+    build_split(root, seed=0)
+    return root
+
+
+def write_raw(
+    root: Path,
+    meta: dict[str, list[dict]] | None = None,
+    reviews: dict[str, list[dict]] | None = None,
+) -> Path:
+    """A raw corpus folder from records given per category."""
+    import json
+
+    raw = root / "raw"
+    (raw / "meta_categories").mkdir(parents=True, exist_ok=True)
+    (raw / "review_categories").mkdir(parents=True, exist_ok=True)
+    for category, records in (meta or {}).items():
+        lines = "".join(json.dumps(r) + "\n" for r in records)
+        (raw / "meta_categories" / f"meta_{category}.jsonl").write_text(lines)
+    for category, records in (reviews or {}).items():
+        lines = "".join(json.dumps(r) + "\n" for r in records)
+        (raw / "review_categories" / f"{category}.jsonl").write_text(lines)
+    return raw

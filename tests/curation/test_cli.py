@@ -58,7 +58,7 @@ def test_synth_then_ingest_from_the_command_line(tmp_path):
     assert "unchanged, skipped" in again.output
 
 
-def test_every_named_query_runs(messy_catalog):
+def test_every_named_query_runs(split_catalog):
     assert {
         "rating_distribution",
         "rating_number_quantiles",
@@ -66,7 +66,7 @@ def test_every_named_query_runs(messy_catalog):
         "quarantine_reasons",
     } <= set(named_queries())
     for name in named_queries():
-        result = runner.invoke(app, ["sql", "-f", name, "-c", str(messy_catalog)])
+        result = runner.invoke(app, ["sql", "-f", name, "-c", str(split_catalog)])
         assert result.exit_code == 0, (name, result.output)
         assert "│" in result.output  # a table was printed
 

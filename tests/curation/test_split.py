@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+import polars as pl
+
+from curation.catalog import Catalog
+from curation.clean import clean
+from curation.ingest import ingest
+from curation.split import build_split, stable_hash, stable_hash_sql
+from tests.conftest import write_raw
+
+
+def _assignments(root) -> pl.DataFrame:
+    con = Catalog.open(root).connect()
+    try:
+        return con.sql("SELECT * FROM splits").pl()
+    finally:
+        con.close()
+
+
+def test_stable_hash_is_the_same_in_sql_and_python():
+    [(got,)] = duckdb.sql(f"SELECT {stable_hash_sql(7, chr(39) + 'B0ABC' + chr(39))}").fetchall()
+    assert got == stable_hash(7, "B0ABC")
+    assert stable_hash(7, "B0ABC") != stable_hash(8, "B0ABC")
+
+
+def test_each_item_in_one_split_in_stratified_shares(split_catalog):
+    splits = _assignments(split_catalog)
+    silver = Catalog.open(split_catalog)
+    assert splits["parent_asin"].is_unique().all()
+    con = silver.connect()
+    [(n_silver,)] = con.sql("SELECT count(*) FROM silver_items").fetchall()
+    con.close()
+    assert splits.height == n_silver
+    shares = splits.group_by("split").len().with_columns(pl.col("len") / splits.height)
+    share = dict(shares.iter_rows())
+    assert abs(share["train"] - 0.8) < 0.02 and abs(share["val"] - 0.1) < 0.02
+    # Within each large stratum the shares hold too (to within a group or two).
+    strata = splits.group_by("category", "rating_bin").agg(
+        pl.len().alias("n"), (pl.col("split") == "train").sum().alias("train")
+    )
+    for row in strata.filter(pl.col("n") >= 40).iter_rows(named=True):
+        assert abs(row["train"] - 0.8 * row["n"]) <= 3, row
+
+
+def test_near_duplicates_stay_in_one_split(tmp_path):
+    def item(asin, title, image):
+        return {
+            "main_category": "Toys & Games",
+            "title": title,
+            "average_rating": 4.0,
+            "rating_number": 5,
+            "features": ["x"],
+            "description": ["y"],
+            "images": [{"large": image, "hi_res": None, "thumb": None, "variant": "MAIN"}],
+            "parent_asin": asin,
+        }
+
+    items = [item(f"B{i:04d}", f"Unique title {i}", f"http://img/{i}.jpg") for i in range(200)]
+    # Planted: same title up to case and punctuation; a shared image; a chain through both.
+    items += [
+        item("DUP_A1", "Red Kite, Large!", "http://img/a1.jpg"),
+        item("DUP_A2", "red kite large", "http://img/a2.jpg"),
+        item("DUP_B1", "Blue ball", "http://img/shared.jpg"),
+        item("DUP_B2", "Green bat", "http://img/shared.jpg"),
+        item("DUP_C1", "Yellow yo-yo", "http://img/c.jpg"),
+        item("DUP_C2", "yellow yo yo", "http://img/c2.jpg"),
+        item("DUP_C3", "Purple top", "http://img/c2.jpg"),
+    ]
+    raw = write_raw(tmp_path, meta={"Toys_and_Games": items})
+    ingest(str(raw), tmp_path / "cat")
+    clean(tmp_path / "cat")
+    seen_split_counts = set()
+    for seed in range(5):
+        result = build_split(tmp_path / "cat", seed=seed)
+        assert result.leaking_keys == 0
+        splits = dict(_assignments(tmp_path / "cat").select("parent_asin", "split").iter_rows())
+        for group in (("DUP_A1", "DUP_A2"), ("DUP_B1", "DUP_B2"), ("DUP_C1", "DUP_C2", "DUP_C3")):
+            assert len({splits[a] for a in group}) == 1, (seed, group)
+        seen_split_counts.add(tuple(sorted(splits[a] for a in ("DUP_A1", "DUP_B1", "DUP_C1"))))
+    assert len(seen_split_counts) > 1  # the seed does move groups around
+
+
+def test_split_is_reproducible_byte_for_byte(split_catalog, tmp_path):
+    copy = tmp_path / "cat"
+    shutil.copytree(split_catalog, copy)
+    path = copy / "splits" / "default" / "seed0" / "assignments.parquet"
+    before = path.read_bytes()
+    build_split(copy, seed=0)
+    assert path.read_bytes() == before
+    build_split(copy, seed=1)
+    other = pl.read_parquet(copy / "splits" / "default" / "seed1" / "assignments.parquet")
+    assert (other["split"] != pl.read_parquet(path)["split"]).any()

@@ -1,0 +1,134 @@
+"""build-slice beside the EffiMiniVLM authors' way of cutting a fraction, on the same items.
+
+    .venv/bin/python bench/slice.py                   # 1,000,000 items, 3 runs
+    .venv/bin/python bench/slice.py --items 100000
+
+Both start from the same ingested catalog (bronze items) and apply the same rules (the
+`effiminivlm` profile). Each run, side by side, each in its own process:
+  curate: clean + split + nested slice at 40% with --min-per-category 10000, from scratch
+          (silver, split and slices are rebuilt), without the validation step
+  pandas: the authors' approach: the whole table in memory, their filters, a per-category
+          random sample of max(frac x n, 10,000) items, an 80/10/10 split stratified on the
+          exact average_rating (values with 50 or fewer items pooled), written as CSV
+Prints medians of the wall time and the peak RSS, and the ratios pandas / curate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAC = 0.4
+
+CURATE = """
+import sys
+from curation.catalog import Catalog
+from curation.slices import build_slice
+catalog = Catalog.open(sys.argv[1])
+for name in ("silver_items", "rejections", "splits", "leakage"):
+    catalog.tables.pop(name, None)
+catalog.save()
+build_slice(sys.argv[1], float(sys.argv[2]), profile="effiminivlm", min_per_category=10000,
+            name="bench")
+"""
+
+PANDAS = """
+import glob, sys
+import pandas as pd
+from sklearn.model_selection import train_test_split
+from curation.clean import EFFIMINIVLM_EXCLUDED
+
+catalog, frac, out = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+files = sorted(glob.glob(f"{catalog}/bronze/items/*/*/*.parquet"))
+df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+def text(v):
+    return isinstance(v, str) and v.strip() != ""
+
+def listed(v):
+    return v is not None and any(text(x) for x in v)
+
+df = df.drop_duplicates("parent_asin")
+df = df[~df["category"].isin(EFFIMINIVLM_EXCLUDED)]
+df = df[df["main_category"].map(text) & df["title"].map(text)
+        & df["features"].map(listed) & df["description"].map(listed)
+        & df["average_rating"].notna() & df["rating_number"].notna()]
+chars = (df["title"].str.len() + df["features"].map(lambda v: len(" ".join(v)))
+         + df["description"].map(lambda v: len(" ".join(v))))
+df = df[chars > 30]
+df = df[df["images"].map(lambda ims: ims is not None and any(
+    text(im["hi_res"]) or text(im["large"]) for im in ims))]
+parts = []
+for _, group in df.groupby("category"):
+    k = min(len(group), max(int(frac * len(group)), 10000))
+    parts.append(group.sample(n=k, random_state=42))
+sample = pd.concat(parts)
+counts = sample["average_rating"].map(sample["average_rating"].value_counts())
+strata = sample["average_rating"].where(counts > 50, -1.0)
+train, rest = train_test_split(sample, test_size=0.2, stratify=strata, random_state=42)
+val, test = train_test_split(rest, test_size=0.5, stratify=strata.loc[rest.index],
+                             random_state=42)
+for name, part in (("train", train), ("val", val), ("test", test)):
+    part.to_csv(f"{out}/{name}.csv", index=False)
+"""
+
+
+def run_measured(code: str, *args: str) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of a fresh Python process running ``code``."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"benchmark process failed with status {status}")
+    return time.perf_counter() - started, usage.ru_maxrss / 1024
+
+
+def catalog_for(workdir: Path, items: int) -> Path:
+    from curation.ingest import ingest
+    from curation.synth import SynthConfig, synthesize
+
+    corpus = workdir / f"corpus-items-{items}"
+    if not (corpus / "ground_truth" / "manifest.json").exists():
+        print(f"generating {items:,} items (metadata only) ...", flush=True)
+        synthesize(corpus, SynthConfig(n_items=items, seed=0, images=False, review_share=0.0))
+    catalog = workdir / f"catalog-items-{items}"
+    if not (catalog / "catalog.json").exists():
+        print("ingesting ...", flush=True)
+        ingest(str(corpus / "raw"), catalog)
+    return catalog
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "out")
+    args = parser.parse_args()
+    catalog = catalog_for(args.workdir, args.items)
+    ours, theirs = [], []
+    for run in range(args.runs):
+        out = args.workdir / "pandas-out"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        ours.append(run_measured(CURATE, str(catalog), str(FRAC)))
+        theirs.append(run_measured(PANDAS, str(catalog), str(FRAC), str(out)))
+        print(f"  run {run + 1}: curate {ours[-1][0]:.1f}s {ours[-1][1]:.0f} MB | "
+              f"pandas {theirs[-1][0]:.1f}s {theirs[-1][1]:.0f} MB", flush=True)
+    t_ours, t_theirs = (statistics.median(t for t, _ in r) for r in (ours, theirs))
+    m_ours, m_theirs = (statistics.median(m for _, m in r) for r in (ours, theirs))
+    print(f"\n| {args.items:,} items | time (s) | peak RSS (MB) |")
+    print("|---|---:|---:|")
+    print(f"| curate build-slice (clean + split + slice) | {t_ours:.1f} | {m_ours:.0f} |")
+    print(f"| pandas, the authors' approach | {t_theirs:.1f} | {m_theirs:.0f} |")
+    print(f"| pandas / curate | {t_theirs / t_ours:.1f}x | {m_theirs / m_ours:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -119,8 +119,11 @@ def main() -> None:
         out.mkdir(parents=True)
         ours.append(run_measured(CURATE, str(catalog), str(FRAC)))
         theirs.append(run_measured(PANDAS, str(catalog), str(FRAC), str(out)))
-        print(f"  run {run + 1}: curate {ours[-1][0]:.1f}s {ours[-1][1]:.0f} MB | "
-              f"pandas {theirs[-1][0]:.1f}s {theirs[-1][1]:.0f} MB", flush=True)
+        print(
+            f"  run {run + 1}: curate {ours[-1][0]:.1f}s {ours[-1][1]:.0f} MB | "
+            f"pandas {theirs[-1][0]:.1f}s {theirs[-1][1]:.0f} MB",
+            flush=True,
+        )
     t_ours, t_theirs = (statistics.median(t for t, _ in r) for r in (ours, theirs))
     m_ours, m_theirs = (statistics.median(m for _, m in r) for r in (ours, theirs))
     print(f"\n| {args.items:,} items | time (s) | peak RSS (MB) |")

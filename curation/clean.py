@@ -165,6 +165,7 @@ SELECT parent_asin,
        count(*) AS review_count,
        avg(rating) AS review_rating_mean,
        stddev_samp(rating) AS review_rating_std,
+       avg((rating >= 4)::INTEGER) AS review_positive_share,
        sum(helpful_vote) AS helpful_votes,
        avg(verified_purchase::INTEGER) AS verified_share,
        min(timestamp) AS first_review_ms,
@@ -173,33 +174,6 @@ FROM reviews
 WHERE rating BETWEEN 1 AND 5
 GROUP BY parent_asin
 """
-
-SILVER_COLUMNS = (
-    "parent_asin",
-    "category",
-    "source_line",
-    "main_category",
-    "title",
-    "features_text",
-    "description_text",
-    "model_text",
-    "average_rating",
-    "rating_number",
-    "main_image_url",
-    "image_urls",
-    "has_image",
-    "price",
-    "brand",
-    "store",
-    "details",
-    "review_count",
-    "review_rating_mean",
-    "review_rating_std",
-    "helpful_votes",
-    "verified_share",
-    "first_review_ms",
-    "last_review_ms",
-)
 
 
 @dataclass
@@ -253,7 +227,8 @@ def clean(catalog_root: Path | str, profile: str = "default") -> CleanResult:
                        j.main_image_url, j.image_urls, j.main_image_url IS NOT NULL AS has_image,
                        j.price, j.brand, j.store, j.details,
                        coalesce(r.review_count, 0) AS review_count, r.review_rating_mean,
-                       r.review_rating_std, coalesce(r.helpful_votes, 0) AS helpful_votes,
+                       r.review_rating_std, r.review_positive_share,
+                       coalesce(r.helpful_votes, 0) AS helpful_votes,
                        r.verified_share, r.first_review_ms, r.last_review_ms
                 FROM judged AS j LEFT JOIN ({_REVIEW_STATS}) AS r USING (parent_asin)
                 WHERE j._rule IS NULL

@@ -17,7 +17,7 @@ app = typer.Typer(
     name="curate",
     help="Curate: curation and sample weighting for the Amazon Reviews 2023 corpus.\n\n"
     "Raw JSONL -> bronze Parquet (ingest) -> silver items (clean) -> split and nested slices "
-    "(build-slice, validate, slices) -> queries (sql).",
+    "(build-slice, validate, slices) -> sample weights (weights) -> queries (sql).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -423,6 +423,138 @@ def slices_diff(a: str, b: str, catalog: CatalogOption = DEFAULT_CATALOG) -> Non
     for split, d in diff["per_split"].items():
         typer.echo(f"{split:<6} {d['only_a']:>30,} {d['only_b']:>30,} {d['both']:>9,}")
     typer.echo(f"{a} inside {b}: {diff['a_inside_b']}; {b} inside {a}: {diff['b_inside_a']}")
+
+
+weights_app = typer.Typer(
+    help="Sample weights: list, compute, describe, compare.", no_args_is_help=True
+)
+app.add_typer(weights_app, name="weights")
+
+
+def _clip(value: str | None) -> tuple[float | None, float | None] | None:
+    if not value:
+        return None
+    low, _, high = value.partition(",")
+    return (float(low) if low.strip() else None, float(high) if high.strip() else None)
+
+
+@weights_app.command("list")
+def weights_list() -> None:
+    """Every strategy: its family, parameters with defaults, and what it favours."""
+    import weighting
+
+    for name, strategy in sorted(weighting.STRATEGIES.items()):
+        params = ", ".join(f"{k}={v!r}" for k, v in strategy.defaults.items()) or "-"
+        typer.echo(f"{name:<26} [{strategy.family}] params: {params}")
+        typer.echo(f"{'':<26} favours {strategy.favours}")
+
+
+@weights_app.command("compute")
+@_user_errors
+def weights_compute(
+    slice_name: Annotated[str, typer.Option("--slice", help="Slice name (curate slices list).")],
+    strategy: Annotated[
+        str, typer.Option(help="A strategy with parameters, name:k=v,..., or a product: a*b:k=v.")
+    ],
+    catalog: CatalogOption = DEFAULT_CATALOG,
+    clip: Annotated[
+        str | None, typer.Option(help="Clip weights to LOW,HIGH (either empty).")
+    ] = None,
+    power: Annotated[
+        float | None, typer.Option(help="Raise weights to this power (0 flattens, 1 keeps).")
+    ] = None,
+    normalise: Annotated[bool, typer.Option(help="Divide by the mean weight on train.")] = False,
+) -> None:
+    """Write a weights table (parent_asin, split, weight) for every item of a slice.
+
+    Writes CATALOG/weights/<slice>/<id>/weights.parquet and manifest.json (the train
+    statistics used, diagnostics); a view weights_<slice>__<id> in curate sql.
+    """
+    from weighting.catalog_io import compute_weights
+
+    table = compute_weights(
+        catalog, slice_name, strategy, clip=_clip(clip), power=power, normalise=normalise
+    )
+    d = table.manifest["diagnostics"]
+    typer.echo(f"weights {table.weights_id} for slice {slice_name}: {table.path}")
+    typer.echo(
+        f"  train ESS {d['effective_sample_size']:,.0f} of {d['train_rows']:,} "
+        f"({d['ess_share']:.1%}); mean {d['mean']:.4g}; max/mean {d['max_over_mean']:.3g}"
+    )
+
+
+@weights_app.command("describe")
+@_user_errors
+def weights_describe(
+    slice_name: Annotated[str, typer.Option("--slice", help="Slice name.")],
+    ids: Annotated[list[str], typer.Argument(help="Weights ids (as printed by compute).")],
+    catalog: CatalogOption = DEFAULT_CATALOG,
+) -> None:
+    """ESS, quantiles, max/mean, mass per rating-count decile and stratum, correlation with the
+    target, for each weights table of a slice."""
+    import polars as pl
+
+    from curation.slices import slice_file
+    from weighting.catalog_io import describe_frame, load_weights
+
+    items = pl.read_parquet(slice_file(catalog, slice_name))
+    for wid in ids:
+        frame = items.join(load_weights(catalog, slice_name, wid).drop("split"), on="parent_asin")
+        _print_description(wid, describe_frame(frame))
+
+
+def _print_description(wid: str, d: dict) -> None:
+    q = d["quantiles"]
+    corr = "n/a" if d["corr_with_target"] is None else f"{d['corr_with_target']:+.3f}"
+    typer.echo(
+        f"{wid}: train {d['train_rows']:,} items, ESS {d['effective_sample_size']:,.0f} "
+        f"({d['ess_share']:.1%}), mean {d['mean']:.4g}, max/mean "
+        f"{d['max_over_mean'] or 0:.3g}, zero weights {d['zero_weights']:,}, "
+        f"corr(weight, target) {corr}"
+    )
+    typer.echo("  quantiles " + "  ".join(f"{k}={v:.3g}" for k, v in q.items()))
+    typer.echo(
+        "  mass per rating-count decile "
+        + " ".join(f"{m['mass']:.1%}" for m in d["mass_per_count_decile"])
+    )
+
+
+@weights_app.command("compare")
+@_user_errors
+def weights_compare(
+    slice_name: Annotated[str, typer.Option("--slice", help="Slice name.")],
+    strategies: Annotated[list[str], typer.Argument(help="Strategy specs to set side by side.")],
+    catalog: CatalogOption = DEFAULT_CATALOG,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the PNG plots (default CATALOG/weights/<slice>/compare)."),
+    ] = None,
+) -> None:
+    """Compute several strategies on a slice, print their diagnostics side by side, and save
+    PNG plots (weight against rating_number; weight histograms)."""
+    import polars as pl
+
+    from curation.slices import slice_file
+    from weighting.catalog_io import compare_plot, describe_frame
+    from weighting.compute import compute
+
+    items = pl.read_parquet(slice_file(catalog, slice_name))
+    frames = {spec: items.with_columns(compute(items, spec)) for spec in strategies}
+    typer.echo(
+        f"{'strategy':<32} {'ESS share':>9} {'max/mean':>9} {'zeros':>7} "
+        f"{'corr(w,y)':>9} {'top-decile mass':>15}"
+    )
+    for spec, frame in frames.items():
+        d = describe_frame(frame)
+        corr = d["corr_with_target"]
+        typer.echo(
+            f"{spec:<32} {d['ess_share']:>9.1%} {d['max_over_mean'] or 0:>9.3g} "
+            f"{d['zero_weights']:>7,} {'n/a' if corr is None else f'{corr:+.3f}':>9} "
+            f"{d['mass_per_count_decile'][-1]['mass']:>15.1%}"
+        )
+    folder = out or Path(catalog) / "weights" / slice_name / "compare"
+    for path in compare_plot(frames, folder):
+        typer.echo(f"plot: {path}")
 
 
 @app.command()

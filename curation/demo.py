@@ -49,8 +49,10 @@ def run_demo(workdir: Path, *, items: int = 2000, seed: int = 0) -> None:
     for frac in DEMO_FRACTIONS:
         result = build_slice(catalog_root, frac)
         rows = result.manifest["rows"]
-        typer.echo(f"    {result.name}: train {rows['train']:,}, val {rows['val']:,}, "
-                   f"test {rows['test']:,}")
+        typer.echo(
+            f"    {result.name}: train {rows['train']:,}, val {rows['val']:,}, "
+            f"test {rows['test']:,}"
+        )
 
     typer.secho("5/6 validate (great-expectations)", bold=True)
     reports = validate_all(catalog_root)

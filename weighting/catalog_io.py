@@ -1,0 +1,189 @@
+"""Weights tables in the catalog (``weights/<slice>/<id>/``), their diagnostics and plots."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curation.catalog import Catalog
+from curation.manifest import replace_path, sha256_file, versions, write_json_atomic
+from curation.slices import load_slice_manifest, slice_file
+from weighting.compute import SPLIT, TRAIN, compute_with_stats
+
+WEIGHTS_VIEW_PREFIX = "weights_"
+
+
+@dataclass
+class WeightsTable:
+    slice_name: str
+    weights_id: str
+    path: Path
+    manifest: dict[str, Any]
+
+
+def weights_id(spec: str, clip=None, power=None, normalise=False) -> str:
+    """A file-safe name for a spec and its transforms, e.g. 'effiminivlm', 'lds_sigma-3'."""
+    text = (
+        spec
+        + (f"|clip={clip[0]},{clip[1]}" if clip else "")
+        + (f"|power={power}" if power is not None else "")
+        + ("|norm" if normalise else "")
+    )
+    return re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9.-]+", "_", text.replace("=", "-"))).strip("_")
+
+
+def weights_dir(catalog: Catalog, slice_name: str, wid: str) -> Path:
+    return catalog.layout.root / "weights" / slice_name / wid
+
+
+def view_name(slice_name: str, wid: str) -> str:
+    return WEIGHTS_VIEW_PREFIX + re.sub(r"[^A-Za-z0-9_]", "_", f"{slice_name}__{wid}")
+
+
+def compute_weights(
+    catalog_root: Path | str,
+    slice_name: str,
+    spec: str,
+    *,
+    clip: tuple[float | None, float | None] | None = None,
+    power: float | None = None,
+    normalise: bool = False,
+) -> WeightsTable:
+    """Weights for every item of a slice: weights/<slice>/<id>/weights.parquet + manifest."""
+    catalog = Catalog.open(catalog_root)
+    load_slice_manifest(catalog_root, slice_name)  # a clear error for an unknown slice
+    source = slice_file(catalog_root, slice_name)
+    frame = pl.read_parquet(source)
+    weights, stats = compute_with_stats(frame, spec, clip=clip, power=power, normalise=normalise)
+    wid = weights_id(spec, clip, power, normalise)
+    out_dir = weights_dir(catalog, slice_name, wid)
+    staging = catalog.layout.root / ".staging" / f"weights-{slice_name}-{wid}"
+    staging.mkdir(parents=True, exist_ok=True)
+    table = frame.select("parent_asin", SPLIT).with_columns(weights)
+    table.write_parquet(staging / "weights.parquet", compression="zstd")
+    manifest = {
+        "stage": "weights",
+        "slice": slice_name,
+        "id": wid,
+        "spec": spec,
+        "statistics_from": "train split only",
+        "normalised": normalise,
+        "fit": stats,
+        "inputs": {"slice": sha256_file(source)},
+        "diagnostics": describe_frame(frame.with_columns(weights)),
+        "outputs": {"weights.parquet": sha256_file(staging / "weights.parquet")},
+        "versions": versions(),
+    }
+    write_json_atomic(staging / "manifest.json", manifest)
+    replace_path(staging, out_dir)
+    catalog = Catalog.open(catalog_root)
+    catalog.tables[view_name(slice_name, wid)] = {
+        "files": [str((out_dir / "weights.parquet").relative_to(catalog.layout.root))],
+        "slice": slice_name,
+        "weights": wid,
+    }
+    catalog.save()
+    return WeightsTable(slice_name, wid, out_dir / "weights.parquet", manifest)
+
+
+def load_weights(catalog_root: Path | str, slice_name: str, wid: str) -> pl.DataFrame:
+    catalog = Catalog.open(catalog_root)
+    path = weights_dir(catalog, slice_name, wid) / "weights.parquet"
+    if not path.exists():
+        known = sorted(p.name for p in (catalog.layout.root / "weights" / slice_name).glob("*"))
+        raise ValueError(
+            f"no weights {wid!r} for slice {slice_name!r} (computed: "
+            f"{', '.join(known) or 'none'}): run curate weights compute"
+        )
+    return pl.read_parquet(path)
+
+
+def describe_frame(frame: pl.DataFrame, weight: str = "weight") -> dict[str, Any]:
+    """Diagnostics of the train rows' weights (what a reader needs to judge a weighting)."""
+    train = frame.filter(pl.col(SPLIT) == TRAIN) if SPLIT in frame.columns else frame
+    w = train[weight]
+    total = float(w.sum())
+    squares = float((w * w).sum())
+    mean = float(w.mean() or 0.0)
+    quantiles = {
+        f"q{int(q * 100):02d}": float(w.quantile(q, "linear") or 0.0)
+        for q in (0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
+    }
+    by = train.with_columns(pl.col("rating_number").fill_null(0).rank("ordinal").alias("_rank"))
+    by = by.with_columns(((pl.col("_rank") - 1) * 10 // max(by.height, 1)).alias("count_decile"))
+    mass_decile = (
+        by.group_by("count_decile")
+        .agg(
+            (pl.col(weight).sum() / total if total else pl.lit(0.0)).alias("mass"),
+            pl.col("rating_number").min().alias("n_min"),
+            pl.col("rating_number").max().alias("n_max"),
+        )
+        .sort("count_decile")
+    )
+    strata_column = "stratum" if "stratum" in train.columns else "category"
+    mass_stratum = (
+        train.group_by(strata_column)
+        .agg(
+            pl.len().alias("items"),
+            (pl.col(weight).sum() / total if total else pl.lit(0.0)).alias("mass"),
+        )
+        .sort(strata_column)
+    )
+    corr = train.select(pl.corr(weight, "average_rating")).item() if train.height > 1 else None
+    return {
+        "train_rows": train.height,
+        "effective_sample_size": total * total / squares if squares else 0.0,
+        "ess_share": (total * total / squares / train.height) if squares and train.height else 0.0,
+        "mean": mean,
+        "max_over_mean": float(w.max() or 0.0) / mean if mean else None,
+        "zero_weights": int((w == 0).sum()),
+        "quantiles": quantiles,
+        "corr_with_target": None if corr is None or corr != corr else float(corr),
+        "mass_per_count_decile": mass_decile.to_dicts(),
+        "mass_per_stratum": mass_stratum.to_dicts(),
+    }
+
+
+def compare_plot(frames: dict[str, pl.DataFrame], out: Path) -> list[Path]:
+    """PNG plots: weight against rating_number, and weight histograms, one colour a strategy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    scatter, hist = out / "weight_vs_rating_number.png", out / "weight_histograms.png"
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, frame in frames.items():
+        train = frame.filter(pl.col(SPLIT) == TRAIN)
+        mean = float(train["weight"].mean() or 1.0) or 1.0
+        ax.scatter(
+            train["rating_number"].fill_null(0) + 1,
+            train["weight"] / mean,
+            s=6,
+            alpha=0.5,
+            label=name,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("rating_number + 1")
+    ax.set_ylabel("weight / mean weight (train)")
+    ax.set_title("Weight against rating count")
+    ax.legend(fontsize=8, markerscale=2)
+    fig.tight_layout()
+    fig.savefig(scatter, dpi=110)
+    plt.close(fig)
+    fig, axes = plt.subplots(1, len(frames), figsize=(3.2 * len(frames), 3), squeeze=False)
+    for ax, (name, frame) in zip(axes[0], frames.items(), strict=True):
+        train = frame.filter(pl.col(SPLIT) == TRAIN)
+        mean = float(train["weight"].mean() or 1.0) or 1.0
+        ax.hist((train["weight"] / mean).to_numpy(), bins=40)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("weight / mean")
+    fig.tight_layout()
+    fig.savefig(hist, dpi=110)
+    plt.close(fig)
+    return [scatter, hist]

@@ -1,0 +1,110 @@
+"""Weights for a frame from a strategy spec, with the transforms that combine strategies."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import polars as pl
+
+from weighting.registry import fit_strategy, get_strategy, strategy_expression
+
+SPLIT = "split"
+TRAIN = "train"
+
+
+def _value(text: str) -> Any:
+    lowered = text.strip().lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def parse_spec(spec: str) -> list[tuple[str, dict[str, Any]]]:
+    """``"a:k=v,k2=v2*b"`` -> [("a", {"k": v, "k2": v2}), ("b", {})]."""
+    terms = []
+    for term in spec.split("*"):
+        name, _, rest = term.strip().partition(":")
+        if not name:
+            raise ValueError(f"empty strategy in spec {spec!r}")
+        params: dict[str, Any] = {}
+        for pair in filter(None, (p.strip() for p in rest.split(","))):
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise ValueError(f"parameter {pair!r} in {spec!r} should look like key=value")
+            params[key.strip()] = _value(value)
+        terms.append((name, params))
+    return terms
+
+
+def compute_with_stats(
+    frame: pl.DataFrame,
+    spec: str,
+    *,
+    clip: tuple[float | None, float | None] | None = None,
+    power: float | None = None,
+    normalise: bool = False,
+) -> tuple[pl.Series, dict[str, Any]]:
+    """Weights for every row of ``frame`` and the train statistics they were made from.
+
+    Transforms, applied in this order to the product of the strategies: ``power`` (a
+    temperature: 0 flattens every weight to 1, 1 keeps them), ``clip`` (lower, upper), and
+    ``normalise`` (divide by the mean over the train rows, so that it is 1 there).
+    """
+    if isinstance(frame, pl.LazyFrame):
+        frame = frame.collect()
+    train = frame.filter(pl.col(SPLIT) == TRAIN) if SPLIT in frame.columns else frame
+    product: pl.Expr = pl.lit(1.0)
+    stats: dict[str, Any] = {"spec": spec, "train_rows": train.height, "terms": []}
+    for name, given in parse_spec(spec):
+        strategy = get_strategy(name)
+        missing = [c for c in strategy.requires if c not in frame.columns]
+        if missing:
+            raise ValueError(
+                f"strategy {name!r} needs the column(s) {', '.join(missing)}, which the frame "
+                f"lacks (it has: {', '.join(frame.columns)})"
+            )
+        params = strategy.resolve(given)
+        fitted = fit_strategy(strategy, train, params)
+        product = product * strategy_expression(strategy, fitted, params)
+        stats["terms"].append({"strategy": name, "params": params, "stats": fitted})
+    # with_columns broadcasts a constant (uniform) to every row; select would give one row.
+    weights = frame.with_columns(product.cast(pl.Float64).alias("_weight"))["_weight"]
+    if power is not None:
+        weights = weights.pow(power)
+    if clip is not None:
+        weights = weights.clip(lower_bound=clip[0], upper_bound=clip[1])
+    stats["transforms"] = {
+        "power": power,
+        "clip": list(clip) if clip else None,
+        "normalise": normalise,
+    }
+    if normalise:
+        is_train = (
+            (frame[SPLIT] == TRAIN)
+            if SPLIT in frame.columns
+            else pl.repeat(True, frame.height, eager=True)
+        )
+        mean = float(weights.filter(is_train).mean() or 0.0)
+        if mean <= 0 or not math.isfinite(mean):
+            raise ValueError(f"cannot normalise {spec!r}: its mean weight on train is {mean}")
+        weights = weights / mean
+        stats["train_mean_before_normalising"] = mean
+    bad = weights.is_null() | weights.is_nan() | weights.is_infinite() | (weights < 0)
+    if bad.any():  # a strategy broke its promise: never hand such weights to a trainer
+        raise ValueError(
+            f"{spec!r} gave {int(bad.sum())} weights that are negative, NaN or infinite"
+        )
+    return weights.rename("weight"), stats
+
+
+def compute(frame: pl.DataFrame, spec: str, **transforms: Any) -> pl.Series:
+    """One finite, non-negative weight per row of ``frame`` (see ``compute_with_stats``)."""
+    return compute_with_stats(frame, spec, **transforms)[0]

@@ -1,0 +1,249 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import weighting
+
+LN2 = math.log(2)
+
+
+def frame(**columns) -> pl.DataFrame:
+    data = {"split": ["train"] * len(next(iter(columns.values())))}
+    data.update(columns)
+    return pl.DataFrame(data, strict=False)
+
+
+def weights(df: pl.DataFrame, spec: str, **kw) -> list[float]:
+    return weighting.compute(df, spec, **kw).to_list()
+
+
+def close(got, expected, tol=1e-9):
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert math.isclose(g, e, rel_tol=tol, abs_tol=tol), (got, expected)
+
+
+def test_uniform():
+    close(weights(frame(rating_number=[0, 5, None]), "uniform"), [1.0, 1.0, 1.0])
+
+
+def test_effiminivlm_hand_computed():
+    df = pl.DataFrame(
+        {"rating_number": [0, 3, 1200, None], "split": ["train", "train", "val", "test"]}
+    )
+    # mu = mean(log 1, log 4) = ln 2 over train; w = min(log(1+n) / ln 2, 5); missing n -> 0.
+    close(weights(df, "effiminivlm"), [0.0, 2.0, 5.0, 0.0])
+
+
+def test_effiminivlm_without_ratings_in_train_is_uniform():
+    close(weights(frame(rating_number=[0, 0, None]), "effiminivlm"), [1.0, 1.0, 1.0])
+
+
+def test_log_sqrt_and_capped_counts():
+    close(weights(frame(rating_number=[0, 3, 15]), "log_count"), [0.0, 1.0, 2.0])
+    close(weights(frame(rating_number=[0, 3, 15]), "log_count:cap=1.5"), [0.0, 1.0, 1.5])
+    close(weights(frame(rating_number=[0, 4, 16]), "sqrt_count"), [0.0, 1.0, 2.0])
+    close(weights(frame(rating_number=[0, 4, 16]), "sqrt_count:cap=1.5"), [0.0, 1.0, 1.5])
+    close(weights(frame(rating_number=[0, 5, 20, None]), "capped_count:c=10"), [0, 0.5, 1, 0])
+
+
+def test_bayes_confidence():
+    close(weights(frame(rating_number=[1, 3, 5]), "bayes_confidence"), [0.25, 0.5, 0.625])
+    close(weights(frame(rating_number=[1, 3, 5]), "bayes_confidence:m=1"), [0.5, 0.75, 5 / 6])
+
+
+def test_inverse_variance_hand_computed():
+    df = frame(
+        rating_number=[4, 100, 9, 0],
+        average_rating=[3.0, 4.0, 3.5, 4.0],
+        review_rating_std=[1.0, 0.5, 2.0, None],
+        review_count=[10, 10, 1, 0],
+    )
+    # sigma^2: items 1-2 their own (1, 0.25); item 3 has one review -> pooled (1 + 0.25) / 2.
+    pooled = (1.0 + 0.25) / 2
+    noise = (1.0 / 4 + 0.25 / 100 + pooled / 9) / 3  # over rated train items
+    tau2 = float(np.var([3.0, 4.0, 3.5])) - noise
+    close(
+        weights(df, "inverse_variance"),
+        [1 / (tau2 + 1.0 / 4), 1 / (tau2 + 0.25 / 100), 1 / (tau2 + pooled / 9), 0.0],
+    )
+
+
+def test_inverse_variance_floors_tau2_for_all_equal_targets():
+    df = frame(
+        rating_number=[4, 4],
+        average_rating=[4.0, 4.0],
+        review_rating_std=[1.0, 1.0],
+        review_count=[5, 5],
+    )
+    close(weights(df, "inverse_variance"), [1 / (1e-3 + 0.25)] * 2)
+
+
+def test_effective_number():
+    close(weights(frame(rating_number=[0, 1, 2]), "effective_number:beta=0.5"), [0.0, 1.0, 1.5])
+
+
+def test_wilson():
+    z = 1.96
+    one_review = (1 + z * z / 2 - z * math.sqrt(z * z / 4)) / (1 + z * z)
+    df = frame(review_positive_share=[1.0, None, 0.5], review_count=[1, 0, 4])
+    half = (0.5 + z * z / 8 - z * math.sqrt(0.25 / 4 + z * z / 64)) / (1 + z * z / 4)
+    close(weights(df, "wilson"), [one_review, 0.0, max(half, 0.0)])
+    assert 0.20 < one_review < 0.21
+
+
+def test_helpful_verified():
+    df = frame(review_count=[2, 0], verified_share=[1.0, None], helpful_votes=[0, 0])
+    close(weights(df, "helpful_verified"), [0.75, 0.5])
+    df = frame(review_count=[2], verified_share=[0.5], helpful_votes=[math.e - 1])
+    close(weights(df, "helpful_verified"), [0.5 * 2])
+
+
+def test_lds_on_all_equal_targets():
+    df = frame(average_rating=[4.0] * 4)
+    close(weights(df, "lds"), [0.5] * 4)  # 1 / sqrt(4): the kernel's centre is 1
+    close(weights(df, "lds:reweight=inverse"), [0.25] * 4)
+
+
+def test_lds_favours_rare_targets():
+    df = frame(average_rating=[4.5] * 50 + [1.5] * 2)
+    w = weights(df, "lds")
+    assert w[-1] > 3 * w[0]
+
+
+def test_inverse_effective_number():
+    df = frame(average_rating=[4.0, 4.0, 3.0])
+    close(weights(df, "inverse_effective_number:beta=0.5"), [0.5 / 0.75, 0.5 / 0.75, 1.0])
+
+
+def test_statistics_come_from_train_only():
+    train = {"rating_number": [0, 3], "split": ["train", "train"]}
+    base = weights(pl.DataFrame(train), "effiminivlm")
+    leaky = pl.DataFrame(
+        {"rating_number": [0, 3, 10**6, 10**6], "split": ["train", "train", "val", "test"]}
+    )
+    assert weights(leaky, "effiminivlm")[:2] == base
+
+
+def test_product_and_transforms():
+    df = pl.DataFrame({"rating_number": [0, 3, 15, 3], "split": ["train"] * 3 + ["val"]})
+    product = weights(df, "log_count*capped_count:c=15")
+    close(product, [0.0, 1.0 * 3 / 15, 2.0 * 1.0, 1.0 * 3 / 15])
+    normalised = weighting.compute(df, "log_count", normalise=True)
+    assert math.isclose(normalised[:3].mean(), 1.0)
+    close(weights(df, "log_count", clip=(0.5, 1.5)), [0.5, 1.0, 1.5, 1.0])
+    close(weights(df, "log_count", power=0), [1.0, 1.0, 1.0, 1.0])
+
+
+def test_errors_name_the_valid_choices():
+    df = frame(rating_number=[1])
+    with pytest.raises(
+        ValueError,
+        match="unknown weighting strategy 'nope'; valid strategies: bayes_confidence, capped_count",
+    ):
+        weighting.compute(df, "nope")
+    with pytest.raises(
+        ValueError,
+        match=r"'capped_count' has no parameter k; its parameters: "
+        r"c=100.0",
+    ):
+        weighting.compute(df, "capped_count:k=3")
+    with pytest.raises(ValueError, match=r"needs the column\(s\) average_rating"):
+        weighting.compute(df, "lds")
+    with pytest.raises(ValueError, match="should look like key=value"):
+        weighting.compute(df, "capped_count:c")
+    with pytest.raises(ValueError, match="cannot normalise"):
+        weighting.compute(frame(rating_number=[0, 0]), "capped_count", normalise=True)
+
+
+def test_every_strategy_is_listed_with_a_line_on_what_it_favours():
+    expected = {
+        "uniform",
+        "effiminivlm",
+        "log_count",
+        "sqrt_count",
+        "capped_count",
+        "bayes_confidence",
+        "inverse_variance",
+        "effective_number",
+        "wilson",
+        "helpful_verified",
+        "lds",
+        "inverse_effective_number",
+    }
+    assert expected <= set(weighting.STRATEGIES)
+    assert all(s.favours for s in weighting.STRATEGIES.values())
+
+
+# -- properties --------------------------------------------------------------------------------
+
+ratings = st.integers(10, 50).map(lambda i: i / 10)
+rows = st.lists(
+    st.tuples(
+        st.one_of(st.none(), st.integers(0, 10**6)),  # rating_number
+        ratings,  # average_rating
+        st.one_of(st.none(), st.floats(0, 2)),  # review_rating_std
+        st.integers(0, 500),  # review_count
+        st.floats(0, 1),  # share of 4-5 stars, of verified purchases
+        st.integers(0, 10**4),  # helpful votes
+        st.sampled_from(["train", "train", "train", "val", "test"]),
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+def _frame(data) -> pl.DataFrame:
+    n, y, std, reviews, share, helpful, split = (list(c) for c in zip(*data, strict=True))
+    return pl.DataFrame(
+        {
+            "parent_asin": [f"B{i}" for i in range(len(n))],
+            "rating_number": n,
+            "average_rating": y,
+            "review_rating_std": std,
+            "review_count": reviews,
+            "review_positive_share": share,
+            "verified_share": share,
+            "helpful_votes": helpful,
+            "split": split,
+        },
+        schema_overrides={"rating_number": pl.Int64, "review_rating_std": pl.Float64},
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=rows, permutation_seed=st.integers(0, 2**16))
+def test_every_strategy_gives_finite_non_negative_order_free_weights(data, permutation_seed):
+    df = _frame(data)
+    shuffled = df.sample(fraction=1.0, shuffle=True, seed=permutation_seed)
+    for name in weighting.STRATEGIES:
+        w = weighting.compute(df, name)
+        assert w.len() == df.height
+        assert w.is_finite().all() and (w >= 0).all(), name
+        again = shuffled.with_columns(weighting.compute(shuffled, name))
+        by_item = dict(zip(df["parent_asin"], w, strict=True))
+        for asin, value in again.select("parent_asin", "weight").iter_rows():
+            assert math.isclose(value, by_item[asin], rel_tol=1e-9, abs_tol=1e-12), name
+        train = df["split"] == "train"
+        if train.any() and w.filter(train).sum() > 0:
+            normalised = weighting.compute(df, name, normalise=True)
+            assert math.isclose(normalised.filter(train).mean(), 1.0, rel_tol=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=rows)
+def test_effiminivlm_equals_the_paper_formula(data):
+    df = _frame(data)
+    n = [0 if v is None else v for v in df["rating_number"].to_list()]
+    train = [math.log1p(v) for v, s in zip(n, df["split"], strict=True) if s == "train"]
+    mu = sum(train) / len(train) if train else 0.0
+    expected = [min(math.log1p(v) / mu, 5.0) if mu > 0 else 1.0 for v in n]
+    got = weighting.compute(df, "effiminivlm").to_list()
+    for g, e in zip(got, expected, strict=True):
+        assert abs(g - e) <= 1e-12

@@ -20,6 +20,30 @@ CATALOG_FORMAT = 1
 MEMORY_LIMIT = "1GB"  # DuckDB spills past this rather than growing
 
 
+def duckdb_config(spill_dir: Path) -> dict[str, Any]:
+    """Settings for every connection a job opens: a memory limit with a place to spill to (a
+    read-only database has none by default, and a large sort would fail), and no DuckDB
+    progress bar (the commands report progress themselves)."""
+    spill_dir.mkdir(parents=True, exist_ok=True)
+    return {"memory_limit": MEMORY_LIMIT, "temp_directory": str(spill_dir)}
+
+
+def copy_sorted(con, select: str, order_by: str, path: Path | str) -> int:
+    """Write ``select`` to Parquet in ``order_by`` order; returns the rows written.
+
+    The rows are sorted into a temporary table first, on every thread (a table spills to the
+    temp directory), then copied in stored order. A COPY with its own ORDER BY over wide rows
+    (text, lists) keeps a sort and a Parquet buffer per thread and ran out of memory.
+    """
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _curate_sorted AS {select} ORDER BY {order_by}")
+    try:
+        return con.execute(
+            f"COPY _curate_sorted TO '{path}' (FORMAT parquet, COMPRESSION zstd)"
+        ).fetchone()[0]
+    finally:
+        con.execute("DROP TABLE IF EXISTS _curate_sorted")
+
+
 class CatalogError(ValueError):
     """A catalog that is missing or unusable; the message is meant for the user."""
 
@@ -160,11 +184,13 @@ class Catalog:
 
         if not self._views_are_current():
             self.refresh_views()
-        return duckdb.connect(
+        con = duckdb.connect(
             str(self.layout.database),
             read_only=read_only,
-            config={"file_search_path": str(self.layout.root), "memory_limit": MEMORY_LIMIT},
+            config={"file_search_path": str(self.layout.root), **duckdb_config(self.layout.spill)},
         )
+        con.execute("SET enable_progress_bar = false")  # a session option, not a global one
+        return con
 
     def refresh_views(self) -> None:
         import duckdb

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curation.catalog import Catalog
+from curation.catalog import Catalog, copy_sorted
 from curation.manifest import replace_path, sha256_file, versions, write_json_atomic
 
 SILVER_ITEMS = "silver_items"  # catalog view names
@@ -122,13 +122,17 @@ def profile_rules(profile: str) -> list[Rule]:
 
 
 _MACROS = r"""
-CREATE OR REPLACE TEMP MACRO curate_clean_text(s) AS
+CREATE OR REPLACE TEMP MACRO curate_clean_markup(s) AS
     trim(regexp_replace(
         replace(replace(replace(replace(replace(replace(
             regexp_replace(s, '<[^>]*>', ' ', 'g'),
             '&nbsp;', ' '), '&lt;', '<'), '&gt;', '>'), '&quot;', '"'),
             '&#39;', ''''), '&amp;', '&'),
         '\s+', ' ', 'g'));
+CREATE OR REPLACE TEMP MACRO curate_clean_text(s) AS
+    -- The regexes only run on text they could change (most real text has no markup).
+    CASE WHEN contains(s, '<') OR contains(s, '&') OR regexp_matches(s, '\s\s|[\t\n\r\f\v]')
+         THEN curate_clean_markup(s) ELSE trim(s) END;
 CREATE OR REPLACE TEMP MACRO curate_first_url(urls) AS
     list_filter(urls, lambda u: nullif(trim(u), '') IS NOT NULL)[1];
 """
@@ -155,9 +159,14 @@ SELECT
     CASE WHEN regexp_full_match(trim(i.price), '\\$?[0-9][0-9,]*(\\.[0-9]+)?')
          THEN TRY_CAST(regexp_replace(trim(i.price), '[$,]', '', 'g') AS DOUBLE) END AS price,
     json_extract_string(TRY_CAST(i.details AS JSON), '$.Brand') AS brand,
-    row_number() OVER (PARTITION BY i.parent_asin ORDER BY i.category, i.source_line)
-        AS _occurrence
+    o._occurrence
 FROM items AS i
+JOIN (  -- ranked on narrow keys: a window over the wide rows would sort all their text
+    SELECT category, source_line,
+           row_number() OVER (PARTITION BY parent_asin ORDER BY category, source_line)
+               AS _occurrence
+    FROM items
+) AS o USING (category, source_line)
 """
 
 _REVIEW_STATS = """
@@ -218,8 +227,9 @@ def clean(catalog_root: Path | str, profile: str = "default") -> CleanResult:
         """)
         silver = staging / "items.parquet"
         rejections = staging / "rejections.parquet"
-        con.execute(f"""
-            COPY (
+        copy_sorted(
+            con,
+            f"""
                 SELECT j.parent_asin, j.category, j.source_line,
                        j.main_category_clean AS main_category,
                        j.title_clean AS title, j.features_text, j.description_text,
@@ -231,10 +241,10 @@ def clean(catalog_root: Path | str, profile: str = "default") -> CleanResult:
                        coalesce(r.helpful_votes, 0) AS helpful_votes,
                        r.verified_share, r.first_review_ms, r.last_review_ms
                 FROM judged AS j LEFT JOIN ({_REVIEW_STATS}) AS r USING (parent_asin)
-                WHERE j._rule IS NULL
-                ORDER BY j.parent_asin
-            ) TO '{silver}' (FORMAT parquet, COMPRESSION zstd)
-        """)
+                WHERE j._rule IS NULL""",
+            "j.parent_asin",
+            silver,
+        )
         con.execute(f"""
             COPY (
                 SELECT parent_asin, category, source_line, _rule AS rule, {reasons} AS reason,

@@ -66,9 +66,11 @@ def run_demo(workdir: Path, *, items: int = 2000, seed: int = 0) -> None:
     for spec in DEMO_WEIGHTS:
         table = compute_weights(catalog_root, result.name, spec)
         d = table.manifest["diagnostics"]
-        typer.echo(f"    {spec:<18} train ESS {d['ess_share']:.1%}, max/mean "
-                   f"{d['max_over_mean']:.3g}, top rating-count decile holds "
-                   f"{d['mass_per_count_decile'][-1]['mass']:.1%} of the weight")
+        typer.echo(
+            f"    {spec:<18} train ESS {d['ess_share']:.1%}, max/mean "
+            f"{d['max_over_mean']:.3g}, top rating-count decile holds "
+            f"{d['mass_per_count_decile'][-1]['mass']:.1%} of the weight"
+        )
 
     typer.secho("7/7 exploration queries (curate sql -f NAME)", bold=True)
     con = Catalog.open(catalog_root).connect()

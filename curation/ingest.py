@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.catalog import MEMORY_LIMIT, Catalog
+from curation.catalog import Catalog, duckdb_config
 from curation.framing import FrameStats, LineBlock, frame_block, iter_line_blocks, shown_text
 from curation.manifest import replace_path, sha256_file, sha256_parts, versions
 from curation.schema import (
@@ -303,7 +303,8 @@ def ingest(
     catalog = Catalog.open(catalog_root, create=True)
     layout = catalog.layout
     shutil.rmtree(layout.staging, ignore_errors=True)  # left by an interrupted run
-    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
+    con = duckdb.connect(config=duckdb_config(layout.spill))
+    con.execute("SET enable_progress_bar = false")
     results = []
     try:
         for raw in files:

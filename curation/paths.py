@@ -62,6 +62,11 @@ class CatalogLayout:
     def staging(self) -> Path:
         return self.root / ".staging"
 
+    @property
+    def spill(self) -> Path:
+        """Where DuckDB spills what does not fit in its memory limit."""
+        return self.root / ".spill"
+
     def bronze_dir(self, kind: str, category: str, version: str) -> Path:
         """One folder of Parquet parts per ingested raw file."""
         return self.root / "bronze" / kind / f"category={category}" / version

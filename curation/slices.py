@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curation.catalog import Catalog
+from curation.catalog import Catalog, copy_sorted
 from curation.clean import SILVER_ITEMS, clean
 from curation.manifest import replace_path, sha256_file, versions, write_json_atomic
 from curation.split import (
@@ -125,41 +125,47 @@ def build_slice(
     output = staging / "items.parquet"
     con = catalog.connect(read_only=True)
     try:
+        # Rank on narrow keys: sorting the wide rows (text) for the windows costs far more.
         con.execute(f"""
             CREATE TEMP TABLE ranked AS
-            WITH joined AS (
-                SELECT s.*, a.split, {RATING_BIN_SQL} AS rating_bin, {COUNT_BIN_SQL} AS count_bin,
-                       {stratum} AS stratum, {stable_hash_sql(seed, "s.parent_asin")} AS h
+            WITH keys AS (
+                SELECT s.parent_asin, s.category, a.split, {stratum} AS stratum,
+                       {stable_hash_sql(seed, "s.parent_asin")} AS h
                 FROM {SILVER_ITEMS} AS s JOIN {SPLITS} AS a USING (parent_asin)
             ), train AS (
                 SELECT *,
                        (row_number() OVER (PARTITION BY stratum ORDER BY h, parent_asin) - 0.5)
                          / count(*) OVER (PARTITION BY stratum) AS slice_threshold
-                FROM joined WHERE split = 'train'
+                FROM keys WHERE split = 'train'
+            ), per_category AS (  -- a GROUP BY: a FILTER window aggregate is far slower
+                SELECT category,
+                       count(*) FILTER (WHERE slice_threshold <= {frac}) AS category_share,
+                       count(*) AS category_items
+                FROM train GROUP BY category
             ), capped AS (
-                SELECT *,
+                SELECT t.*, c.category_share, c.category_items,
                        row_number() OVER (
-                           PARTITION BY category ORDER BY slice_threshold, h, parent_asin
-                       ) AS category_rank,
-                       count(*) FILTER (WHERE slice_threshold <= {frac})
-                           OVER (PARTITION BY category) AS category_share,
-                       count(*) OVER (PARTITION BY category) AS category_items
-                FROM train
+                           PARTITION BY t.category ORDER BY t.slice_threshold, t.h, t.parent_asin
+                       ) AS category_rank
+                FROM train AS t JOIN per_category AS c USING (category)
             )
-            SELECT * EXCLUDE (category_rank, category_share, category_items),
+            SELECT parent_asin, split, stratum, slice_threshold,
                    category_rank <= greatest(category_share,
                                              least({min_per_category}, category_items)) AS selected
             FROM capped
-            UNION ALL BY NAME
-            SELECT *, NULL::DOUBLE AS slice_threshold, true AS selected
-            FROM joined WHERE split <> 'train'
+            UNION ALL
+            SELECT parent_asin, split, stratum, NULL::DOUBLE, true FROM keys WHERE split <> 'train'
         """)
-        con.execute(f"""
-            COPY (
-                SELECT * EXCLUDE (h, selected) FROM ranked WHERE selected
-                ORDER BY CASE split WHEN 'train' THEN 0 WHEN 'val' THEN 1 ELSE 2 END, parent_asin
-            ) TO '{output}' (FORMAT parquet, COMPRESSION zstd)
-        """)
+        copy_sorted(
+            con,
+            f"""
+                SELECT s.*, r.split, {RATING_BIN_SQL} AS rating_bin, {COUNT_BIN_SQL} AS count_bin,
+                       r.stratum, r.slice_threshold
+                FROM {SILVER_ITEMS} AS s JOIN ranked AS r USING (parent_asin)
+                WHERE r.selected""",
+            "CASE r.split WHEN 'train' THEN 0 WHEN 'val' THEN 1 ELSE 2 END, parent_asin",
+            output,
+        )
         per_stratum = con.execute(f"""
             SELECT stratum, count(*) AS train_items,
                    count(*) FILTER (WHERE selected) AS selected,

@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _measure import ROOT, run_measured
 
 BARE = """
 import duckdb, glob, sys
@@ -34,20 +30,10 @@ for i, f in enumerate(sorted(glob.glob(sys.argv[1] + '/*/*.jsonl'))):
 """
 INGEST = """
 import sys
+
 from curation.ingest import ingest
 ingest(sys.argv[1], sys.argv[2], force=True)
 """
-
-
-def run_measured(code: str, *args: str) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of a fresh Python process running ``code``."""
-    started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    if status != 0:
-        raise SystemExit(f"benchmark process failed with status {status}")
-    return seconds, usage.ru_maxrss / 1024
 
 
 def corpus(workdir: Path, items: int) -> Path:

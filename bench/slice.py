@@ -16,19 +16,17 @@ Prints medians of the wall time and the peak RSS, and the ratios pandas / curate
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _measure import ROOT, run_measured
+
 FRAC = 0.4
 
 CURATE = """
 import sys
+
 from curation.catalog import Catalog
 from curation.slices import build_slice
 catalog = Catalog.open(sys.argv[1])
@@ -78,16 +76,6 @@ val, test = train_test_split(rest, test_size=0.5, stratify=strata.loc[rest.index
 for name, part in (("train", train), ("val", val), ("test", test)):
     part.to_csv(f"{out}/{name}.csv", index=False)
 """
-
-
-def run_measured(code: str, *args: str) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of a fresh Python process running ``code``."""
-    started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"benchmark process failed with status {status}")
-    return time.perf_counter() - started, usage.ru_maxrss / 1024
 
 
 def catalog_for(workdir: Path, items: int) -> Path:

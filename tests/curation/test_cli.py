@@ -142,3 +142,44 @@ def test_query_from_stdin(messy_catalog):
         app, ["sql", "-c", str(messy_catalog), "--format", "csv"], input="SELECT 41 + 1 AS answer"
     )
     assert result.output.splitlines() == ["answer", "42"]
+
+
+def test_interactive_prompt_in_a_terminal(messy_catalog):
+    import os
+    import pty
+    import select
+
+    main, child = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "curation", "sql", "-c", str(messy_catalog)],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        close_fds=True,
+    )
+    os.close(child)
+
+    def read_until(token: bytes, seconds: float = 60) -> bytes:
+        seen = b""
+        deadline = time.monotonic() + seconds
+        while token not in seen:
+            ready, _, _ = select.select([main], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise AssertionError(f"no {token!r} in {seen!r}")
+            seen += os.read(main, 4096)
+        return seen
+
+    try:
+        banner = read_until(b"curate> ")
+        assert b"read-only" in banner and b"quarantine" in banner
+        os.write(main, b"SELECT 40 +\n")
+        read_until(b"...> ")
+        os.write(main, b"2 AS answer;\n")
+        assert b"42" in read_until(b"curate> ")
+        os.write(main, b"SELEC oops;\n")
+        assert b"error:" in read_until(b"curate> ")
+        os.write(main, b".quit\n")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        os.close(main)

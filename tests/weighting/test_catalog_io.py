@@ -75,6 +75,7 @@ def test_weights_commands(sliced, tmp_path):
         app, ["weights", "describe", "--slice", "half", wid, "-c", str(sliced)]
     )
     assert described.exit_code == 0 and "ESS" in described.output and "mean 1," in described.output
+    assert "mass per stratum" in described.output and "/ 4-4.5 /" in described.output
     out = tmp_path / "plots"
     compared = runner.invoke(
         app,

@@ -136,9 +136,8 @@ class EffiMiniVLM(nn.Module):
         attention_mask: torch.Tensor,
         has_image: torch.Tensor,
     ) -> torch.Tensor:
-        return self.head(self.encode(pixel_values, input_ids, attention_mask, has_image)).squeeze(
-            -1
-        )
+        features = self.encode(pixel_values, input_ids, attention_mask, has_image)
+        return self.head(features).squeeze(-1)
 
 
 @dataclass

@@ -44,6 +44,15 @@ EFFIMINIVLM_EXCLUDED = (
 EFFIMINIVLM_MIN_TEXT_CHARS = 30  # kept when strictly more
 
 # Text as the model reads it (the paper's format), built once here.
+# How list fields become text (the trainer's test-input reader uses the same expressions).
+FEATURES_TEXT = (
+    "array_to_string(list_filter(list_transform({column}, lambda f: curate_clean_text(f)), "
+    "lambda f: f <> ''), ' | ')"
+)
+DESCRIPTION_TEXT = (
+    "array_to_string(list_filter(list_transform({column}, lambda d: curate_clean_text(d)), "
+    "lambda d: d <> ''), ' ')"
+)
 MODEL_TEXT = (
     "'Main category: ' || coalesce(main_category_clean, '') || chr(10) || "
     "'Title: ' || coalesce(title_clean, '') || chr(10) || "
@@ -121,7 +130,7 @@ def profile_rules(profile: str) -> list[Rule]:
     return PROFILES[profile]
 
 
-_MACROS = r"""
+TEXT_MACROS = r"""
 CREATE OR REPLACE TEMP MACRO curate_clean_markup(s) AS
     trim(regexp_replace(
         replace(replace(replace(replace(replace(replace(
@@ -138,17 +147,15 @@ CREATE OR REPLACE TEMP MACRO curate_first_url(urls) AS
 """
 
 # One row per bronze item line, normalised; rules and the silver table read from it.
-_NORMALISED = """
+_NORMALISED = f"""
 SELECT
     i.category, i.source_line, i.parent_asin,
     i.main_category, i.title, i.features, i.description, i.average_rating, i.rating_number,
     i.store, i.categories, i.details,
     curate_clean_text(i.main_category) AS main_category_clean,
     curate_clean_text(i.title) AS title_clean,
-    array_to_string(list_filter(list_transform(i.features, lambda f: curate_clean_text(f)),
-                                lambda f: f <> ''), ' | ') AS features_text,
-    array_to_string(list_filter(list_transform(i.description, lambda d: curate_clean_text(d)),
-                                lambda d: d <> ''), ' ') AS description_text,
+    {FEATURES_TEXT.format(column="i.features")} AS features_text,
+    {DESCRIPTION_TEXT.format(column="i.description")} AS description_text,
     coalesce(length(i.title), 0)
         + coalesce(length(array_to_string(i.features, ' ')), 0)
         + coalesce(length(array_to_string(i.description, ' ')), 0) AS raw_text_chars,
@@ -220,7 +227,7 @@ def clean(catalog_root: Path | str, profile: str = "default") -> CleanResult:
     )
     con = catalog.connect(read_only=True)
     try:
-        con.execute(_MACROS)
+        con.execute(TEXT_MACROS)
         con.execute(f"""
             CREATE TEMP TABLE judged AS
             SELECT n.*, {first_rule} AS _rule FROM ({_NORMALISED}) AS n

@@ -563,7 +563,8 @@ def weights_compare(
         typer.echo(f"plot: {path}")
 
 
-model_app = typer.Typer(help="The EffiMiniVLM model: info.", no_args_is_help=True)
+model_app = typer.Typer(help="The EffiMiniVLM model: info. (Training: curate train.)",
+                        no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
 
@@ -599,6 +600,156 @@ def model_info(
     typer.echo(f"{'total':<14} {params / 1e6:>7.2f}M parameters, {flops / 1e9:.2f} GFLOPs per item")
     typer.echo(f"C = {cost:.4f}, E(C) = {factor:.3f} (CES = max(0, PLCC) x E(C))")
     typer.echo(f"image encoder weights: {loaded.image_source}; text encoder: {loaded.text_source}")
+
+
+def _default_workers() -> int:
+    import os
+
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+@app.command("train")
+@_user_errors
+def train_command(
+    slice_name: Annotated[str, typer.Option("--slice", help="Slice name (curate slices list).")],
+    weights: Annotated[
+        str,
+        typer.Option(help="Weights id of the slice, or a strategy spec computed now if missing "
+                     "(curate weights list)."),
+    ],
+    mode: Annotated[
+        str,
+        typer.Option(help="frozen: encode once into the embedding cache, train the head; "
+                     "finetune: end to end, as the paper."),
+    ] = "frozen",
+    seed: Annotated[int, typer.Option(help="Seed of the head, shuffles and dropout.")] = 42,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Run folder (default runs/<slice>__<weights>__<mode>__seed<N>). An "
+                     "unfinished run there with the same config resumes."),
+    ] = None,
+    catalog: CatalogOption = DEFAULT_CATALOG,
+    image_encoder: Annotated[
+        str, typer.Option(help="Hub id or local path of EfficientNet-B0 (tiny-efficientnet: a "
+                          "small random one for tests).")
+    ] = "google/efficientnet-b0",
+    text_encoder: Annotated[
+        str, typer.Option(help="Hub id or local path of the MiniLM (tiny-minilm: a small random "
+                          "one for tests).")
+    ] = "nreimers/MiniLMv2-L6-H384-distilled-from-BERT-Large",
+    epochs: Annotated[
+        int | None, typer.Option(help="Most epochs (default: finetune 10, frozen 30).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Batch size (default: finetune 32, frozen 64).")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Peak learning rate (default: finetune 2e-5, frozen 1e-3).")
+    ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(help="Epochs without a better val PLCC before stopping (default: finetune "
+                     "1, frozen 3)."),
+    ] = None,
+    huber_delta: Annotated[float, typer.Option(help="Huber loss delta.")] = 1.0,
+    renormalise: Annotated[
+        bool, typer.Option(help="Divide by the batch's weight sum instead of its size.")
+    ] = False,
+    workers: Annotated[
+        int | None, typer.Option(help="DataLoader worker processes (decode, tokenise).")
+    ] = None,
+) -> None:
+    """Train EffiMiniVLM on a slice with a weighting; write the run folder (config, checkpoints,
+    metrics.json, predictions.parquet, training_dynamics.parquet, model, manifest).
+
+    The loss is the batch mean of weight x Huber(prediction - average_rating); the best epoch by
+    validation Pearson is kept; val and test are scored (PLCC, PLCC+, Spearman, MAE, RMSE, CES),
+    also per category and rating-count decile. Set HF_HUB_OFFLINE=1 without the hub.
+    """
+    from training.trainer import TrainConfig, train
+
+    config = TrainConfig(
+        catalog=str(catalog), slice=slice_name, weights=weights, mode=mode, seed=seed,
+        image_encoder=image_encoder, text_encoder=text_encoder, epochs=epochs,
+        batch_size=batch_size, lr=lr, patience=patience, huber_delta=huber_delta,
+        renormalise=renormalise,
+    )
+    folder = out or Path("runs") / f"{slice_name}__{weights}__{mode}__seed{seed}"
+    result = train(config, folder, workers=_default_workers() if workers is None else workers,
+                   log=lambda line: typer.echo(line, err=True))
+    m = result.metrics
+    if result.already_complete:
+        typer.echo(f"{folder} is already complete (same config); its metrics:")
+    for split in ("val", "test"):
+        s = m[split]
+        typer.echo(
+            f"{split:<5} PLCC {_fmt(s['plcc'])}  Spearman {_fmt(s['spearman'])}  MAE "
+            f"{_fmt(s['mae'])}  RMSE {_fmt(s['rmse'])}  CES {s['ces']:.4f}  ({s['n']:,} items)"
+        )
+    typer.echo(
+        f"best epoch {m['best_epoch']} of {m['epochs_run']}; {m['params'] / 1e6:.2f}M "
+        f"parameters, {m['flops'] / 1e9:.2f} GFLOPs; run: {folder}"
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+@app.command("predict")
+@_user_errors
+def predict_command(
+    run: Annotated[Path, typer.Option(help="A finished run folder (curate train).")],
+    out: Annotated[Path, typer.Option(help="Submission CSV to write.")],
+    slice_name: Annotated[
+        str | None, typer.Option("--slice", help="Predict this slice's items ...")
+    ] = None,
+    split: Annotated[str, typer.Option(help="... of this split (train, val, test, all).")] = "test",
+    input_csv: Annotated[
+        Path | None,
+        typer.Option("--input", help="... or the challenge's test input CSV (parent_asin, "
+                     "main_category, title, features, description, image_paths)."),
+    ] = None,
+    image_root: Annotated[
+        Path | None,
+        typer.Option(help="Folder the CSV's image_paths are relative to (default: the CSV's)."),
+    ] = None,
+    catalog: CatalogOption = DEFAULT_CATALOG,
+    workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.")] = None,
+) -> None:
+    """Write the challenge's submission CSV: item_id, score (clamped to [1, 5], 2 decimals),
+    params (millions), flops (GFLOPs) of the run's model."""
+    import polars as pl
+
+    from training.data import ITEM_COLUMNS, read_challenge_csv, resolve_image_paths
+    from training.predict import load_run_model, predict_items, submission
+
+    if (slice_name is None) == (input_csv is None):
+        raise ValueError("give exactly one of --slice and --input")
+    if input_csv is not None:
+        items = read_challenge_csv(input_csv, image_root)
+    else:
+        from curation.slices import load_slice_manifest, slice_file
+
+        load_slice_manifest(catalog, slice_name)
+        items = pl.read_parquet(slice_file(catalog, slice_name), columns=list(ITEM_COLUMNS))
+        if split != "all":
+            items = items.filter(pl.col("split") == split)
+        items = items.with_columns(pl.Series(
+            "image_path", resolve_image_paths(items["main_image_url"].to_list(), catalog),
+            dtype=pl.String))
+    if items.height == 0:
+        raise ValueError("no items to predict")
+    loaded, metrics = load_run_model(run)
+    prediction = predict_items(loaded, items,
+                               workers=_default_workers() if workers is None else workers)
+    table = submission(items, prediction, metrics["params"], metrics["flops"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    table.write_csv(tmp)
+    tmp.replace(out)
+    typer.echo(f"{table.height:,} predictions -> {out} (params {table['params'][0]}M, "
+               f"flops {table['flops'][0]} GFLOPs)")
 
 
 @app.command()

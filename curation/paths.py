@@ -67,6 +67,20 @@ class CatalogLayout:
         """Where DuckDB spills what does not fit in its memory limit."""
         return self.root / ".spill"
 
+    @property
+    def embeddings(self) -> Path:
+        """The trainer's embedding cache: one folder per encoder configuration."""
+        return self.root / "embeddings"
+
+    @property
+    def images(self) -> Path:
+        """Fetched product images (content-addressed) and their status table."""
+        return self.root / "images"
+
+    @property
+    def image_status(self) -> Path:
+        return self.images / "status.parquet"
+
     def bronze_dir(self, kind: str, category: str, version: str) -> Path:
         """One folder of Parquet parts per ingested raw file."""
         return self.root / "bronze" / kind / f"category={category}" / version

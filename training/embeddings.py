@@ -1,0 +1,252 @@
+"""The frozen-mode embedding cache: each item is encoded once by the frozen encoders.
+
+Layout: ``CATALOG/embeddings/<encoder key>/`` holds ``encoder.json`` (what the key stands
+for), ``calibration.safetensors`` (a random image encoder's batch-norm statistics) and
+``part-<hash>.parquet`` shards of (content_key, has_image, features). The encoder key hashes
+the image and text encoders' names, the image size, the token limit and, for a random image
+encoder, the calibration images; the content key hashes an item's text and image bytes. So
+another slice, weighting or seed reuses every embedding it can, and a changed text or image
+is encoded again. Shards are written whole (temporary name, then rename), every few thousand
+items, so that an interrupted encoding keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from training.data import ItemDataset, data_loader, load_pixels, read_bytes
+from training.model import MAX_TOKENS, LoadedModel, is_random_image_encoder
+from training.progress import progress_bar
+
+CALIBRATION_IMAGES = 256
+SHARD_ITEMS = 4096
+CALIBRATION_FILE = "calibration.safetensors"
+
+
+def content_key(text: str, image_bytes: bytes) -> str:
+    digest = hashlib.sha256(text.encode("utf-8"))
+    digest.update(b"\x00")
+    digest.update(image_bytes)
+    return digest.hexdigest()[:32]
+
+
+def content_keys(texts: Sequence[str], image_paths: Sequence[str | None]) -> list[str]:
+    return [content_key(t, read_bytes(p)) for t, p in zip(texts, image_paths, strict=True)]
+
+
+def _batch_norms(module: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+    return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def batch_norm_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The batch-norm running statistics of a module, by their state-dict names."""
+    names = {id(m): n for n, m in module.named_modules()}
+    state: dict[str, torch.Tensor] = {}
+    for bn in _batch_norms(module):
+        prefix = names[id(bn)]
+        state[f"{prefix}.running_mean"] = bn.running_mean.detach().clone()
+        state[f"{prefix}.running_var"] = bn.running_var.detach().clone()
+    return state
+
+
+def calibrate_batch_norms(
+    encoder: torch.nn.Module, image_paths: Sequence[str], image_size: int, batch_size: int = 32
+) -> None:
+    """Set a random image encoder's batch-norm statistics to the exact averages over
+    ``image_paths`` (cumulative averaging; no weights change)."""
+    norms = _batch_norms(encoder)
+    momenta = [bn.momentum for bn in norms]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # a cumulative average rather than an exponential one
+    encoder.train()
+    with torch.no_grad():
+        for start in range(0, len(image_paths), batch_size):
+            chunk = image_paths[start : start + batch_size]
+            if len(chunk) < 2:  # batch norm needs two images to have a variance
+                break
+            pixels = np.stack([load_pixels(p, image_size)[0] for p in chunk])
+            encoder(pixel_values=torch.from_numpy(pixels))
+    for bn, momentum in zip(norms, momenta, strict=True):
+        bn.momentum = momentum
+    encoder.eval()
+
+
+@dataclass
+class Embeddings:
+    features: np.ndarray  # (items, image_dim + text_dim), float32, image part zeroed if no image
+    has_image: np.ndarray  # (items,) bool
+    encoder_key: str
+    encoded_now: int  # items that were not in the cache
+    seconds_encoding: float
+
+
+class EmbeddingCache:
+    def __init__(self, root: Path, loaded: LoadedModel, calibration_paths: Sequence[str] = ()):
+        self.loaded = loaded
+        model = loaded.model
+        description: dict[str, Any] = {
+            "image_encoder": loaded.image_source,
+            "text_encoder": loaded.text_source,
+            "image_size": model.image_size,
+            "max_tokens": MAX_TOKENS,
+            "feature_dim": model.image_dim + model.text_dim,
+        }
+        self.calibration_paths = list(calibration_paths)
+        if is_random_image_encoder(loaded.image_source):
+            if len(self.calibration_paths) < 2:
+                raise ValueError(
+                    "a random image encoder needs at least 2 training images to calibrate its "
+                    "batch norms; the slice has fewer"
+                )
+            calibration = hashlib.sha256()
+            for path in self.calibration_paths:
+                calibration.update(hashlib.sha256(read_bytes(path)).digest())
+            description["calibration_images"] = len(self.calibration_paths)
+            description["calibration_sha256"] = calibration.hexdigest()
+        self.description = description
+        self.key = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
+        self.dir = Path(root) / self.key
+
+    def prepare_encoders(self) -> None:
+        """Load (or compute and store) a random image encoder's calibration, then freeze."""
+        from safetensors.torch import load_file, save_file
+
+        model = self.loaded.model
+        if "calibration_sha256" in self.description:
+            stored = self.dir / CALIBRATION_FILE
+            if stored.exists():
+                model.image_encoder.load_state_dict(load_file(stored), strict=False)
+            else:
+                calibrate_batch_norms(model.image_encoder, self.calibration_paths, model.image_size)
+                self.dir.mkdir(parents=True, exist_ok=True)
+                tmp = stored.with_suffix(f".tmp{os.getpid()}")
+                save_file(batch_norm_state(model.image_encoder), str(tmp))
+                os.replace(tmp, stored)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        encoder_json = self.dir / "encoder.json"
+        if not encoder_json.exists():
+            tmp = encoder_json.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(self.description, indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, encoder_json)
+        model.eval()
+        for p in model.image_encoder.parameters():
+            p.requires_grad_(False)
+        for p in model.text_encoder.parameters():
+            p.requires_grad_(False)
+
+    def _stored_keys(self) -> set[str]:
+        keys: set[str] = set()
+        for part in self.dir.glob("part-*.parquet"):
+            keys.update(pq.read_table(part, columns=["content_key"]).column(0).to_pylist())
+        return keys
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        image_paths: Sequence[str | None],
+        batch_size: int = 32,
+        workers: int = 1,
+        label: str = "encoding",
+    ) -> Embeddings:
+        """Features for every item, encoding only those the cache does not hold."""
+        import time
+
+        self.prepare_encoders()
+        keys = content_keys(texts, image_paths)
+        known = self._stored_keys()
+        todo: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            if key not in known and key not in todo:
+                todo[key] = i
+        started = time.perf_counter()
+        if todo:
+            self._encode([*todo.values()], texts, image_paths, keys, batch_size, workers, label)
+        seconds = time.perf_counter() - started
+        features, has_image = self._gather(keys)
+        return Embeddings(features, has_image, self.key, len(todo), seconds)
+
+    def _encode(
+        self,
+        rows: list[int],
+        texts: Sequence[str],
+        image_paths: Sequence[str | None],
+        keys: list[str],
+        batch_size: int,
+        workers: int,
+        label: str,
+    ) -> None:
+        model = self.loaded.model
+        dataset = ItemDataset([texts[i] for i in rows], [image_paths[i] for i in rows],
+                              model.image_size)
+        loader = data_loader(dataset, self.loaded.tokenizer, MAX_TOKENS, batch_size, workers)
+        pending_keys: list[str] = []
+        pending_features: list[np.ndarray] = []
+        pending_images: list[np.ndarray] = []
+        with progress_bar(label, total=len(rows), unit="items") as advance, torch.no_grad():
+            for batch in loader:
+                fused = model.encode(batch.pixel_values, batch.input_ids, batch.attention_mask,
+                                     batch.has_image)
+                pending_keys += [keys[rows[i]] for i in batch.index.tolist()]
+                pending_features.append(fused.numpy().astype(np.float32))
+                pending_images.append(batch.has_image.numpy() > 0)
+                advance(len(batch.index))
+                if len(pending_keys) >= SHARD_ITEMS:
+                    self._write_shard(pending_keys, pending_features, pending_images)
+                    pending_keys, pending_features, pending_images = [], [], []
+        if pending_keys:
+            self._write_shard(pending_keys, pending_features, pending_images)
+
+    def _write_shard(
+        self, keys: list[str], features: list[np.ndarray], has_image: list[np.ndarray]
+    ) -> None:
+        matrix = np.concatenate(features)
+        flat = pa.array(matrix.reshape(-1), type=pa.float32())
+        table = pa.table({
+            "content_key": pa.array(keys, type=pa.string()),
+            "has_image": pa.array(np.concatenate(has_image)),
+            "features": pa.FixedSizeListArray.from_arrays(flat, matrix.shape[1]),
+        })
+        name = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+        final = self.dir / f"part-{name}.parquet"
+        tmp = self.dir / f".part-{name}.{os.getpid()}.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, final)
+
+    def _gather(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        wanted = set(keys)
+        position: dict[str, int] = {}
+        blocks: list[np.ndarray] = []
+        images: list[np.ndarray] = []
+        offset = 0
+        for part in sorted(self.dir.glob("part-*.parquet")):
+            table = pq.read_table(part)
+            part_keys = table.column("content_key").to_pylist()
+            take = [i for i, k in enumerate(part_keys) if k in wanted and k not in position]
+            if not take:
+                continue
+            column = table.column("features").combine_chunks()
+            dim = column.type.list_size
+            matrix = column.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
+            blocks.append(matrix[take])
+            images.append(table.column("has_image").to_numpy(zero_copy_only=False)[take])
+            for j, i in enumerate(take):
+                position[part_keys[i]] = offset + j
+            offset += len(take)
+        missing = [k for k in keys if k not in position]
+        if missing:
+            raise RuntimeError(f"embedding cache {self.dir} lacks {len(missing)} items after "
+                               "encoding (was it changed while running?)")
+        order = np.array([position[k] for k in keys], dtype=np.int64)
+        return np.concatenate(blocks)[order], np.concatenate(images)[order]

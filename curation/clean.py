@@ -210,7 +210,7 @@ def clean(catalog_root: Path | str, profile: str = "default") -> CleanResult:
         raise ValueError(f"{catalog.layout.root}: the catalog holds no item metadata to clean")
     started = time.perf_counter()
     root = catalog.layout.root
-    out_dir = root / "silver" / profile
+    out_dir = catalog.layout.silver_dir(profile)
     staging = root / ".staging" / f"silver-{profile}"
     staging.mkdir(parents=True, exist_ok=True)
     first_rule = (

@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from curation.paths import DEFAULT_CATALOG
+from curation.paths import DEFAULT_CATALOG, CatalogLayout
 
 app = typer.Typer(
     name="curate",
@@ -341,7 +341,7 @@ def build_slice_command(
             f"  {s['stratum'][:48]:<48} {s['train_items']:>11,} {s['selected']:>9,} "
             f"{s['exact_share']:>11.1f}"
         )
-    clean_manifest = Path(catalog) / "silver" / profile / "manifest.json"
+    clean_manifest = CatalogLayout(Path(catalog)).silver_dir(profile) / "manifest.json"
     typer.echo(f"rejections per rule ({profile} profile):")
     _print_funnel(json.loads(clean_manifest.read_text())["funnel"])
     if export_hf:
@@ -658,6 +658,9 @@ def train_command(
     workers: Annotated[
         int | None, typer.Option(help="DataLoader worker processes (decode, tokenise).")
     ] = None,
+    keep_checkpoint: Annotated[
+        bool, typer.Option(help="Keep checkpoint/ (optimizer state, last epoch) once complete.")
+    ] = False,
 ) -> None:
     """Train EffiMiniVLM on a slice with a weighting; write the run folder (config, checkpoints,
     metrics.json, predictions.parquet, training_dynamics.parquet, model, manifest).
@@ -676,7 +679,7 @@ def train_command(
     )
     folder = out or Path("runs") / f"{slice_name}__{weights}__{mode}__seed{seed}"
     result = train(config, folder, workers=_default_workers() if workers is None else workers,
-                   log=lambda line: typer.echo(line, err=True))
+                   log=lambda line: typer.echo(line, err=True), keep_checkpoint=keep_checkpoint)
     m = result.metrics
     if result.already_complete:
         typer.echo(f"{folder} is already complete (same config); its metrics:")
@@ -752,19 +755,144 @@ def predict_command(
                f"flops {table['flops'][0]} GFLOPs)")
 
 
+study_app = typer.Typer(
+    help="Data-scaling and weighting studies: a grid of (fraction x strategy x seed) runs, "
+    "then curves, fits and a report.",
+    no_args_is_help=True,
+)
+app.add_typer(study_app, name="study")
+
+STUDY_TEMPLATE = """\
+# A Curate study: every (fraction x strategy x seed) is one `curate train` run.
+# Paths are relative to this file.
+name = "scaling"
+catalog = "catalog"            # an ingested catalog (curate ingest)
+# corpus = "corpus/raw"        # optional: ingest this raw folder into the catalog first
+profile = "default"            # cleaning profile: default or effiminivlm
+min_per_category = 0           # the paper's recipe tops categories up to 10000
+fractions = [0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0]
+strategies = ["uniform", "effiminivlm"]   # any spec of `curate weights list`
+seeds = [0, 1, 2]              # slice seed and trainer seed; at least 3
+# out = "studies/scaling"      # the study folder (default: studies/<name>)
+
+[trainer]                      # options of `curate train`
+mode = "frozen"                # frozen: encode once, train the head; finetune: the paper
+# image_encoder = "google/efficientnet-b0"
+# text_encoder = "nreimers/MiniLMv2-L6-H384-distilled-from-BERT-Large"
+# epochs = 30
+# batch_size = 64
+# lr = 1e-3
+# patience = 3
+
+[report]
+baseline = "uniform"           # strategy the others are compared with
+bootstrap = 1000               # bootstrap draws for the fits' intervals
+extrapolate_from = 0.4         # fit on fractions up to this, predict the larger ones
+# target_plcc = 0.4            # default: the baseline's PLCC at the largest fraction
+"""
+
+
+@study_app.command("template")
+def study_template(
+    out: Annotated[Path | None, typer.Argument(help="File to write (default: print).")] = None,
+) -> None:
+    """Print (or write) a commented study config to start from."""
+    if out is None:
+        typer.echo(STUDY_TEMPLATE, nl=False)
+        return
+    if out.exists():
+        typer.echo(f"error: {out} exists; not overwriting it", err=True)
+        raise typer.Exit(2)
+    out.write_text(STUDY_TEMPLATE)
+    typer.echo(f"wrote {out}")
+
+
+@study_app.command("run")
+@_user_errors
+def study_run(
+    config: Annotated[Path, typer.Argument(help="Study config (TOML; curate study template).")],
+    out: Annotated[
+        Path | None, typer.Option(help="Study folder (default: the config's out, or "
+                                  "studies/<name> beside the config).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="DataLoader worker processes (decode, tokenise).")
+    ] = None,
+    report: Annotated[
+        bool, typer.Option(help="Write the report when the runs are done.")
+    ] = True,
+) -> None:
+    """Run every (fraction, strategy, seed) of a study: builds the missing slices and weights,
+    skips finished runs and resumes an interrupted one, so a stopped study picks up where it
+    stopped. Writes STUDY/runs/<run>/ (see curate train) and, unless --no-report,
+    STUDY/report/."""
+    from training.study import run_study
+
+    result = run_study(config, out=out, workers=_default_workers() if workers is None
+                       else workers, log=lambda line: typer.echo(line, err=True))
+    typer.echo(f"{result.trained} runs trained, {result.skipped} already complete, in "
+               f"{result.seconds:.0f} s: {result.folder}")
+    if report:
+        _write_study_report(result.folder)
+
+
+@study_app.command("report")
+@_user_errors
+def study_report(
+    study_dir: Annotated[Path, typer.Argument(help="A study folder (curate study run).")],
+) -> None:
+    """Results table, means and intervals, power-law fits with bootstrap intervals, the
+    extrapolation check, plots, report.md and report.html in STUDY/report/."""
+    _write_study_report(study_dir)
+
+
+def _write_study_report(folder: Path) -> None:
+    from training.report import build_report
+
+    report = build_report(folder)
+    for line in report.fits and _report_headlines(report):
+        typer.echo(line)
+    if report.missing:
+        typer.echo(f"note: {len(report.missing)} runs are not finished; the report leaves "
+                   "them out")
+    typer.echo(f"report: {folder / 'report' / 'report.md'} (and report.html, results.csv, "
+               "fits.json, scaling_*.png)")
+
+
+def _report_headlines(report) -> list[str]:  # type: ignore[no-untyped-def]
+    lines = []
+    for curve in report.fits["curves"]:
+        fit = curve["fit"]
+        if fit["status"] == "ok":
+            lines.append(f"{curve['strategy']:<16} {curve['error']:<9} e_inf {fit['e_inf']:.3f}, "
+                         f"exponent c {fit['c']:.3f}")
+        else:
+            lines.append(f"{curve['strategy']:<16} {curve['error']:<9} fit failed: "
+                         f"{fit['reason']}")
+    return lines
+
+
 @app.command()
 @_user_errors
 def demo(
     workdir: Annotated[
-        Path, typer.Option(help="Folder for the corpus, catalog and reports.")
+        Path, typer.Option(help="Folder for the corpus, catalog, study and report.")
     ] = Path("demo"),
-    items: Annotated[int, typer.Option(help="Items in the generated corpus.")] = 2000,
+    items: Annotated[int | None, typer.Option(help="Items in the generated corpus "
+                                              "(default 4000).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated corpus.")] = 0,
+    workers: Annotated[
+        int | None, typer.Option(help="DataLoader worker processes (decode, tokenise).")
+    ] = None,
 ) -> None:
-    """Run the whole pipeline on a generated corpus: synth, ingest, exploration queries."""
-    from curation.demo import run_demo
+    """Run the whole pipeline on a generated corpus: synth, ingest, clean, nested slices,
+    validation, weights, a frozen-mode study of data scaling x weighting (7 fractions x 2
+    strategies x 3 seeds) with its report, and the exploration queries. About 10 minutes on
+    2 cores; the report's location is printed at the end."""
+    from curation.demo import DEMO_ITEMS, run_demo
 
-    run_demo(workdir, items=items, seed=seed)
+    run_demo(workdir, items=DEMO_ITEMS if items is None else items, seed=seed,
+             workers=_default_workers() if workers is None else workers)
 
 
 def main() -> None:  # pragma: no cover

@@ -1,4 +1,10 @@
-"""``curate demo``: the whole pipeline, as far as it exists, on a generated corpus."""
+"""``curate demo``: the whole pipeline on a generated corpus, from raw JSONL to a study report.
+
+synth -> ingest -> clean -> nested slices -> validate -> weights -> a frozen-mode study of
+data scaling and weighting (every fraction x strategy x seed) -> report -> SQL exploration.
+The study's config is written to ``WORKDIR/study.toml``, so it can be changed and rerun with
+``curate study run``; a demo that is stopped and started again skips the runs it finished.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +22,31 @@ DEMO_QUERIES = (
 )
 DEMO_FRACTIONS = (0.2, 0.4)
 DEMO_WEIGHTS = ("uniform", "effiminivlm", "inverse_variance", "lds")
+DEMO_ITEMS = 4000
+DEMO_STUDY = """\
+# The demo's study (curate demo writes this file; edit it and run: curate study run {path})
+name = "demo"
+catalog = "catalog"
+out = "study"
+fractions = [0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0]
+strategies = ["uniform", "effiminivlm"]
+seeds = [0, 1, 2]
+
+[trainer]
+mode = "frozen"
+
+[report]
+baseline = "uniform"
+bootstrap = 1000
+extrapolate_from = 0.4
+"""
+STEPS = 9
 
 
-def run_demo(workdir: Path, *, items: int = 2000, seed: int = 0) -> None:
+def run_demo(workdir: Path, *, items: int = DEMO_ITEMS, seed: int = 0, workers: int = 1) -> None:
+    import os
+    import time
+
     from curation.catalog import Catalog
     from curation.clean import clean
     from curation.ingest import ingest
@@ -28,26 +56,28 @@ def run_demo(workdir: Path, *, items: int = 2000, seed: int = 0) -> None:
     from curation.validate import validate_all
     from weighting.catalog_io import compute_weights
 
+    started = time.perf_counter()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub: use the offline encoders at once
     corpus, catalog_root = workdir / "corpus", workdir / "catalog"
-    typer.secho(f"1/7 synth: {items:,} items with planted mess -> {corpus}", bold=True)
+    typer.secho(f"1/{STEPS} synth: {items:,} items with planted mess -> {corpus}", bold=True)
     summary = synthesize(corpus, SynthConfig(n_items=items, seed=seed, mess_rate=0.03, gzip=True))
     typer.echo(
         f"    {summary.meta_lines:,} metadata lines, {summary.review_lines:,} review lines, "
         f"{summary.images:,} images"
     )
 
-    typer.secho(f"2/7 ingest -> {catalog_root}", bold=True)
+    typer.secho(f"2/{STEPS} ingest -> {catalog_root}", bold=True)
     results = ingest(str(corpus / "raw"), catalog_root)
     lines = sum(r.lines_read for r in results)
     rows = sum(r.rows_ingested for r in results)
     quarantined = sum(r.lines_quarantined for r in results)
     typer.echo(f"    {lines:,} lines read = {rows:,} rows ingested + {quarantined:,} quarantined")
 
-    typer.secho("3/7 clean (default profile)", bold=True)
+    typer.secho(f"3/{STEPS} clean (default profile)", bold=True)
     cleaned = clean(catalog_root, "default")
     typer.echo(f"    {cleaned.rows_in:,} item lines -> {cleaned.kept:,} silver items")
 
-    typer.secho(f"4/7 nested slices of the train split: {DEMO_FRACTIONS}", bold=True)
+    typer.secho(f"4/{STEPS} nested slices of the train split: {DEMO_FRACTIONS}", bold=True)
     for frac in DEMO_FRACTIONS:
         result = build_slice(catalog_root, frac)
         rows = result.manifest["rows"]
@@ -56,13 +86,13 @@ def run_demo(workdir: Path, *, items: int = 2000, seed: int = 0) -> None:
             f"test {rows['test']:,}"
         )
 
-    typer.secho("5/7 validate (great-expectations)", bold=True)
+    typer.secho(f"5/{STEPS} validate (great-expectations)", bold=True)
     reports = validate_all(catalog_root)
     for report in reports:
         typer.echo("    " + report.summary().replace("\n", "\n    "))
     typer.echo(f"    data docs: {reports[0].docs_path}")
 
-    typer.secho(f"6/7 sample weights on {result.name}", bold=True)
+    typer.secho(f"6/{STEPS} sample weights on {result.name}", bold=True)
     for spec in DEMO_WEIGHTS:
         table = compute_weights(catalog_root, result.name, spec)
         d = table.manifest["diagnostics"]
@@ -72,7 +102,25 @@ def run_demo(workdir: Path, *, items: int = 2000, seed: int = 0) -> None:
             f"{d['mass_per_count_decile'][-1]['mass']:.1%} of the weight"
         )
 
-    typer.secho("7/7 exploration queries (curate sql -f NAME)", bold=True)
+    study_config = workdir / "study.toml"
+    study_config.write_text(DEMO_STUDY.format(path=study_config))
+    typer.secho(f"7/{STEPS} study: frozen EffiMiniVLM over 7 fractions x 2 weightings x 3 seeds "
+                f"({study_config})", bold=True)
+    typer.echo("    every item is encoded once by the full model (the longest step), then "
+               "each run trains the head on the cached embeddings")
+    from training.study import run_study
+
+    result = run_study(study_config, workers=workers, log=lambda line: typer.echo("    " + line))
+    typer.echo(f"    {result.trained} runs trained, {result.skipped} already complete")
+
+    typer.secho(f"8/{STEPS} report: curves, fits, intervals", bold=True)
+    from training.report import build_report
+
+    report = build_report(result.folder)
+    for line in _findings(report):
+        typer.echo("    " + line)
+
+    typer.secho(f"9/{STEPS} exploration queries (curate sql -f NAME)", bold=True)
     con = Catalog.open(catalog_root).connect()
     try:
         for name in DEMO_QUERIES:
@@ -80,4 +128,20 @@ def run_demo(workdir: Path, *, items: int = 2000, seed: int = 0) -> None:
             typer.echo(str(con.sql(resolve_query(None, name))))
     finally:
         con.close()
-    typer.secho(f"done. Explore further: curate sql --catalog {catalog_root}", bold=True)
+    minutes = (time.perf_counter() - started) / 60
+    typer.secho(f"done in {minutes:.1f} min.", bold=True)
+    typer.secho(f"report: {result.folder / 'report' / 'report.md'} (and report.html)", bold=True)
+    typer.echo(f"explore further: curate sql --catalog {catalog_root}")
+
+
+def _findings(report) -> list[str]:  # type: ignore[no-untyped-def]
+    """The report's findings and fitted exponents, for the terminal."""
+    text = (report.folder / "report" / "report.md").read_text()
+    section = text.split("## Findings", 1)[1].split("##", 1)[0]
+    lines = [line[2:] for line in section.strip().splitlines() if line.startswith("- ")]
+    for curve in report.fits["curves"]:
+        fit = curve["fit"]
+        state = (f"e_inf {fit['e_inf']:.3f}, exponent c {fit['c']:.3f}" if fit["status"] == "ok"
+                 else f"fit failed: {fit['reason']}")
+        lines.append(f"fit {curve['strategy']} {curve['error']}: {state}")
+    return lines

@@ -81,6 +81,10 @@ class CatalogLayout:
     def image_status(self) -> Path:
         return self.images / "status.parquet"
 
+    def silver_dir(self, profile: str) -> Path:
+        """Cleaned items of one profile: items.parquet, rejections.parquet, manifest.json."""
+        return self.root / "silver" / profile
+
     def bronze_dir(self, kind: str, category: str, version: str) -> Path:
         """One folder of Parquet parts per ingested raw file."""
         return self.root / "bronze" / kind / f"category={category}" / version

@@ -194,7 +194,8 @@ class EmbeddingCache:
         pending_keys: list[str] = []
         pending_features: list[np.ndarray] = []
         pending_images: list[np.ndarray] = []
-        with progress_bar(label, total=len(rows), unit="items") as advance, torch.no_grad():
+        bar = progress_bar(label, total=len(rows), unit="items", lines_when_logged=True)
+        with bar as advance, torch.no_grad():
             for batch in loader:
                 fused = model.encode(batch.pixel_values, batch.input_ids, batch.attention_mask,
                                      batch.has_image)

@@ -52,7 +52,8 @@ def predict_items(
                           model.image_size)
     out = np.empty(items.height, dtype=np.float64)
     loader = data_loader(dataset, loaded.tokenizer, MAX_TOKENS, batch_size, workers)
-    with progress_bar("predicting", total=items.height) as advance, torch.no_grad():
+    with progress_bar("predicting", total=items.height, lines_when_logged=True) as advance, \
+            torch.no_grad():
         for batch in loader:
             values = model(batch.pixel_values, batch.input_ids, batch.attention_mask,
                            batch.has_image)

@@ -7,8 +7,11 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def progress_bar(label: str, total: int, unit: str = "items") -> Iterator[Callable[[int], None]]:
-    """Yields ``advance(n)``. Shows the count, the rate and the time left."""
+def progress_bar(
+    label: str, total: int, unit: str = "items", lines_when_logged: bool = False
+) -> Iterator[Callable[[int], None]]:
+    """Yields ``advance(n)``. Shows the count, the rate and the time left: a bar on a terminal;
+    in a log (not a terminal), with ``lines_when_logged``, a line at every tenth."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -35,8 +38,33 @@ def progress_bar(label: str, total: int, unit: str = "items") -> Iterator[Callab
         TimeRemainingColumn(),
     )
     console = Console(stderr=True)
+    if not console.is_terminal and lines_when_logged:
+        yield _logged_lines(label, total, unit)
+        return
     # Not a terminal (a log, CI): no bar, whose redraws would fill the log with blank lines.
     with Progress(*columns, console=console, transient=True,
                   disable=not console.is_terminal) as progress:
         task = progress.add_task(label, total=total)
         yield lambda n: progress.advance(task, n)
+
+
+def _logged_lines(label: str, total: int, unit: str) -> Callable[[int], None]:
+    import sys
+    import time
+
+    started = time.perf_counter()
+    state = {"done": 0, "next": 0.1}
+
+    def advance(n: int) -> None:
+        state["done"] += n
+        share = state["done"] / max(total, 1)
+        if share + 1e-9 >= state["next"] or state["done"] >= total:
+            elapsed = time.perf_counter() - started
+            rate = state["done"] / elapsed if elapsed > 0 else 0.0
+            left = (total - state["done"]) / rate if rate > 0 else 0.0
+            print(f"{label}: {state['done']:,}/{total:,} {unit} ({rate:,.1f}/s, about "
+                  f"{left:,.0f} s left)", file=sys.stderr, flush=True)
+            while state["next"] <= share + 1e-9:
+                state["next"] += 0.1
+
+    return advance

@@ -5,7 +5,8 @@ A run folder holds:
 - ``config.json``: everything that decides the result (a rerun with another config is refused);
 - ``checkpoint/``: the last finished epoch (weights, optimizer, RNG, early-stopping state) and
   the best epoch's weights, as safetensors; an interrupted run resumes from it and ends
-  exactly as an uninterrupted one (per-epoch shuffles are seeded by (seed, epoch));
+  exactly as an uninterrupted one (per-epoch shuffles are seeded by (seed, epoch)); removed
+  when the run completes unless asked to keep it;
 - ``metrics.json``: val and test scores (PLCC, PLCC+, Spearman, MAE, RMSE, CES with the
   model's own parameters and FLOPs), per category and per rating-count decile, the history;
 - ``predictions.parquet``: every item of the slice with its prediction (best epoch);
@@ -33,16 +34,24 @@ import numpy as np
 import polars as pl
 import torch
 
+from curation.catalog import Catalog
 from curation.manifest import sha256_file, versions, write_json_atomic
 from curation.paths import CatalogLayout
-from training.data import TARGET, ItemDataset, data_loader, load_training_items
-from training.embeddings import EmbeddingCache, batch_norm_state
+from training.data import (
+    TARGET,
+    ItemDataset,
+    data_loader,
+    load_training_items,
+    resolve_image_paths,
+)
+from training.embeddings import CALIBRATION_IMAGES, EmbeddingCache, batch_norm_state
 from training.loss import DEFAULT_HUBER_DELTA, weighted_huber
 from training.metrics import evaluate, pearson
 from training.model import (
     DEFAULT_IMAGE_ENCODER,
     DEFAULT_TEXT_ENCODER,
     MAX_TOKENS,
+    EffiMiniVLM,
     LoadedModel,
     build_model,
     count_flops,
@@ -59,7 +68,6 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
     "finetune": {"epochs": 10, "batch_size": 32, "lr": 2e-5, "patience": 1},
     "frozen": {"epochs": 30, "batch_size": 64, "lr": 1e-3, "patience": 3},
 }
-CALIBRATION_IMAGES = 256
 
 
 @dataclass(frozen=True)
@@ -251,9 +259,32 @@ def _predict(engine: _Frozen | _Finetune, rows: np.ndarray, batch_size: int) -> 
 # --- the run ----------------------------------------------------------------------------------
 
 
+# Frozen runs in one process (a study) share the loaded encoders, which they never train, and
+# their counts: loading and counting cost seconds per run, training the head less.
+_FROZEN_ENCODERS: dict[tuple[str, str], tuple[LoadedModel, int, int]] = {}
+
+
+def _model_for(config: TrainConfig) -> tuple[LoadedModel, int, int]:
+    """(the run's model, its parameters, its FLOPs). The head is new for every run and
+    initialised from the run's seed, exactly as build_model does."""
+    key = (config.image_encoder, config.text_encoder)
+    if config.mode == "frozen" and key in _FROZEN_ENCODERS:
+        shared, params, flops = _FROZEN_ENCODERS[key]
+        torch.manual_seed(config.seed)
+        model = EffiMiniVLM(shared.model.image_encoder, shared.model.text_encoder)
+        return LoadedModel(model, shared.tokenizer, shared.image_source,
+                           shared.text_source), params, flops
+    loaded = build_model(config.image_encoder, config.text_encoder, config.seed)
+    params, flops = count_parameters(loaded.model), count_flops(loaded)
+    loaded.model.text_encoder.set_attn_implementation("sdpa")  # faster; counted with eager
+    if config.mode == "frozen":
+        _FROZEN_ENCODERS.clear()  # one pair at a time: each holds ~100 MB
+        _FROZEN_ENCODERS[key] = (loaded, params, flops)
+    return loaded, params, flops
+
+
 def _ensure_weights(catalog: str, slice_name: str, weights: str) -> str:
     """The weights id to use: an existing table, or the spec computed now."""
-    from curation.catalog import Catalog
     from weighting.catalog_io import compute_weights, weights_dir, weights_id
 
     cat = Catalog.open(catalog)
@@ -265,15 +296,45 @@ def _ensure_weights(catalog: str, slice_name: str, weights: str) -> str:
     return wid
 
 
-def _calibration_paths(items: pl.DataFrame) -> list[str]:
-    """Train images in a fixed order that every nested slice of one seed shares: the lowest
-    slice thresholds are in every slice (see curation/slices.py)."""
-    return (
-        items.filter((pl.col("split") == "train") & pl.col("image_path").is_not_null())
-        .sort("slice_threshold", "parent_asin")
-        .head(CALIBRATION_IMAGES)["image_path"]
-        .to_list()
-    )
+def _calibration_paths(config: TrainConfig) -> list[str]:
+    """Up to CALIBRATION_IMAGES train images of the slice's split, in stable-hash order.
+
+    They come from the split, not the slice, so every slice cut from one split (any fraction,
+    any slice seed) calibrates a random image encoder alike and shares one embedding cache."""
+    import duckdb
+
+    from curation.slices import load_slice_manifest
+    from curation.split import split_dir, stable_hash_sql
+
+    parameters = load_slice_manifest(config.catalog, config.slice)["parameters"]
+    catalog = Catalog.open(config.catalog)
+    silver = catalog.layout.silver_dir(parameters["profile"]) / "items.parquet"
+    split = split_dir(catalog, parameters["profile"], parameters["split_seed"])
+    candidates = duckdb.sql(f"""
+        SELECT s.main_image_url
+        FROM '{silver}' AS s JOIN '{split / "assignments.parquet"}' AS a USING (parent_asin)
+        WHERE a.split = 'train' AND s.main_image_url IS NOT NULL
+        ORDER BY {stable_hash_sql("calibration", "s.parent_asin")}, s.parent_asin
+        LIMIT {4 * CALIBRATION_IMAGES}""").fetchall()
+    paths = resolve_image_paths([url for (url,) in candidates], config.catalog)
+    return [p for p in paths if p is not None][:CALIBRATION_IMAGES]
+
+
+def encode_slice(config: TrainConfig, *, workers: int = 1) -> int:
+    """Fill the frozen-mode embedding cache with every item of the config's slice (what its
+    runs will read); returns how many were not cached yet."""
+    from curation.slices import slice_file
+
+    config = config.resolved()
+    items = pl.read_parquet(slice_file(config.catalog, config.slice),
+                            columns=["model_text", "main_image_url"])
+    paths = resolve_image_paths(items["main_image_url"].to_list(), config.catalog)
+    loaded, _, _ = _model_for(config)
+    cache = EmbeddingCache(CatalogLayout(Path(config.catalog)).embeddings, loaded,
+                           _calibration_paths(config))
+    embedded = cache.embed(items["model_text"].to_list(), paths, workers=workers,
+                           label=f"encoding {config.slice}")
+    return embedded.encoded_now
 
 
 def train(
@@ -283,8 +344,13 @@ def train(
     workers: int = 1,
     on_epoch_end: Callable[[int], None] | None = None,
     log: Callable[[str], None] = print,
+    keep_checkpoint: bool = False,
 ) -> RunResult:
-    """Train (or resume, or find complete) the run ``config`` in the folder ``out``."""
+    """Train (or resume, or find complete) the run ``config`` in the folder ``out``.
+
+    Once the run is complete its ``checkpoint/`` folder (last epoch with optimizer state,
+    per-epoch dynamics) is removed unless ``keep_checkpoint``: what a complete run needs is in
+    model.safetensors and training_dynamics.parquet."""
     config = config.resolved()
     out = Path(out)
     config_file = out / "config.json"
@@ -306,7 +372,6 @@ def train(
     torch.use_deterministic_algorithms(True, warn_only=True)
     weights_id = _ensure_weights(config.catalog, config.slice, config.weights)
     items = load_training_items(config.catalog, config.slice, weights_id)
-    items = items.join(_thresholds(config), on="parent_asin", how="left")
     splits = {s: np.flatnonzero((items["split"] == s).to_numpy()) for s in ("train", "val", "test")}
     for name, rows in splits.items():
         if len(rows) < 2:
@@ -318,14 +383,12 @@ def train(
                      "(black image, image features zeroed)")
         log(f"note: {notes[-1]}")
 
-    loaded = build_model(config.image_encoder, config.text_encoder, config.seed)
-    params, flops = count_parameters(loaded.model), count_flops(loaded)
-    loaded.model.text_encoder.set_attn_implementation("sdpa")  # faster; counted with eager
+    loaded, params, flops = _model_for(config)
     encoding: dict[str, Any] = {}
     engine: _Frozen | _Finetune
     if config.mode == "frozen":
         cache = EmbeddingCache(CatalogLayout(Path(config.catalog)).embeddings, loaded,
-                               _calibration_paths(items))
+                               _calibration_paths(config))
         embedded = cache.embed(items["model_text"].to_list(), items["image_path"].to_list(),
                                workers=workers)
         encoding = {"encoder_key": embedded.encoder_key, "encoded_now": embedded.encoded_now,
@@ -334,11 +397,19 @@ def train(
         log(f"embeddings: {embedded.encoded_now:,} encoded, {encoding['cached']:,} from the "
             f"cache ({cache.dir})")
         engine = _Frozen(loaded, embedded.features, splits["train"])
+        # The head starts at the train split's weighted mean rating, not at 0: with few
+        # items (small slices) a head that must first climb to ~4 stars is still far off
+        # when early stopping (on PLCC, blind to scale) picks its epoch.
+        train_rows = items[splits["train"].tolist()]
+        start = float((train_rows["weight"] * train_rows[TARGET]).sum()
+                      / train_rows["weight"].sum())
+        with torch.no_grad():
+            engine.head[-1].bias.fill_(start)
     else:
         if is_random_image_encoder(loaded.image_source):
             from training.embeddings import calibrate_batch_norms
 
-            calibrate_batch_norms(loaded.model.image_encoder, _calibration_paths(items),
+            calibrate_batch_norms(loaded.model.image_encoder, _calibration_paths(config),
                                   loaded.model.image_size)
         engine = _Finetune(loaded, items, workers)
 
@@ -445,14 +516,9 @@ def train(
         "encoding": encoding,
     })
     _write_outputs(out, config, items, weights_id, loaded, engine, metrics, missing_images, notes)
+    if not keep_checkpoint:
+        shutil.rmtree(out / "checkpoint", ignore_errors=True)
     return RunResult(out, metrics, resumed_from_epoch=resumed_from, notes=notes)
-
-
-def _thresholds(config: TrainConfig) -> pl.DataFrame:
-    from curation.slices import slice_file
-
-    return pl.read_parquet(slice_file(config.catalog, config.slice),
-                           columns=["parent_asin", "slice_threshold"])
 
 
 def _write_outputs(
@@ -468,7 +534,6 @@ def _write_outputs(
 ) -> None:
     from safetensors.torch import save_file
 
-    from curation.catalog import Catalog
     from curation.slices import slice_file
     from weighting.catalog_io import weights_dir
 

@@ -25,13 +25,28 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from curation.progress import progress_bar
 from training.data import ItemDataset, data_loader, load_pixels, read_bytes
 from training.model import MAX_TOKENS, LoadedModel, is_random_image_encoder
-from training.progress import progress_bar
 
 CALIBRATION_IMAGES = 256
 SHARD_ITEMS = 4096
 CALIBRATION_FILE = "calibration.safetensors"
+
+
+# Config fields that name a version or a path, not the architecture.
+_VOLATILE_CONFIG_KEYS = ("transformers_version", "_name_or_path", "architectures",
+                         "_attn_implementation_autoset", "_attn_implementation", "torch_dtype",
+                         "dtype")
+
+
+def _config_digest(*encoders: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for encoder in encoders:
+        config = {k: v for k, v in encoder.config.to_dict().items()
+                  if k not in _VOLATILE_CONFIG_KEYS}
+        digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
 
 
 def content_key(text: str, image_bytes: bytes) -> str:
@@ -102,6 +117,8 @@ class EmbeddingCache:
             "image_size": model.image_size,
             "max_tokens": MAX_TOKENS,
             "feature_dim": model.image_dim + model.text_dim,
+            # the encoders' architectures, so that a changed tiny configuration is not mixed up
+            "configs": _config_digest(model.image_encoder, model.text_encoder),
         }
         self.calibration_paths = list(calibration_paths)
         if is_random_image_encoder(loaded.image_source):

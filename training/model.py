@@ -52,7 +52,7 @@ TINY_TEXT_ENCODER = "tiny-minilm"
 TINY_IMAGE = {
     "width_coefficient": 0.25,
     "depth_coefficient": 0.2,
-    "image_size": 64,
+    "image_size": 128,  # 64 loses the shapes' brightness that carries the synthetic signal
     "dropout_rate": 0.2,
     "hidden_dim": 320,  # EfficientNet's top convolution: round_filters(1280) at width 0.25
 }

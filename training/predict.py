@@ -11,9 +11,9 @@ import numpy as np
 import polars as pl
 import torch
 
+from curation.progress import progress_bar
 from training.data import ItemDataset, data_loader
 from training.model import MAX_TOKENS, LoadedModel, build_model
-from training.progress import progress_bar
 from training.trainer import TrainConfig
 
 SUBMISSION_COLUMNS = ("item_id", "score", "params", "flops")

@@ -37,6 +37,7 @@ import torch
 from curation.catalog import Catalog
 from curation.manifest import sha256_file, versions, write_json_atomic
 from curation.paths import CatalogLayout
+from curation.progress import progress_bar
 from training.data import (
     TARGET,
     ItemDataset,
@@ -59,7 +60,6 @@ from training.model import (
     efficiency,
     is_random_image_encoder,
 )
-from training.progress import progress_bar
 
 MODES = ("frozen", "finetune")
 # finetune is the paper's recipe. frozen trains only the head on cached embeddings, which
@@ -150,7 +150,8 @@ def _save_checkpoint(
     save_file({k: v.contiguous() for k, v in module.state_dict().items()},
               str(tmp / "weights.safetensors"))
     opt = optimizer.state_dict()
-    tensors = {f"{i}.{k}": v for i, s in opt["state"].items() for k, v in s.items()}
+    # contiguous: a channels-last convolution's moments are strided, which safetensors refuses
+    tensors = {f"{i}.{k}": v.contiguous() for i, s in opt["state"].items() for k, v in s.items()}
     tensors["rng"] = torch.get_rng_state()
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     write_json_atomic(tmp / "state.json", {**state, "param_groups": opt["param_groups"]})

@@ -1,4 +1,5 @@
-"""One progress bar style for the trainer's long loops (on stderr; gone when done)."""
+"""One progress bar style for long loops (on stderr; gone when done). ``advance(n, note)``
+moves it on and, with a note (counts by status, say), shows the note beside it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from contextlib import contextmanager
 @contextmanager
 def progress_bar(
     label: str, total: int, unit: str = "items", lines_when_logged: bool = False
-) -> Iterator[Callable[[int], None]]:
+) -> Iterator[Callable[..., None]]:
     """Yields ``advance(n)``. Shows the count, the rate and the time left: a bar on a terminal;
     in a log (not a terminal), with ``lines_when_logged``, a line at every tenth."""
     from rich.console import Console
@@ -45,17 +46,22 @@ def progress_bar(
     with Progress(*columns, console=console, transient=True,
                   disable=not console.is_terminal) as progress:
         task = progress.add_task(label, total=total)
-        yield lambda n: progress.advance(task, n)
+
+        def advance(n: int, note: str | None = None) -> None:
+            progress.update(task, advance=n, **({"description": f"{label} {note}"} if note
+                                                 else {}))
+
+        yield advance
 
 
-def _logged_lines(label: str, total: int, unit: str) -> Callable[[int], None]:
+def _logged_lines(label: str, total: int, unit: str) -> Callable[..., None]:
     import sys
     import time
 
     started = time.perf_counter()
     state = {"done": 0, "next": 0.1}
 
-    def advance(n: int) -> None:
+    def advance(n: int, note: str | None = None) -> None:
         state["done"] += n
         share = state["done"] / max(total, 1)
         if share + 1e-9 >= state["next"] or state["done"] >= total:
@@ -63,7 +69,8 @@ def _logged_lines(label: str, total: int, unit: str) -> Callable[[int], None]:
             rate = state["done"] / elapsed if elapsed > 0 else 0.0
             left = (total - state["done"]) / rate if rate > 0 else 0.0
             print(f"{label}: {state['done']:,}/{total:,} {unit} ({rate:,.1f}/s, about "
-                  f"{left:,.0f} s left)", file=sys.stderr, flush=True)
+                  f"{left:,.0f} s left){' ' + note if note else ''}", file=sys.stderr,
+                  flush=True)
             while state["next"] <= share + 1e-9:
                 state["next"] += 0.1
 

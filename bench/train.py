@@ -25,10 +25,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import polars as pl
 import torch
 
+from curation.images import resolve_image_paths
 from curation.ingest import ingest
 from curation.slices import build_slice
 from curation.synth import SynthConfig, synthesize
-from training.data import ItemDataset, data_loader, resolve_image_paths
+from training.data import ItemDataset, data_loader
 from training.loss import weighted_huber
 from training.model import HEAD_HIDDEN, MAX_TOKENS, RegressionHead, build_model
 

@@ -17,7 +17,10 @@ app = typer.Typer(
     name="curate",
     help="Curate: curation and sample weighting for the Amazon Reviews 2023 corpus.\n\n"
     "Raw JSONL -> bronze Parquet (ingest) -> silver items (clean) -> split and nested slices "
-    "(build-slice, validate, slices) -> sample weights (weights) -> queries (sql).",
+    "(build-slice, validate, slices) -> images (images) -> sample weights (weights) -> "
+    "EffiMiniVLM runs (train, predict) -> studies of data scaling x weighting (study). "
+    "Beside them: audits (audit), recommendation-benchmark exports (recsys), queries (sql) "
+    "and the whole pipeline on a generated corpus (demo).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -84,6 +87,14 @@ def synth(
         str | None,
         typer.Option(help="URL prefix for image URLs (default: file:// URL of OUT_DIR/images/)."),
     ] = None,
+    label_noise: Annotated[
+        float, typer.Option(help="Share of items given a wrong average_rating (planted label "
+                            "errors, in ground_truth/items.parquet).")
+    ] = 0.0,
+    near_duplicates: Annotated[
+        float, typer.Option(help="Share of items relisted as a near-copy (suffixed title, "
+                            "same text and image bytes, another URL).")
+    ] = 0.0,
 ) -> None:
     """Write a synthetic corpus in the raw Amazon Reviews 2023 layout, with ground truth.
 
@@ -101,6 +112,8 @@ def synth(
         images=images,
         categories=tuple(_split(categories)) if categories else DEFAULT_CATEGORIES,
         image_base_url=image_base_url,
+        label_noise=label_noise,
+        near_duplicates=near_duplicates,
     )
     summary = synthesize(out_dir, config)
     typer.echo(
@@ -304,6 +317,11 @@ def build_slice_command(
     export_hf: Annotated[
         Path | None, typer.Option(help="Also save the slice as a datasets.Dataset in this folder.")
     ] = None,
+    exclude_label_issues: Annotated[
+        str | None,
+        typer.Option(help="Drop from train the items that curate audit label-quality flagged in "
+                     "this (audited) slice; the name gets -nolabelissues."),
+    ] = None,
     validate: Annotated[
         bool,
         typer.Option("--validate/--no-validate", help="Run the great-expectations suites after."),
@@ -329,6 +347,7 @@ def build_slice_command(
         profile=profile,
         split_seed=split_seed,
         name=name,
+        exclude_label_issues=exclude_label_issues,
     )
     rows = result.manifest["rows"]
     typer.echo(
@@ -668,6 +687,154 @@ def images_serve(
             pass
 
 
+recsys_app = typer.Typer(
+    help="Recommendation-benchmark cuts: rating-only tables, k-cores, the official splits.",
+    no_args_is_help=True,
+)
+app.add_typer(recsys_app, name="recsys")
+
+
+@recsys_app.command("export")
+@_user_errors
+def recsys_export(
+    category: Annotated[str, typer.Option(help="Category (a raw file's name, e.g. "
+                                          "All_Beauty).")],
+    core: Annotated[int, typer.Option(help="k of the k-core (0: every interaction).")] = 5,
+    split: Annotated[
+        str, typer.Option(help="last_out (per user: last to test, second last to valid) or "
+                          "timestamp (valid from 1628643414042 ms, test from 1658002729837).")
+    ] = "last_out",
+    out: Annotated[Path, typer.Option(help="Folder to write <category>-<k>core-<split>/ "
+                                      "into.")] = Path("recsys"),
+    profile: Annotated[str, typer.Option(help="Cleaning profile whose items join the item "
+                                         "table.")] = "default",
+    catalog: CatalogOption = DEFAULT_CATALOG,
+) -> None:
+    """Export one category as the official benchmark cuts it: one row per (user, item), the
+    earliest review kept; iterative k-core to the fixed point; the split. Writes CSV in the
+    official columns (user_id, parent_asin, rating, timestamp) and Parquet, an item table
+    with the cleaned text and cached image paths, and a manifest."""
+    from curation.recsys import export
+
+    result = export(catalog, category, core, split, out, profile=profile)
+    c, k = result.counts, result.kcore
+    assert k is not None
+    typer.echo(f"{c['review_rows']:,} review rows = {c['interactions']:,} interactions + "
+               f"{c['later_duplicates']:,} later duplicates + {c['missing_field']:,} missing a "
+               "field")
+    typer.echo(f"{core}-core in {k.rounds} rounds: {k.users:,} users, {k.items:,} items, "
+               f"{k.interactions_out:,} interactions (density {k.density:.2e}); "
+               f"{c['removed_by_kcore']:,} removed")
+    typer.echo(f"{split}: train {c['train']:,}, valid {c['valid']:,}, test {c['test']:,}; "
+               f"items with metadata {c['items_with_metadata']:,}, with a cached image "
+               f"{c['items_with_image']:,}")
+    typer.echo(f"-> {result.folder} ({result.seconds:.1f} s)")
+
+
+@recsys_app.command("kcore")
+@_user_errors
+def recsys_kcore(
+    source: Annotated[Path, typer.Argument(help="A rating-only CSV (user_id, parent_asin, "
+                                           "rating, timestamp; header optional).")],
+    core: Annotated[int, typer.Option(help="k of the k-core.")] = 5,
+    out: Annotated[Path, typer.Option(help="CSV to write (with a header).")] = Path(
+        "kcore.csv"),
+) -> None:
+    """k-core of an existing rating-only CSV, in its row order (a k-core file filtered again
+    with the same k comes back unchanged)."""
+    from curation.recsys import kcore_csv
+
+    result = kcore_csv(source, core, out)
+    typer.echo(f"{result.interactions_in:,} -> {result.interactions_out:,} interactions in "
+               f"{result.rounds} rounds: {result.users:,} users, {result.items:,} items "
+               f"-> {out}")
+
+
+audit_app = typer.Typer(
+    help="Data-quality audits: label issues (cleanlab), duplicates and leakage, data maps. "
+    "Each writes CATALOG/audit/<audit>/<subject>/ and a view in curate sql.",
+    no_args_is_help=True,
+)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("label-quality")
+@_user_errors
+def audit_label_quality(
+    slice_name: Annotated[str, typer.Option("--slice", help="Slice to audit (all its "
+                                            "splits).")],
+    catalog: CatalogOption = DEFAULT_CATALOG,
+    folds: Annotated[int, typer.Option(help="Folds of the out-of-fold predictions.")] = 5,
+    method: Annotated[
+        str, typer.Option(help="residual: flag a robust z-score of the out-of-fold residual "
+                          "above --z; cleanlearning: cleanlab's CleanLearning decides.")
+    ] = "residual",
+    z: Annotated[float, typer.Option(help="Robust z-score above which an item is "
+                                     "flagged.")] = 3.0,
+    image_encoder: Annotated[str | None, typer.Option(help="Image encoder of the embeddings "
+                                                      "(default: the model's).")] = None,
+    text_encoder: Annotated[str | None, typer.Option(help="Text encoder of the embeddings "
+                                                     "(default: the model's).")] = None,
+    workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.")] = None,
+) -> None:
+    """Out-of-fold ridge predictions on the frozen embeddings -> cleanlab label-quality
+    scores and flags. Writes CATALOG/audit/label_quality/<slice>/; feeds the label_quality
+    weighting and build-slice --exclude-label-issues."""
+    from audit.label_quality import label_quality_audit
+
+    result = label_quality_audit(catalog, slice_name, image_encoder=image_encoder,
+                                 text_encoder=text_encoder, folds=folds, method=method, z=z,
+                                 workers=_default_workers() if workers is None else workers)
+    typer.echo(f"{result.items:,} items; out-of-fold predictions correlate "
+               f"{result.oof_pearson:.3f} with the label; {result.flagged:,} flagged "
+               f"({result.seconds:.0f} s)")
+    typer.echo(f"-> {result.folder} (summary.md, items.parquet)")
+
+
+@audit_app.command("duplicates")
+@_user_errors
+def audit_duplicates(
+    catalog: CatalogOption = DEFAULT_CATALOG,
+    threshold: Annotated[float, typer.Option(help="Jaccard similarity of word 2-grams from "
+                                             "which two texts are near-duplicates.")] = 0.6,
+    regroup: Annotated[bool, typer.Option(help="Split again so that every pair found lands "
+                                          "in one split (then rebuild the slices).")] = False,
+) -> None:
+    """Exact (title, image URL, image bytes) and near (MinHash over text shingles) duplicate
+    pairs among the silver items, within and across splits. Writes
+    CATALOG/audit/duplicates/<profile>/pairs.parquet and summary.md."""
+    from audit.duplicates import duplicates_audit
+
+    result = duplicates_audit(catalog, threshold=threshold, regroup=regroup)
+    kinds = ", ".join(f"{k} {v:,}" for k, v in result.by_kind.items())
+    typer.echo(f"{result.items:,} items: {result.pairs:,} duplicate pairs ({kinds}); "
+               f"{result.cross_split:,} across splits")
+    if result.regrouped:
+        typer.echo("split again with the pairs kept together: rebuild the slices "
+                   "(curate build-slice ...)")
+    typer.echo(f"-> {result.folder}")
+
+
+@audit_app.command("data-map")
+@_user_errors
+def audit_data_map(
+    run: Annotated[Path, typer.Option(help="A finished run folder (curate train).")],
+    catalog: CatalogOption = DEFAULT_CATALOG,
+) -> None:
+    """Dataset cartography from a run's per-item, per-epoch predictions: each train item's
+    mean error and variability, its region (easy, ambiguous, hard), a PNG map. Writes
+    CATALOG/audit/data_map/<slice>/; feeds the data_map weighting."""
+    import polars as pl
+
+    from audit.data_map import REGIONS, data_map_audit
+
+    folder = data_map_audit(catalog, run)
+    table = pl.read_parquet(folder / "items.parquet")
+    counts = ", ".join(f"{r} {int((table['region'] == r).sum()):,}" for r in REGIONS)
+    typer.echo(f"{table.height:,} train items: {counts}")
+    typer.echo(f"-> {folder} (data_map.png, summary.md)")
+
+
 model_app = typer.Typer(help="The EffiMiniVLM model: info. (Training: curate train.)",
                         no_args_is_help=True)
 app.add_typer(model_app, name="model")
@@ -829,7 +996,8 @@ def predict_command(
     params (millions), flops (GFLOPs) of the run's model."""
     import polars as pl
 
-    from training.data import ITEM_COLUMNS, read_challenge_csv, resolve_image_paths
+    from curation.images import resolve_image_paths
+    from training.data import ITEM_COLUMNS, read_challenge_csv
     from training.predict import load_run_model, predict_items, submission
 
     if (slice_name is None) == (input_csv is None):

@@ -27,7 +27,7 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -442,6 +442,33 @@ def _collect(finished: set[Future[Outcome]], journal: _Journal, counts: Counter[
         journal.add(outcome)
         if on_result is not None:
             on_result(outcome, counts)
+
+
+def resolve_image_paths(
+    urls: Sequence[str | None], catalog_root: Path | str | None = None
+) -> list[str | None]:
+    """A local file for each URL: file:// URLs directly, http(s) URLs from the image cache."""
+    cached = _image_cache(catalog_root) if catalog_root is not None else {}
+    paths: list[str | None] = []
+    for url in urls:
+        path: str | None = None
+        if url:
+            parsed = urlparse(url)
+            if parsed.scheme == "file":
+                path = unquote(parsed.path)
+            elif parsed.scheme in ("http", "https"):
+                path = cached.get(url)
+            elif not parsed.scheme:
+                path = url
+        paths.append(path if path and os.path.isfile(path) else None)
+    return paths
+
+
+def _image_cache(catalog_root: Path | str) -> dict[str, str]:
+    layout = CatalogLayout(Path(catalog_root))
+    status = read_status(layout)
+    ok = status.filter((pl.col("status") == "ok") & pl.col("path").is_not_null())
+    return {url: str(layout.images / path) for url, path in ok.select("url", "path").iter_rows()}
 
 
 def image_stats(catalog_root: Path | str) -> dict[str, Any]:

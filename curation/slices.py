@@ -102,8 +102,14 @@ def build_slice(
     profile: str = "default",
     split_seed: int = 0,
     name: str | None = None,
+    exclude_label_issues: str | None = None,
 ) -> SliceResult:
-    """Cut a slice of the train split (plus the whole val and test) into slices/<name>/."""
+    """Cut a slice of the train split (plus the whole val and test) into slices/<name>/.
+
+    ``exclude_label_issues`` names a slice audited with ``curate audit label-quality``: its
+    flagged items leave this slice's train split (val and test stay whole, so scores remain
+    comparable). They are dropped after the thresholds are drawn, so such a slice lies inside
+    the plain slice of the same fraction and seed, and inside every larger such slice."""
     if not 0 < frac <= 1:
         raise ValueError(f"--frac must lie in (0, 1], got {frac}")
     unknown = [s for s in strata if s not in STRATA_SQL]
@@ -114,7 +120,14 @@ def build_slice(
     started = time.perf_counter()
     catalog_root = Path(catalog_root)
     catalog = _ensure_inputs(catalog_root, profile, split_seed)
-    name = name or slice_name(profile, frac, seed)
+    excluded: list[str] = []
+    if exclude_label_issues is not None:
+        from audit.label_quality import flagged_items
+
+        excluded = flagged_items(catalog_root, exclude_label_issues)
+    default_name = slice_name(profile, frac, seed) + ("-nolabelissues" if excluded or
+                                                      exclude_label_issues else "")
+    name = name or default_name
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
         raise ValueError(f"slice name {name!r}: use letters, digits, '.', '_' and '-' only")
     root = catalog.layout.root
@@ -156,6 +169,12 @@ def build_slice(
             UNION ALL
             SELECT parent_asin, split, stratum, NULL::DOUBLE, true FROM keys WHERE split <> 'train'
         """)
+        if excluded:
+            import pyarrow as pa
+
+            con.register("_excluded", pa.table({"parent_asin": pa.array(excluded, pa.string())}))
+            con.execute("UPDATE ranked SET selected = false WHERE split = 'train' AND "
+                        "parent_asin IN (SELECT parent_asin FROM _excluded)")
         copy_sorted(
             con,
             f"""
@@ -187,6 +206,7 @@ def build_slice(
             "seed": seed,
             "strata": list(strata),
             "min_per_category": min_per_category,
+            "exclude_label_issues": exclude_label_issues,
             "profile": profile,
             "split_seed": split_seed,
         },

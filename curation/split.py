@@ -4,8 +4,10 @@ Every decision is made by a stable hash: the first 64 bits of SHA-256 over
 ``"<seed>:<key>"`` (not Python's ``hash`` nor DuckDB's ``hash()``, whose values change
 between versions), so the same items and seed give the same split on any machine.
 
-1. Near-duplicate items (the same normalised title, or the same main image URL) are joined
-   into groups (union-find over the pairs); a group goes to one split as a whole.
+1. Near-duplicate items (the same normalised title, or the same main image URL, and the pairs
+   that ``curate audit duplicates --regroup`` found: near-identical text, identical image
+   bytes) are joined into groups (union-find over the pairs); a group goes to one split as
+   a whole.
 2. Within each stratum (category x rating bin) groups are ordered by their hash and cut at
    the split's shares of the stratum's items (80/10/10 by default), so every stratum is split
    in the same proportions, to within one group.
@@ -59,6 +61,12 @@ class SplitResult:
 
 def split_dir(catalog: Catalog, profile: str, seed: int) -> Path:
     return catalog.layout.root / "splits" / profile / f"seed{seed}"
+
+
+def regroup_file(catalog: Catalog, profile: str) -> Path:
+    """Pairs (a, b) that ``curate audit duplicates --regroup`` asked to keep in one split (for
+    every split seed of the profile; delete the file to undo)."""
+    return catalog.layout.root / "splits" / profile / "regroup.parquet"
 
 
 def _union_find(edges: list[tuple[str, str]]) -> dict[str, str]:
@@ -116,6 +124,14 @@ def build_split(
             WHERE image_key IS NOT NULL
             QUALIFY count(*) OVER (PARTITION BY image_key) > 1
         """).fetchall()
+        regroup = regroup_file(catalog, profile)
+        if regroup.exists():
+            import pyarrow.parquet as pq
+
+            pairs = pq.read_table(regroup, columns=["a", "b"]).to_pylist()
+            silver_ids = {r[0] for r in con.execute("SELECT parent_asin FROM keyed").fetchall()}
+            edges += [(p["a"], p["b"]) for p in pairs
+                      if p["a"] in silver_ids and p["b"] in silver_ids]
         groups = _union_find(edges)
         con.register(
             "grouped",
@@ -191,6 +207,7 @@ def build_split(
             },
             "counts": {s: counts.get(s, 0) for s in SPLIT_NAMES},
             "near_duplicate_groups": dup_groups,
+            "regrouped_from": str(regroup) if regroup.exists() else None,
             "leaking_keys": leaking,
             "per_stratum": [list(row) for row in per_stratum],
             "outputs": {p.name: sha256_file(p) for p in (assignments, leakage)},

@@ -147,6 +147,7 @@ REVIEW_TEXT = {
 }
 REVIEW_TITLE = {1: "One Star", 2: "Two Stars", 3: "Three Stars", 4: "Four Stars", 5: "Five Stars"}
 
+RELIST_SUFFIXES = ("(Pack of 2)", "- Newer Version", "Value Edition", "(Renewed)")
 META_MESS = (
     "null_field",
     "empty_string",
@@ -195,6 +196,12 @@ class SynthConfig:
     review_share: float = 0.5  # share of an item's ratings (up to the cap) that left a review
     users_per_item: float = 2.0
     truncate_gzip: bool = True  # with gzip and mess: cut the last review file short
+    # Planted for the audits, each recorded in ground_truth/: a share of items whose
+    # average_rating is replaced by a wrong value far from the truth (label errors), and a
+    # share relisted as a near-copy (title with a suffix, same text, same image bytes under
+    # another URL, its own ratings).
+    label_noise: float = 0.0
+    near_duplicates: float = 0.0
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.categories if c not in CATEGORY_TABLE]
@@ -202,8 +209,9 @@ class SynthConfig:
             raise ValueError(
                 f"unknown synthetic categories {unknown}; choose from {sorted(CATEGORY_TABLE)}"
             )
-        if not 0.0 <= self.mess_rate <= 1.0:
-            raise ValueError(f"mess_rate must lie in [0, 1], got {self.mess_rate}")
+        for name in ("mess_rate", "label_noise", "near_duplicates"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.n_items < len(self.categories):
             raise ValueError(f"n_items ({self.n_items}) must be at least one per category")
 
@@ -314,6 +322,9 @@ TRUTH_ITEM_SCHEMA = pa.schema(
         ("has_meta", pa.bool_()),
         ("has_image", pa.bool_()),
         ("image_path", pa.string()),
+        ("label_replaced", pa.bool_()),  # average_rating planted wrong (label_noise)
+        ("clean_average_rating", pa.float64()),  # the average of its ratings, before that
+        ("near_duplicate_of", pa.string()),  # a planted near-copy: the item it copies
     ]
 )
 TRUTH_MESS_SCHEMA = pa.schema(
@@ -469,6 +480,7 @@ class _Generator:
         cfg = self.config
         display, mean_quality = CATEGORY_TABLE[category]
         rng = np.random.default_rng([cfg.seed, ci])
+        plant = np.random.default_rng([cfg.seed, ci, 7])  # apart, so rng's stream is unchanged
         meta_rel = f"raw/{META_DIR}/{meta_file_name(category, cfg.gzip)}"
         review_rel = f"raw/{REVIEW_DIR}/{review_file_name(category, cfg.gzip)}"
         meta_out = _LineWriter(self.out_dir / meta_rel, cfg.gzip)
@@ -509,6 +521,13 @@ class _Generator:
                 n = int(min(rng.random() ** (-1.0 / RATING_NUMBER_ALPHA), 2_000_000))
             counts = rng.multinomial(n, probs) if n else np.zeros(5, dtype=np.int64)
             average = round(float((np.arange(1, 6) * counts).sum()) / n, 1) if n else None
+            clean_average, label_replaced = average, False
+            if cfg.label_noise and average is not None and plant.random() < cfg.label_noise:
+                # far from the truth: a good item shown as bad, a bad one as good
+                low = true_mean >= 3.0
+                average = round(float(plant.uniform(1.0, 1.8) if low else
+                                      plant.uniform(4.2, 5.0)), 1)
+                label_replaced = True
             k = int(rng.binomial(min(n, cfg.max_reviews_per_item), cfg.review_share)) if n else 0
             stars = (
                 np.repeat(np.arange(1, 6), rng.multivariate_hypergeometric(counts, k)) if k else []
@@ -570,8 +589,14 @@ class _Generator:
                     "has_meta": has_meta,
                     "has_image": has_image,
                     "image_path": image_rel if has_image and cfg.images else None,
+                    "label_replaced": label_replaced,
+                    "clean_average_rating": clean_average,
+                    "near_duplicate_of": None,
                 }
             )
+            if has_meta and cfg.near_duplicates and plant.random() < cfg.near_duplicates:
+                self._near_copy(plant, ci, i, record_meta, quality, image_rel, meta_out,
+                                items_truth, summary)
             summary.items += 1
             for star in stars:
                 t = int(min(launch + rng.exponential(120 * 86_400_000), TIME_END_MS))
@@ -594,6 +619,47 @@ class _Generator:
         summary.files[review_rel] = review_out.lines
         summary.meta_lines += meta_out.lines
         summary.review_lines += review_out.lines
+
+    def _near_copy(self, plant, ci, i, record, quality, image_rel, meta_out, items_truth,
+                   summary) -> None:  # type: ignore[no-untyped-def]
+        """Relist an item: another parent_asin, a suffixed title, the same text and image
+        bytes under another URL, its own ratings."""
+        asin = "B1" + _base36(ci * 50_000_000 + i * 7 + 1, 8)
+        copy = json.loads(json.dumps(record))
+        copy["parent_asin"] = asin
+        copy["title"] = f"{record['title']} {plant.choice(RELIST_SUFFIXES)}"
+        n = int(min(plant.random() ** (-1.0 / RATING_NUMBER_ALPHA), 2_000_000))
+        counts = plant.multinomial(n, star_probabilities(quality))
+        copy["rating_number"] = n
+        copy["average_rating"] = round(float((np.arange(1, 6) * counts).sum()) / n, 1)
+        copy_rel = None
+        if record["images"]:
+            copy_rel = f"images/{asin[-2:]}/{asin}.jpg"
+            source = self.out_dir / image_rel
+            if source.exists():
+                target = self.out_dir / copy_rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(source.read_bytes())
+                summary.images += 1
+            url = self.image_base_url + copy_rel[len("images/") :]
+            copy["images"] = [{**img, "thumb": url, "large": url,
+                               "hi_res": url if img.get("hi_res") else None}
+                              for img in record["images"]]
+        meta_out.write(_dumps(copy))
+        items_truth.add({
+            "parent_asin": asin, "category": self._category_name(ci),
+            "main_category": record["main_category"], "true_quality": quality,
+            "true_mean_rating": float((np.arange(1, 6) * star_probabilities(quality)).sum()),
+            "rating_number": n, "average_rating": copy["average_rating"], "n_reviews": 0,
+            "has_meta": True, "has_image": bool(record["images"]),
+            "image_path": copy_rel if self.config.images else None, "label_replaced": False,
+            "clean_average_rating": copy["average_rating"],
+            "near_duplicate_of": record["parent_asin"],
+        })
+        summary.items += 1
+
+    def _category_name(self, ci: int) -> str:
+        return self.config.categories[ci]
 
     # -- mess --------------------------------------------------------------------------------
     def _write_meta(self, rng, rec, out: _LineWriter, rel: str, record) -> None:

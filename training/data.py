@@ -17,12 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 import polars as pl
 
-from curation.paths import CatalogLayout
+from curation.images import resolve_image_paths
 
 TARGET = "average_rating"
 ITEM_COLUMNS = (
@@ -72,35 +71,6 @@ def load_training_items(catalog_root: Path | str, slice_name: str, weights_id: s
         raise ValueError(f"weights {weights_id!r}: every train weight is 0")
     paths = resolve_image_paths(frame["main_image_url"].to_list(), catalog_root)
     return frame.with_columns(pl.Series("image_path", paths, dtype=pl.String))
-
-
-def resolve_image_paths(
-    urls: Sequence[str | None], catalog_root: Path | str | None = None
-) -> list[str | None]:
-    """A local file for each URL: file:// URLs directly, http(s) URLs from the image cache."""
-    cached = _image_cache(catalog_root) if catalog_root is not None else {}
-    paths: list[str | None] = []
-    for url in urls:
-        path: str | None = None
-        if url:
-            parsed = urlparse(url)
-            if parsed.scheme == "file":
-                path = unquote(parsed.path)
-            elif parsed.scheme in ("http", "https"):
-                path = cached.get(url)
-            elif not parsed.scheme:
-                path = url
-        paths.append(path if path and os.path.isfile(path) else None)
-    return paths
-
-
-def _image_cache(catalog_root: Path | str) -> dict[str, str]:
-    layout = CatalogLayout(Path(catalog_root))
-    if not layout.image_status.exists():
-        return {}
-    status = pl.read_parquet(layout.image_status, columns=["url", "status", "path"])
-    ok = status.filter((pl.col("status") == "ok") & pl.col("path").is_not_null())
-    return {url: str(layout.images / path) for url, path in ok.select("url", "path").iter_rows()}
 
 
 def load_pixels(path: str | None, size: int) -> tuple[np.ndarray, bool]:

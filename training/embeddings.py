@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,12 +122,13 @@ class EmbeddingCache:
             "configs": _config_digest(model.image_encoder, model.text_encoder),
         }
         self.calibration_paths = list(calibration_paths)
-        if is_random_image_encoder(loaded.image_source):
-            if len(self.calibration_paths) < 2:
-                raise ValueError(
-                    "a random image encoder needs at least 2 training images to calibrate its "
-                    "batch norms; the slice has fewer"
-                )
+        if is_random_image_encoder(loaded.image_source) and len(self.calibration_paths) < 2:
+            # No local train images (URLs not fetched yet): the items' image features are
+            # zeroed by the has_image flag anyway, so there is nothing to calibrate for.
+            print("note: no local train images to calibrate the random image encoder on "
+                  "(curate images fetch); image features are zeroed", file=sys.stderr)
+            self.calibration_paths = []
+        if is_random_image_encoder(loaded.image_source) and self.calibration_paths:
             calibration = hashlib.sha256()
             for path in self.calibration_paths:
                 calibration.update(hashlib.sha256(read_bytes(path)).digest())

@@ -35,16 +35,11 @@ import polars as pl
 import torch
 
 from curation.catalog import Catalog
+from curation.images import resolve_image_paths
 from curation.manifest import sha256_file, versions, write_json_atomic
 from curation.paths import CatalogLayout
 from curation.progress import progress_bar
-from training.data import (
-    TARGET,
-    ItemDataset,
-    data_loader,
-    load_training_items,
-    resolve_image_paths,
-)
+from training.data import TARGET, ItemDataset, data_loader, load_training_items
 from training.embeddings import CALIBRATION_IMAGES, EmbeddingCache, batch_norm_state
 from training.loss import DEFAULT_HUBER_DELTA, weighted_huber
 from training.metrics import evaluate, pearson
@@ -319,6 +314,23 @@ def _calibration_paths(config: TrainConfig) -> list[str]:
         LIMIT {4 * CALIBRATION_IMAGES}""").fetchall()
     paths = resolve_image_paths([url for (url,) in candidates], config.catalog)
     return [p for p in paths if p is not None][:CALIBRATION_IMAGES]
+
+
+def slice_embeddings(config: TrainConfig, *, workers: int = 1) -> tuple[pl.DataFrame, np.ndarray]:
+    """The slice's items (in stored order) and their frozen-encoder features, from the
+    embedding cache (items not in it yet are encoded and added)."""
+    from curation.slices import slice_file
+
+    config = config.resolved()
+    items = pl.read_parquet(slice_file(config.catalog, config.slice))
+    paths = resolve_image_paths(items["main_image_url"].to_list(), config.catalog)
+    loaded, _, _ = _model_for(config)
+    cache = EmbeddingCache(CatalogLayout(Path(config.catalog)).embeddings, loaded,
+                           _calibration_paths(config))
+    embedded = cache.embed(items["model_text"].to_list(), paths, workers=workers,
+                           label=f"encoding {config.slice}")
+    return items.with_columns(pl.Series("image_path", paths, dtype=pl.String)), \
+        embedded.features
 
 
 def encode_slice(config: TrainConfig, *, workers: int = 1) -> int:

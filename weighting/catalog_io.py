@@ -57,7 +57,7 @@ def compute_weights(
     catalog = Catalog.open(catalog_root)
     load_slice_manifest(catalog_root, slice_name)  # a clear error for an unknown slice
     source = slice_file(catalog_root, slice_name)
-    frame = pl.read_parquet(source)
+    frame = _with_audits(catalog_root, slice_name, pl.read_parquet(source), spec)
     weights, stats = compute_with_stats(frame, spec, clip=clip, power=power, normalise=normalise)
     wid = weights_id(spec, clip, power, normalise)
     out_dir = weights_dir(catalog, slice_name, wid)
@@ -88,6 +88,45 @@ def compute_weights(
     }
     catalog.save()
     return WeightsTable(slice_name, wid, out_dir / "weights.parquet", manifest)
+
+
+# Strategies that read an audit: strategy -> (audit, audit columns -> frame columns, command).
+AUDIT_INPUTS = {
+    "label_quality": ("label_quality", {"label_quality": "label_quality",
+                                        "is_label_issue": "is_label_issue"},
+                      "curate audit label-quality --slice {slice}"),
+    "data_map": ("data_map", {"region": "dm_region"}, "curate train ... then curate audit "
+                 "data-map --run RUN (a run on {slice} or on a slice holding it)"),
+}
+
+
+def _with_audits(catalog_root: Path | str, slice_name: str, frame: pl.DataFrame,
+                 spec: str) -> pl.DataFrame:
+    """The slice with the columns of the audits its spec needs. An audit of this slice is
+    used, else the largest audit of another slice that covers all of this one's train items
+    (a label-quality audit of the 100% slice serves every nested slice)."""
+    from audit.outputs import AUDIT_DIR
+    from weighting.compute import parse_spec
+
+    for name, _ in parse_spec(spec):
+        if name not in AUDIT_INPUTS:
+            continue
+        audit, columns, command = AUDIT_INPUTS[name]
+        folder = Path(catalog_root) / AUDIT_DIR / audit
+        tables = sorted(folder.glob("*/items.parquet"),
+                        key=lambda p: (p.parent.name != slice_name, -pl.scan_parquet(p)
+                                       .select(pl.len()).collect().item(), p.parent.name))
+        train = set(frame.filter(pl.col(SPLIT) == TRAIN)["parent_asin"].to_list())
+        for table_path in tables:
+            table = pl.read_parquet(table_path, columns=["parent_asin", *columns])
+            if train <= set(table["parent_asin"].to_list()):
+                frame = frame.join(table.rename(columns), on="parent_asin", how="left")
+                break
+        else:
+            raise ValueError(f"strategy {name!r} needs a {audit.replace('_', '-')} audit that "
+                             f"covers slice {slice_name!r}: run "
+                             f"{command.format(slice=slice_name)}")
+    return frame
 
 
 def load_weights(catalog_root: Path | str, slice_name: str, wid: str) -> pl.DataFrame:

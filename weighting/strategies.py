@@ -237,3 +237,44 @@ def inverse_effective_number(stats: dict[str, Any], *, beta: float = 0.999) -> p
         k: ((1 - beta) / (1 - beta**c) if c > 0 else 0.0) for k, c in stats["bin_counts"].items()
     }
     return _by_target_bin(table, fallback=0.0)
+
+
+# -- learned from a model: audit tables joined in by weighting.catalog_io ---------------------
+
+
+@register(
+    "label_quality",
+    requires=("label_quality", "is_label_issue"),
+    family="learned",
+    favours="items whose label agrees with out-of-fold predictions (cleanlab's label-quality "
+    "score ^ exponent); drop_flagged=1 gives flagged items 0 (curate audit label-quality)",
+)
+def label_quality(stats: dict[str, Any], *, exponent: float = 1.0,
+                  drop_flagged: int = 0) -> pl.Expr:
+    if exponent < 0:
+        raise ValueError(f"label_quality: exponent must be >= 0, got {exponent}")
+    # items the audit did not see (none, when the audited slice holds this one) weigh 1
+    quality = pl.col("label_quality").cast(pl.Float64).fill_nan(None).fill_null(1.0)
+    # scores below 1e-12 are 0: subnormal weights overflow when weights are normalised
+    score = pl.when(quality < 1e-12).then(0.0).otherwise(quality.clip(0.0, 1.0).pow(exponent))
+    if drop_flagged:
+        return pl.when(pl.col("is_label_issue").fill_null(False)).then(0.0).otherwise(score)
+    return score
+
+
+@register(
+    "data_map",
+    requires=("dm_region",),
+    family="learned",
+    favours="a weight per data-map region of a run (curate audit data-map): easy, ambiguous, "
+    "hard (default 1, 1, 0: hard items are often mislabelled)",
+)
+def data_map(stats: dict[str, Any], *, easy: float = 1.0, ambiguous: float = 1.0,
+             hard: float = 0.0) -> pl.Expr:
+    table = {"easy": easy, "ambiguous": ambiguous, "hard": hard}
+    for region, value in table.items():
+        if value < 0:
+            raise ValueError(f"data_map: {region} must be >= 0, got {value}")
+    # val and test items have no region (the map covers train items): weight 1
+    return pl.col("dm_region").cast(pl.String).replace_strict(
+        table, default=1.0, return_dtype=pl.Float64).fill_null(1.0)

@@ -20,11 +20,10 @@ from curation.catalog import Catalog
 from curation.clean import clean
 from curation.cli import app
 from curation.image_server import ImageServer
-from curation.images import FetchSettings, fetch_images, read_status, urls_for
+from curation.images import FetchSettings, fetch_images, read_status, resolve_image_paths, urls_for
 from curation.ingest import ingest
 from curation.paths import CatalogLayout
 from curation.synth import SynthConfig, synthesize
-from training.data import resolve_image_paths
 
 SETTINGS = FetchSettings(concurrency=4, connect_timeout=2.0, read_timeout=0.4, retries=2,
                          backoff=0.01, max_bytes=60_000, max_pixels=1_000_000)

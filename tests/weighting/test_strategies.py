@@ -212,6 +212,10 @@ def _frame(data) -> pl.DataFrame:
             "verified_share": share,
             "helpful_votes": helpful,
             "split": split,
+            # the audits' columns (joined in by weighting.catalog_io from audit tables)
+            "label_quality": share,
+            "is_label_issue": [v < 0.1 for v in share],
+            "dm_region": [("easy", "ambiguous", "hard", None)[h % 4] for h in helpful],
         },
         schema_overrides={"rating_number": pl.Int64, "review_rating_std": pl.Float64},
     )

@@ -1,0 +1,197 @@
+"""`curate recsys`: the official benchmark's rating tables, k-cores and splits."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from curation.cli import app
+from curation.ingest import ingest
+from curation.recsys import TEST_FROM_MS, VALID_FROM_MS, export, kcore, kcore_csv
+from curation.synth import SynthConfig, synthesize
+from tests.conftest import shared_file, write_raw
+
+OFFICIAL_5CORE = "All_Beauty.5core.rating_only.csv"
+REAL_REVIEWS = "All_Beauty.5core.reviews.partial.jsonl"
+
+
+def brute_force_kcore(pairs: list[tuple[str, str]], k: int) -> set[tuple[str, str]]:
+    """The fixed point by its definition: drop any pair whose user or item has < k pairs."""
+    kept = set(pairs)
+    while True:
+        users = Counter(u for u, _ in kept)
+        items = Counter(i for _, i in kept)
+        smaller = {(u, i) for u, i in kept if users[u] >= k and items[i] >= k}
+        if smaller == kept:
+            return kept
+        kept = smaller
+
+
+def test_the_official_5core_is_a_fixed_point_byte_for_byte(tmp_path):
+    official = shared_file(OFFICIAL_5CORE)
+    result = kcore_csv(official, 5, tmp_path / "again.csv")
+    assert (result.interactions_in, result.interactions_out) == (2535, 2535)
+    assert (result.users, result.items, result.rounds) == (253, 356, 1)
+    assert (tmp_path / "again.csv").read_bytes() == official.read_bytes()
+    assert kcore_csv(official, 6, tmp_path / "six.csv").interactions_out < 2535
+
+
+def test_real_review_lines_give_the_official_5core(tmp_path):
+    """The 2,544 real All_Beauty review lines hold 9 later duplicates of a (user, item); the
+    earliest kept and a 5-core taken, the rows are exactly those of the official file."""
+    raw = tmp_path / "raw" / "review_categories"
+    raw.mkdir(parents=True)
+    (raw / "All_Beauty.jsonl").write_bytes(shared_file(REAL_REVIEWS).read_bytes())
+    ingest(str(tmp_path / "raw"), tmp_path / "catalog")
+    result = export(tmp_path / "catalog", "All_Beauty", 5, "last_out", tmp_path / "out")
+    with open(shared_file(OFFICIAL_5CORE)) as fh:
+        official = list(csv.reader(fh))
+    with open(result.folder / "All_Beauty.csv") as fh:
+        ours = list(csv.reader(fh))
+    assert ours[0] == official[0] == ["user_id", "parent_asin", "rating", "timestamp"]
+    assert sorted(ours[1:]) == sorted(official[1:])
+    c = result.counts
+    assert (c["review_rows"], c["later_duplicates"], c["missing_field"]) == (2544, 9, 0)
+    assert c["train"] + c["valid"] + c["test"] == 2535 and c["test"] == c["valid"] == 253
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    assert manifest["stats"]["users"] == 253 and manifest["stats"]["items"] == 356
+    assert pl.read_parquet(result.folder / "All_Beauty.parquet").height == 2535
+
+
+@given(
+    pairs=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 7)), max_size=60, unique=True),
+    k=st.integers(1, 4),
+)
+@settings(max_examples=80, deadline=None)
+def test_kcore_equals_the_brute_force_fixed_point(pairs, k):
+    named = [(f"u{u}", f"i{i}") for u, i in pairs]
+    con = duckdb.connect()
+    con.execute("CREATE TEMP TABLE interactions (user_id VARCHAR, parent_asin VARCHAR, "
+                "rating DOUBLE, timestamp BIGINT, ord BIGINT)")
+    if named:
+        con.executemany("INSERT INTO interactions VALUES (?, ?, 5.0, 0, ?)",
+                        [(u, i, n) for n, (u, i) in enumerate(named)])
+    result = kcore(con, k)
+    got = set(con.execute("SELECT user_id, parent_asin FROM kcore").fetchall())
+    assert got == brute_force_kcore(named, k)
+    assert result.interactions_out == len(got)
+    again = kcore(con, k, source="kcore", target="twice")  # a k-core is a fixed point
+    assert again.interactions_out == len(got) and again.rounds <= 1
+
+
+def test_kcore_of_a_synthetic_corpus_matches_the_reference(tmp_path):
+    corpus = tmp_path / "corpus"
+    synthesize(corpus, SynthConfig(n_items=600, seed=3, categories=("All_Beauty",),
+                                   users_per_item=0.6, images=False))
+    ingest(str(corpus / "raw"), tmp_path / "catalog")
+    result = export(tmp_path / "catalog", "All_Beauty", 3, "timestamp", tmp_path / "out")
+    lines = [json.loads(line) for line in
+             (corpus / "raw/review_categories/All_Beauty.jsonl").read_text().splitlines()]
+    earliest: dict[tuple[str, str], tuple[int, int]] = {}
+    for n, r in enumerate(lines):  # earliest review per (user, item); ties: file order
+        key = (r["user_id"], r["parent_asin"])
+        if key not in earliest or (r["timestamp"], n) < earliest[key]:
+            earliest[key] = (r["timestamp"], n)
+    expected = brute_force_kcore(list(earliest), 3)
+    ours = pl.read_parquet(result.folder / "All_Beauty.parquet")
+    assert set(ours.select("user_id", "parent_asin").iter_rows()) == expected
+    assert len(expected) > 50  # the corpus has a non-trivial 3-core
+    assert result.counts["interactions"] == len(earliest)
+
+
+def _timeline(tmp_path: Path, reviews: list[dict]) -> Path:
+    raw = write_raw(tmp_path, reviews={"Toys_and_Games": reviews})
+    ingest(str(raw), tmp_path / "catalog")
+    return tmp_path / "catalog"
+
+
+def review(user: str, item: str, ts: int, rating: float = 5.0) -> dict:
+    return {"user_id": user, "parent_asin": item, "timestamp": ts, "rating": rating,
+            "title": "t", "text": "x", "asin": item, "helpful_vote": 0,
+            "verified_purchase": True, "images": []}
+
+
+def _rows(folder: Path, split: str) -> list[tuple[str, str]]:
+    frame = pl.read_parquet(folder / f"Toys_and_Games.{split}.parquet")
+    return list(frame.select("user_id", "parent_asin").iter_rows())
+
+
+def test_last_out_on_hand_made_timelines_with_ties(tmp_path):
+    catalog = _timeline(tmp_path, [
+        review("A", "a1", 10), review("A", "a2", 20), review("A", "a3", 30),
+        review("A", "a4", 30),  # tie with a3 at the end: the later line is the last
+        review("B", "b1", 5),  # one interaction: test only
+        review("C", "c2", 9), review("C", "c1", 7),  # two: valid then test, by time
+        review("D", "d1", 1, rating=1.0), review("D", "d1", 2, rating=4.0),  # later duplicate
+        review("D", "d2", 2), review("D", "d3", 2), review("D", "d4", 2),  # all tied
+    ])
+    result = export(catalog, "Toys_and_Games", 0, "last_out", tmp_path / "out")
+    folder = result.folder
+    assert sorted(_rows(folder, "test")) == [("A", "a4"), ("B", "b1"), ("C", "c2"), ("D", "d4")]
+    assert sorted(_rows(folder, "valid")) == [("A", "a3"), ("C", "c1"), ("D", "d3")]
+    assert sorted(_rows(folder, "train")) == [("A", "a1"), ("A", "a2"), ("D", "d1"), ("D", "d2")]
+    kept = pl.read_parquet(folder / "Toys_and_Games.parquet").filter(pl.col("user_id") == "D")
+    assert kept.filter(pl.col("parent_asin") == "d1")["rating"].to_list() == [1.0]  # earliest
+    assert result.counts["later_duplicates"] == 1
+
+
+def test_timestamp_split_boundaries(tmp_path):
+    catalog = _timeline(tmp_path, [
+        review("A", "before", VALID_FROM_MS - 1), review("A", "at_valid", VALID_FROM_MS),
+        review("A", "last_valid", TEST_FROM_MS - 1), review("A", "at_test", TEST_FROM_MS),
+        review("B", "late", TEST_FROM_MS + 5),
+    ])
+    folder = export(catalog, "Toys_and_Games", 0, "timestamp", tmp_path / "out").folder
+    assert _rows(folder, "train") == [("A", "before")]
+    assert sorted(_rows(folder, "valid")) == [("A", "at_valid"), ("A", "last_valid")]
+    assert sorted(_rows(folder, "test")) == [("A", "at_test"), ("B", "late")]
+
+
+def test_a_rerun_gives_the_same_bytes_and_the_item_table_joins_metadata(messy_catalog, tmp_path):
+    import shutil
+
+    from curation.clean import clean
+
+    catalog = tmp_path / "catalog"
+    shutil.copytree(messy_catalog, catalog)
+    clean(catalog)
+    a = export(catalog, "All_Beauty", 2, "last_out", tmp_path / "a")
+    b = export(catalog, "All_Beauty", 2, "last_out", tmp_path / "b")
+    for path in sorted(a.folder.iterdir()):
+        if path.name != "manifest.json":
+            assert path.read_bytes() == (b.folder / path.name).read_bytes(), path.name
+    items = pl.read_parquet(a.folder / "All_Beauty.items.parquet")
+    assert items["parent_asin"].n_unique() == a.kcore.items
+    assert items["model_text"].is_not_null().sum() > 0  # cleaned text joined
+    assert items["image_path"].is_not_null().sum() > 0  # file:// images found locally
+    counts = a.counts
+    assert counts["review_rows"] == counts["interactions"] + counts["later_duplicates"] \
+        + counts["missing_field"]
+
+
+def test_commands_and_their_errors(messy_catalog, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["recsys", "export", "-c", str(messy_catalog), "--category",
+                                 "All_Beauty", "--core", "0", "--split", "timestamp", "--out",
+                                 str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "review rows =" in result.output and "density" in result.output
+    result = runner.invoke(app, ["recsys", "export", "-c", str(messy_catalog), "--category",
+                                 "Books"])
+    assert result.exit_code == 2 and "no reviews of category 'Books'" in result.output
+    result = runner.invoke(app, ["recsys", "export", "-c", str(messy_catalog), "--category",
+                                 "All_Beauty", "--split", "random"])
+    assert result.exit_code == 2 and "unknown split 'random'" in result.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user_id,parent_asin,rating,timestamp\nu1,i1,5.0,12\nu2,i2,5.0,soon\n")
+    result = runner.invoke(app, ["recsys", "kcore", str(bad), "--out", str(tmp_path / "k.csv")])
+    assert result.exit_code == 2 and str(bad) in result.output
+    assert "Traceback" not in result.output

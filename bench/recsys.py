@@ -15,7 +15,6 @@ import statistics
 import sys
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,7 +26,7 @@ CURATE = """
 import sys, time, duckdb
 from curation.recsys import kcore
 started = time.perf_counter()
-con = duckdb.connect(config={"memory_limit": "4GB"})
+con = duckdb.connect(config={"memory_limit": "4GB", "enable_progress_bar": False})
 con.execute(f"CREATE TEMP TABLE interactions AS SELECT * FROM '{sys.argv[1]}'")
 result = kcore(con, int(sys.argv[2]))
 print(f"curate: {result.interactions_out:,} interactions, {result.users:,} users, "
@@ -54,21 +53,27 @@ print(f"pandas: {len(frame):,} interactions in {rounds} rounds, "
 """
 
 
-def make_interactions(n: int, path: Path, seed: int = 0) -> None:
-    """n distinct-ish (user, item) pairs: Zipf-like users and items."""
-    rng = np.random.default_rng(seed)
-    users = (rng.pareto(1.2, n) * 3).astype(np.int64) % (n // 8)
-    items = (rng.pareto(0.9, n) * 20).astype(np.int64) % (n // 40)
-    frame = pl.DataFrame({
-        "u": users, "i": items,
-        "rating": rng.integers(1, 6, n).astype(np.float64),
-        "timestamp": rng.integers(1_400_000_000_000, 1_690_000_000_000, n),
-    }).unique(subset=["u", "i"], keep="first", maintain_order=True).with_row_index("ord")
-    frame.select(
-        pl.format("A{}", pl.col("u")).alias("user_id"),
-        pl.format("B0{}", pl.col("i")).alias("parent_asin"),
-        "rating", "timestamp", pl.col("ord").cast(pl.Int64),
-    ).write_parquet(path)
+GENERATE = """
+import sys
+import numpy as np, polars as pl
+n, path = int(sys.argv[1]), sys.argv[2]
+rng = np.random.default_rng(0)
+users, items = max(1000, n // 5), max(500, n // 40)
+# heavy-tailed activity and popularity (lognormal), as reviews have
+p_user = rng.lognormal(0, 1.0, users); p_user /= p_user.sum()
+p_item = rng.lognormal(0, 1.6, items); p_item /= p_item.sum()
+draws = int(n * 1.15)
+frame = pl.DataFrame({
+    "u": rng.choice(users, draws, p=p_user), "i": rng.choice(items, draws, p=p_item),
+    "rating": rng.integers(1, 6, draws).astype(np.float64),
+    "timestamp": rng.integers(1_400_000_000_000, 1_690_000_000_000, draws),
+}).unique(subset=["u", "i"], keep="first", maintain_order=True).head(n).with_row_index("ord")
+frame.select(
+    pl.format("A{}", pl.col("u")).alias("user_id"),
+    pl.format("B0{}", pl.col("i")).alias("parent_asin"),
+    "rating", "timestamp", pl.col("ord").cast(pl.Int64),
+).write_parquet(path)
+"""
 
 
 def main() -> None:
@@ -79,8 +84,8 @@ def main() -> None:
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     data = OUT / f"interactions-{args.interactions}.parquet"
-    if not data.exists():
-        make_interactions(args.interactions, data)
+    if not data.exists():  # in a child process, so that this one stays small
+        run_measured(GENERATE, str(args.interactions), str(data))
     rows = pl.scan_parquet(data).select(pl.len()).collect().item()
     times: dict[str, list[float]] = {"curate": [], "pandas": []}
     peaks: dict[str, list[float]] = {"curate": [], "pandas": []}

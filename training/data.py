@@ -171,6 +171,9 @@ def data_loader(
         num_workers=workers,
         collate_fn=Collate(tokenizer, max_tokens),
         persistent_workers=False,
+        # its own generator: a DataLoader otherwise draws its workers' seed from the global
+        # RNG, and a run's dropout would depend on whether its items had to be encoded first
+        generator=torch.Generator().manual_seed(0),
     )
 
 

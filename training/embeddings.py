@@ -87,7 +87,9 @@ def calibrate_batch_norms(
         bn.reset_running_stats()
         bn.momentum = None  # a cumulative average rather than an exponential one
     encoder.train()
-    with torch.no_grad():
+    # train mode runs EfficientNet's stochastic depth: on a forked RNG, so that whether a
+    # calibration was cached or computed does not change the run's random stream
+    with torch.no_grad(), torch.random.fork_rng():
         for start in range(0, len(image_paths), batch_size):
             chunk = image_paths[start : start + batch_size]
             if len(chunk) < 2:  # batch norm needs two images to have a variance

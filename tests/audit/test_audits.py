@@ -124,8 +124,12 @@ def test_a_data_map_puts_planted_errors_in_the_hard_region(planted, tmp_path):
     by_region = {r: table.filter(pl.col("region") == r)["label_replaced"].fill_null(False).mean()
                  for r in ("easy", "ambiguous", "hard")}
     print(f"planted share: {share:.3f} overall, by region {by_region}")
-    assert by_region["hard"] > 2 * share  # consistently wrong: the mislabelled items
-    assert by_region["easy"] < share / 5  # and almost never learnt easily
+    assert by_region["easy"] < share / 5  # mislabelled items are almost never learnt easily
+    assert by_region["hard"] > 1.5 * share  # they gather where the model stays wrong
+    error = table.group_by("label_replaced").agg(pl.col("mean_error").median())
+    median = dict(zip(error["label_replaced"].fill_null(False), error["mean_error"],
+                      strict=True))
+    assert median[True] > 2 * median[False]
     assert set(table["region"]) == {"easy", "ambiguous", "hard"}
     assert (folder / "data_map.png").stat().st_size > 0
     weights = pl.read_parquet(compute_weights(catalog, FULL, "data_map").path).join(

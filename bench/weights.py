@@ -32,6 +32,10 @@ def items(n: int, seed: int = 0) -> pl.DataFrame:
             "verified_share": rng.random(n),
             "helpful_votes": rng.geometric(0.3, n) - 1,
             "split": rng.choice(["train", "val", "test"], n, p=[0.8, 0.1, 0.1]),
+            # the audits' columns, as weighting.catalog_io joins them in
+            "label_quality": rng.random(n),
+            "is_label_issue": rng.random(n) < 0.03,
+            "dm_region": rng.choice(["easy", "ambiguous", "hard"], n),
         }
     ).with_columns(pl.col("review_rating_std").fill_nan(None))
 

@@ -316,17 +316,25 @@ def _calibration_paths(config: TrainConfig) -> list[str]:
     return [p for p in paths if p is not None][:CALIBRATION_IMAGES]
 
 
-def slice_embeddings(config: TrainConfig, *, workers: int = 1) -> tuple[pl.DataFrame, np.ndarray]:
-    """The slice's items (in stored order) and their frozen-encoder features, from the
-    embedding cache (items not in it yet are encoded and added)."""
+def _slice_for_cache(config: TrainConfig, columns: list[str] | None = None
+                     ) -> tuple[TrainConfig, pl.DataFrame, list[str | None], EmbeddingCache]:
+    """(resolved config, the slice's items, their local image paths, the embedding cache of
+    the config's encoders)."""
     from curation.slices import slice_file
 
     config = config.resolved()
-    items = pl.read_parquet(slice_file(config.catalog, config.slice))
+    items = pl.read_parquet(slice_file(config.catalog, config.slice), columns=columns)
     paths = resolve_image_paths(items["main_image_url"].to_list(), config.catalog)
     loaded, _, _ = _model_for(config)
     cache = EmbeddingCache(CatalogLayout(Path(config.catalog)).embeddings, loaded,
                            _calibration_paths(config))
+    return config, items, paths, cache
+
+
+def slice_embeddings(config: TrainConfig, *, workers: int = 1) -> tuple[pl.DataFrame, np.ndarray]:
+    """The slice's items (in stored order, with ``image_path``) and their frozen-encoder
+    features, from the embedding cache (items not in it yet are encoded and added)."""
+    config, items, paths, cache = _slice_for_cache(config)
     embedded = cache.embed(items["model_text"].to_list(), paths, workers=workers,
                            label=f"encoding {config.slice}")
     return items.with_columns(pl.Series("image_path", paths, dtype=pl.String)), \
@@ -336,15 +344,7 @@ def slice_embeddings(config: TrainConfig, *, workers: int = 1) -> tuple[pl.DataF
 def encode_slice(config: TrainConfig, *, workers: int = 1) -> int:
     """Fill the frozen-mode embedding cache with every item of the config's slice (what its
     runs will read); returns how many were not cached yet."""
-    from curation.slices import slice_file
-
-    config = config.resolved()
-    items = pl.read_parquet(slice_file(config.catalog, config.slice),
-                            columns=["model_text", "main_image_url"])
-    paths = resolve_image_paths(items["main_image_url"].to_list(), config.catalog)
-    loaded, _, _ = _model_for(config)
-    cache = EmbeddingCache(CatalogLayout(Path(config.catalog)).embeddings, loaded,
-                           _calibration_paths(config))
+    config, items, paths, cache = _slice_for_cache(config, ["model_text", "main_image_url"])
     embedded = cache.embed(items["model_text"].to_list(), paths, workers=workers,
                            label=f"encoding {config.slice}")
     return embedded.encoded_now

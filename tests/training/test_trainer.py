@@ -230,6 +230,10 @@ def test_a_run_does_not_depend_on_what_the_cache_held(train_catalog, tmp_path):
     shutil.rmtree(train_catalog / "embeddings")
     cold = train(config, tmp_path / "cold", log=lambda _: None)
     assert cold.metrics["encoding"]["encoded_now"] > 0  # it did encode
-    assert cold.metrics["test"] == warm.metrics["test"]
-    assert pl.read_parquet(tmp_path / "warm" / "predictions.parquet").equals(
-        pl.read_parquet(tmp_path / "cold" / "predictions.parquet"))
+    # Embeddings computed in other batches differ in the 7th digit (padding, BLAS blocking);
+    # a different random stream moves the scores in the 2nd or 3rd.
+    for key in ("plcc", "mae", "rmse"):
+        assert cold.metrics["test"][key] == pytest.approx(warm.metrics["test"][key], rel=1e-4)
+    a = pl.read_parquet(tmp_path / "warm" / "predictions.parquet")
+    b = pl.read_parquet(tmp_path / "cold" / "predictions.parquet")
+    assert (a["prediction"] - b["prediction"]).abs().max() < 1e-4

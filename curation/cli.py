@@ -1123,26 +1123,13 @@ def _write_study_report(folder: Path) -> None:
     from training.report import build_report
 
     report = build_report(folder)
-    for line in report.fits and _report_headlines(report):
+    for line in report.headlines():
         typer.echo(line)
     if report.missing:
         typer.echo(f"note: {len(report.missing)} runs are not finished; the report leaves "
                    "them out")
     typer.echo(f"report: {folder / 'report' / 'report.md'} (and report.html, results.csv, "
                "fits.json, scaling_*.png)")
-
-
-def _report_headlines(report) -> list[str]:  # type: ignore[no-untyped-def]
-    lines = []
-    for curve in report.fits["curves"]:
-        fit = curve["fit"]
-        if fit["status"] == "ok":
-            lines.append(f"{curve['strategy']:<16} {curve['error']:<9} e_inf {fit['e_inf']:.3f}, "
-                         f"exponent c {fit['c']:.3f}")
-        else:
-            lines.append(f"{curve['strategy']:<16} {curve['error']:<9} fit failed: "
-                         f"{fit['reason']}")
-    return lines
 
 
 @app.command()

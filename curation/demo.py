@@ -117,7 +117,7 @@ def run_demo(workdir: Path, *, items: int = DEMO_ITEMS, seed: int = 0, workers: 
     from training.report import build_report
 
     report = build_report(result.folder)
-    for line in _findings(report):
+    for line in report.headlines():
         typer.echo("    " + line)
 
     typer.secho(f"9/{STEPS} exploration queries (curate sql -f NAME)", bold=True)
@@ -133,15 +133,3 @@ def run_demo(workdir: Path, *, items: int = DEMO_ITEMS, seed: int = 0, workers: 
     typer.secho(f"report: {result.folder / 'report' / 'report.md'} (and report.html)", bold=True)
     typer.echo(f"explore further: curate sql --catalog {catalog_root}")
 
-
-def _findings(report) -> list[str]:  # type: ignore[no-untyped-def]
-    """The report's findings and fitted exponents, for the terminal."""
-    text = (report.folder / "report" / "report.md").read_text()
-    section = text.split("## Findings", 1)[1].split("##", 1)[0]
-    lines = [line[2:] for line in section.strip().splitlines() if line.startswith("- ")]
-    for curve in report.fits["curves"]:
-        fit = curve["fit"]
-        state = (f"e_inf {fit['e_inf']:.3f}, exponent c {fit['c']:.3f}" if fit["status"] == "ok"
-                 else f"fit failed: {fit['reason']}")
-        lines.append(f"fit {curve['strategy']} {curve['error']}: {state}")
-    return lines

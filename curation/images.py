@@ -482,6 +482,6 @@ def image_stats(catalog_root: Path | str) -> dict[str, Any]:
         pl.col("error").drop_nulls().first().alias("example_error"),
         pl.col("url").first().alias("example_url"),
     ).sort("urls", descending=True)
-    stored = sum(p.stat().st_size for p in layout.images.glob("*/*.jpg"))
+    stored = list(layout.images.glob("*/*.jpg"))
     return {"urls": status.height, "by_status": by_status.to_dicts(),
-            "stored_files": len(list(layout.images.glob("*/*.jpg"))), "stored_bytes": stored}
+            "stored_files": len(stored), "stored_bytes": sum(p.stat().st_size for p in stored)}

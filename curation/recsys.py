@@ -240,9 +240,9 @@ def export(
         for s in SPLIT_NAMES:
             counts[s] = con.execute("SELECT count(*) FROM split_rows WHERE split = ?",
                                     [s]).fetchone()[0]
-        assert counts["review_rows"] == counts["interactions"] + counts["later_duplicates"] \
-            + counts["missing_field"]
-        assert counts["kcore"] == sum(counts[s] for s in SPLIT_NAMES)
+        if counts["review_rows"] != counts["interactions"] + counts["later_duplicates"] \
+                + counts["missing_field"] or counts["kcore"] != sum(counts[s] for s in SPLIT_NAMES):
+            raise RuntimeError(f"{category}: the counts do not reconcile: {counts}")
 
         columns = ", ".join(RATING_COLUMNS)
         order = "user_id, timestamp, ord"

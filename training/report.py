@@ -53,6 +53,17 @@ class StudyReport:
     fits: dict[str, Any]
     missing: list[str]
     files: list[Path]
+    findings: list[str]
+
+    def headlines(self) -> list[str]:
+        """The findings and each fit in a line, for a terminal."""
+        lines = [f[2:] if f.startswith("- ") else f for f in self.findings]
+        for curve in self.fits["curves"]:
+            fit = curve["fit"]
+            state = (f"e_inf {fit['e_inf']:.3f}, exponent c {fit['c']:.3f}"
+                     if fit["status"] == "ok" else f"fit failed: {fit['reason']}")
+            lines.append(f"fit {curve['strategy']} {curve['error']}: {state}")
+        return lines
 
 
 def collect_results(folder: Path, runs: list[PlannedRun]) -> tuple[pl.DataFrame, list[str]]:
@@ -203,10 +214,11 @@ def build_report(folder: Path | str) -> StudyReport:
     files.append(_write_json(out / "fits.json", fits))
     plots = [_plot(results, fits, error, out / f"scaling_{error}.png", config) for error in ERRORS]
     files += plots
-    markdown = _markdown(config, results, summary, fits, missing, plots)
+    findings = _findings(config, summary)
+    markdown = _markdown(config, results, summary, fits, missing, plots, findings)
     files.append(_write_text(out / "report.md", markdown))
     files.append(_write_text(out / "report.html", _html(markdown, plots)))
-    return StudyReport(folder, results, summary, fits, missing, files)
+    return StudyReport(folder, results, summary, fits, missing, files, findings)
 
 
 # --- writers --------------------------------------------------------------------------------
@@ -326,7 +338,8 @@ def _verdict(row: dict[str, Any]) -> str:
 
 
 def _markdown(config: StudyConfig, results: pl.DataFrame, summary: pl.DataFrame,
-              fits: dict[str, Any], missing: list[str], plots: list[Path]) -> str:
+              fits: dict[str, Any], missing: list[str], plots: list[Path],
+              findings: list[str]) -> str:
     lines = [f"# Study `{config.name}`: data scaling and sample weighting", ""]
     trainer = ", ".join(f"{k}={v}" for k, v in sorted(config.trainer.items()))
     lines += [
@@ -357,7 +370,7 @@ def _markdown(config: StudyConfig, results: pl.DataFrame, summary: pl.DataFrame,
             f"{'' if is_base else _verdict(row)} |"
         )
     lines += ["", "## Findings", ""]
-    lines += _findings(config, summary)
+    lines += findings
     lines += ["", "## Scaling fits: L(x) = e_inf + b (x / x_ref)^(-c)", "",
               "Fitted in log space on the per-fraction means from "
               f"{GRID_STARTS} starts; intervals from "

@@ -17,13 +17,15 @@ strategy reads it.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
 import polars as pl
 
 from audit.outputs import write_audit
+from curation.catalog import Catalog
+from curation.errors import UserError
+from training.run_folder import RunFolder
 
 AUDIT = "data_map"
 REGIONS = ("easy", "ambiguous", "hard")
@@ -34,7 +36,7 @@ def data_map_table(dynamics: pl.DataFrame) -> pl.DataFrame:
     """Per item: epochs, mean_error, variability, region."""
     epochs = dynamics["epoch"].n_unique()
     if epochs < 2:
-        raise ValueError(f"the run recorded {epochs} epoch; a data map needs at least 2 "
+        raise UserError(f"the run recorded {epochs} epoch; a data map needs at least 2 "
                          "(train with more epochs or a larger --patience)")
     per_item = dynamics.group_by("parent_asin").agg(
         pl.len().alias("epochs"),
@@ -52,20 +54,19 @@ def data_map_table(dynamics: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def data_map_audit(catalog_root: Path | str, run: Path | str) -> Path:
-    run = Path(run)
-    dynamics_file = run / "training_dynamics.parquet"
-    if not (run / "manifest.json").exists() or not dynamics_file.exists():
-        raise ValueError(f"{run} is not a finished run with training dynamics (curate train)")
-    config = json.loads((run / "config.json").read_text())
-    table = data_map_table(pl.read_parquet(dynamics_file))
+def data_map_audit(catalog: Catalog | Path | str, run: Path | str) -> Path:
+    folder = RunFolder(Path(run))
+    if not folder.is_complete() or not folder.dynamics.exists():
+        raise UserError(f"{run} is not a finished run with training dynamics (curate train)")
+    config = folder.read_config()
+    table = data_map_table(pl.read_parquet(folder.dynamics))
     with tempfile.TemporaryDirectory() as tmp:
         plot = Path(tmp) / "data_map.png"
         _plot(table, plot, f"{config['slice']} ({config['weights']}, {config['mode']})")
         counts = {r: int((table["region"] == r).sum()) for r in REGIONS}
-        summary = _summary(run, config, table, counts)
-        return write_audit(catalog_root, AUDIT, config["slice"], table, summary, {
-            "parameters": {"run": str(run.resolve()), "share": SHARE},
+        summary = _summary(folder.path, config, table, counts)
+        return write_audit(catalog, AUDIT, config["slice"], table, summary, {
+            "parameters": {"run": str(folder.path.resolve()), "share": SHARE},
             "counts": {"items": table.height, **counts},
         }, extra={"data_map.png": plot})
 

@@ -32,7 +32,10 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import polars as pl
 
-from audit.outputs import audit_dir, write_audit
+from audit.outputs import write_audit
+from curation.catalog import Catalog
+from curation.errors import UserError
+from curation.manifest import atomic_file
 
 AUDIT = "duplicates"
 KINDS = ("same_title", "same_image_url", "same_image_bytes", "near_text")
@@ -131,29 +134,32 @@ def _pairs_by_key(frame: pl.DataFrame, key: str, kind: str) -> pl.DataFrame:
             .with_columns(kind=pl.lit(kind), similarity=pl.lit(1.0)))
 
 
-def duplicates_audit(catalog_root: Path | str, *, threshold: float = DEFAULT_THRESHOLD,
+def duplicates_audit(catalog: Catalog | Path | str, *, threshold: float = DEFAULT_THRESHOLD,
                      regroup: bool = False) -> DuplicatesResult:
-    from curation.catalog import Catalog
+    """Duplicate pairs among the silver items the views show (the profile and split used
+    last); with ``regroup``, split again so that every pair lands in one split."""
     from curation.clean import SILVER_ITEMS
     from curation.images import read_status
-    from curation.split import SPLITS, build_split, regroup_file
+    from curation.split import SPLITS, build_split
 
     if not 0 < threshold <= 1:
-        raise ValueError(f"--threshold must lie in (0, 1], got {threshold}")
+        raise UserError(f"--threshold must lie in (0, 1], got {threshold}")
     started = time.perf_counter()
-    catalog = Catalog.open(catalog_root)
+    catalog = Catalog.of(catalog)
+    layout = catalog.layout
     if SILVER_ITEMS not in catalog.tables or SPLITS not in catalog.tables:
-        raise ValueError("the catalog has no split silver items: run curate build-slice (or "
-                         "curate clean and a split) first")
+        raise UserError("the catalog has no split silver items: run curate build-slice (or "
+                        "curate clean and a split) first")
     profile = catalog.tables[SILVER_ITEMS]["profile"]
-    root = catalog.layout.root
-    items = pl.read_parquet(root / catalog.tables[SILVER_ITEMS]["files"][0],
+    split_seed = int(catalog.tables[SPLITS].get("seed", 0))
+    items = pl.read_parquet(layout.silver_items(profile),
                             columns=["parent_asin", "title", "features_text",
                                      "description_text", "main_image_url"])
-    split = pl.read_parquet(root / catalog.tables[SPLITS]["files"][0],
+    split = pl.read_parquet(layout.split_assignments(catalog.tables[SPLITS]["profile"],
+                                                     split_seed),
                             columns=["parent_asin", "split"])
     items = items.join(split, on="parent_asin", how="left").sort("parent_asin")
-    status = read_status(catalog.layout)
+    status = read_status(layout)
     fetched = {u: h for u, s, h in status.select("url", "status", "source_sha256").iter_rows()
                if s == "ok" and h}
     items = items.with_columns(
@@ -184,17 +190,16 @@ def duplicates_audit(catalog_root: Path | str, *, threshold: float = DEFAULT_THR
     by_kind = {k: int((pairs["kind"] == k).sum()) for k in KINDS}
     cross = int(pairs["cross_split"].sum())
     summary = _summary(profile, items.height, pairs, by_kind, threshold)
-    folder = write_audit(catalog_root, AUDIT, profile, pairs, summary, {
+    folder = write_audit(catalog, AUDIT, profile, pairs, summary, {
         "parameters": {"profile": profile, "threshold": threshold, "permutations": PERMUTATIONS,
                        "bands": BANDS, "shingle_words": SHINGLE, "regroup": regroup},
         "counts": {"items": items.height, "pairs": pairs.height, "cross_split": cross,
                    **by_kind},
     }, table_name="pairs.parquet")
     if regroup:
-        target = regroup_file(catalog, profile)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        pairs.select("a", "b", "kind").unique().sort("a", "b").write_parquet(target)
-        build_split(catalog_root, seed=int(catalog.tables[SPLITS].get("seed", 0)))
+        with atomic_file(layout.regroup_file(profile)) as tmp:
+            pairs.select("a", "b", "kind").unique().sort("a", "b").write_parquet(tmp)
+        build_split(catalog, profile=profile, seed=split_seed)
     return DuplicatesResult(folder, items.height, pairs.height, cross, by_kind, regroup,
                             time.perf_counter() - started)
 
@@ -218,7 +223,3 @@ def _summary(profile: str, items: int, pairs: pl.DataFrame, by_kind: dict[str, i
             lines.append(f"| {r['a']} | {r['b']} | {r['kind']} | {r['similarity']:.3f} | "
                          f"{r['split_a']} / {r['split_b']} |")
     return "\n".join(lines) + "\n"
-
-
-def duplicates_dir(catalog_root: Path | str, profile: str) -> Path:
-    return audit_dir(catalog_root, AUDIT, profile)

@@ -32,6 +32,9 @@ import numpy as np
 import polars as pl
 
 from audit.outputs import read_audit, write_audit
+from curation.catalog import Catalog
+from curation.errors import UserError
+from curation.slices import Slice
 
 AUDIT = "label_quality"
 METHODS = ("residual", "cleanlearning")
@@ -82,7 +85,7 @@ def flag_by_residual(labels: np.ndarray, oof: np.ndarray, z: float) -> tuple[np.
 
 
 def label_quality_audit(
-    catalog_root: Path | str,
+    catalog: Catalog | Path | str,
     slice_name: str,
     *,
     image_encoder: str | None = None,
@@ -94,21 +97,21 @@ def label_quality_audit(
 ) -> LabelQualityResult:
     from cleanlab.regression.rank import get_label_quality_scores
 
-    from training.trainer import TrainConfig, slice_embeddings
+    from training.embeddings import embed_slice
 
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        raise UserError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if folds < 2:
-        raise ValueError(f"--folds must be at least 2, got {folds}")
+        raise UserError(f"--folds must be at least 2, got {folds}")
     started = time.perf_counter()
     encoders = {k: v for k, v in (("image_encoder", image_encoder),
                                   ("text_encoder", text_encoder)) if v}
-    config = TrainConfig(catalog=str(catalog_root), slice=slice_name, weights="uniform",
-                         mode="frozen", **encoders)
-    items, features = slice_embeddings(config, workers=workers)
+    catalog = Catalog.of(catalog)
+    items, embedded = embed_slice(Slice.open(catalog, slice_name), **encoders, workers=workers)
+    features = embedded.features
     labels = items["average_rating"].to_numpy().astype(np.float64)
     if len(labels) < 2 * folds:
-        raise ValueError(f"slice {slice_name!r} has {len(labels)} items; the audit needs at "
+        raise UserError(f"slice {slice_name!r} has {len(labels)} items; the audit needs at "
                          f"least {2 * folds} for {folds} folds")
     assignment = fold_of(items["parent_asin"].to_list(), folds)
     oof = out_of_fold_predictions(features.astype(np.float64), labels, assignment)
@@ -134,7 +137,7 @@ def label_quality_audit(
     ).sort("label_quality", "parent_asin")
     pearson = float(np.corrcoef(oof, labels)[0, 1]) if len(labels) > 1 else float("nan")
     summary = _summary(slice_name, table, pearson, method, z, folds)
-    folder = write_audit(catalog_root, AUDIT, slice_name, table, summary, {
+    folder = write_audit(catalog, AUDIT, slice_name, table, summary, {
         "parameters": {"slice": slice_name, "folds": folds, "method": method, "z": z,
                        "encoders": encoders or "defaults"},
         "counts": {"items": table.height, "flagged": int(flags.sum())},
@@ -168,7 +171,9 @@ def _summary(slice_name: str, table: pl.DataFrame, pearson: float, method: str, 
     return "\n".join(lines) + "\n"
 
 
-def flagged_items(catalog_root: Path | str, audited_slice: str) -> list[str]:
-    table = read_audit(catalog_root, AUDIT, audited_slice,
+def flagged_items(catalog: Catalog | Path | str, audited_slice: str) -> list[str]:
+    """The parent_asins a label-quality audit of ``audited_slice`` flagged (what
+    ``build-slice --exclude-label-issues`` hands to the slice as its exclusion)."""
+    table = read_audit(catalog, AUDIT, audited_slice,
                        f"curate audit label-quality --slice {audited_slice}")
     return table.filter(pl.col("is_label_issue"))["parent_asin"].to_list()

@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image
 
 from curation.catalog import Catalog
-from curation.image_server import ImageServer
 from curation.images import FetchSettings, fetch_images
+from curation.synth.image_server import ImageServer
 
 
 def main() -> None:

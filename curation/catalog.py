@@ -8,12 +8,17 @@ The views use paths relative to the catalog folder and are opened with DuckDB's
 
 from __future__ import annotations
 
+import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curation.manifest import write_json_atomic
-from curation.paths import CatalogLayout
+from curation.errors import UserError
+from curation.manifest import replace_path, sha256_file, versions, write_json_atomic
+from curation.paths import MANIFEST, CatalogLayout
 from curation.schema import KINDS, QUARANTINE_COLUMNS, bronze_columns
 
 CATALOG_FORMAT = 1
@@ -44,8 +49,19 @@ def copy_sorted(con, select: str, order_by: str, path: Path | str) -> int:
         con.execute("DROP TABLE IF EXISTS _curate_sorted")
 
 
-class CatalogError(ValueError):
+class CatalogError(UserError):
     """A catalog that is missing or unusable; the message is meant for the user."""
+
+
+@dataclass
+class Staged:
+    """An output folder being written: files go into ``path``; ``manifest`` is what the
+    manifest says besides the outputs' checksums and the versions; ``views`` are the catalog
+    tables to register once it is in place (view name -> entry with its ``files``)."""
+
+    path: Path
+    manifest: dict[str, Any] = field(default_factory=dict)
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,19 +70,16 @@ class Catalog:
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # "kind/category" -> entry
     # Further Parquet-backed views added by later stages (slices, weights): name -> files.
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (mtime, size) of catalog.json as last read or written: a change means another job wrote
+    _seen: tuple[int, int] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def open(cls, root: Path | str, create: bool = False) -> Catalog:
         layout = CatalogLayout(Path(root))
         if layout.manifest.exists():
-            import json
-
-            payload = json.loads(layout.manifest.read_text())
-            if payload.get("format") != CATALOG_FORMAT:
-                raise CatalogError(
-                    f"{layout.manifest}: unknown catalog format {payload.get('format')}"
-                )
-            return cls(layout, payload.get("sources", {}), payload.get("tables", {}))
+            catalog = cls(layout)
+            catalog._read()
+            return catalog
         if not create:
             raise CatalogError(
                 f"no catalog at {layout.root} (no catalog.json): run `curate ingest RAW_DIR "
@@ -74,6 +87,29 @@ class Catalog:
             )
         layout.root.mkdir(parents=True, exist_ok=True)
         return cls(layout)
+
+    @classmethod
+    def of(cls, catalog: Catalog | Path | str) -> Catalog:
+        """The catalog itself, or the one opened at a path (so callers that hold one never
+        read catalog.json again)."""
+        return catalog if isinstance(catalog, Catalog) else cls.open(catalog)
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            stat = self.layout.manifest.stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def _read(self) -> None:
+        seen = self._stat()
+        payload = json.loads(self.layout.manifest.read_text())
+        if payload.get("format") != CATALOG_FORMAT:
+            raise CatalogError(f"{self.layout.manifest}: unknown catalog format "
+                               f"{payload.get('format')}")
+        self.sources = payload.get("sources", {})
+        self.tables = payload.get("tables", {})
+        self._seen = seen
 
     def _payload(self) -> dict[str, Any]:
         return {"format": CATALOG_FORMAT, "sources": self.sources, "tables": self.tables}
@@ -84,8 +120,41 @@ class Catalog:
         With refresh_views=False the views are brought in line later (at the end of a job, or
         by the next connect(), which notices that catalog.json changed)."""
         write_json_atomic(self.layout.manifest, self._payload())
+        self._seen = self._stat()
         if refresh_views:
             self.refresh_views()
+
+    def register(self, views: dict[str, dict[str, Any]]) -> None:
+        """Add (or replace) catalog tables and save; what another job saved since this
+        catalog was read is read first, so it is kept."""
+        if self._stat() != self._seen:
+            self._read()
+        self.tables.update(views)
+        self.save()
+
+    @contextmanager
+    def publish(self, final: Path, job: str) -> Iterator[Staged]:
+        """Stage -> manifest -> swap -> register, for one output folder.
+
+        Yields a ``Staged`` whose folder (``.staging/<job>``) the caller fills and whose
+        manifest and views it sets. When the block ends without an error, the manifest is
+        written with the SHA-256 of every file staged and the versions, the folder replaces
+        ``final`` whole, and the views are registered. On an error the staging folder is
+        removed and ``final`` is left as it was."""
+        staged = Staged(self.layout.staging / job)
+        shutil.rmtree(staged.path, ignore_errors=True)
+        staged.path.mkdir(parents=True)
+        try:
+            yield staged
+            outputs = {p.name: sha256_file(p) for p in sorted(staged.path.iterdir())
+                       if p.is_file() and p.name != MANIFEST}
+            write_json_atomic(staged.path / MANIFEST,
+                              {**staged.manifest, "outputs": outputs, "versions": versions()})
+            replace_path(staged.path, final)
+        finally:
+            shutil.rmtree(staged.path, ignore_errors=True)
+        if staged.views:
+            self.register(staged.views)
 
     def referenced_files(self) -> set[Path]:
         files = set()
@@ -100,12 +169,12 @@ class Catalog:
         """Delete Parquet files under bronze/ and quarantine/ that the catalog no longer uses."""
         keep = self.referenced_files()
         removed = []
-        for top in ("bronze", "quarantine"):
-            for path in sorted((self.layout.root / top).rglob("*.parquet")):
+        for top in self.layout.ingested_tops:
+            for path in sorted(top.rglob("*.parquet")):
                 if path not in keep:
                     path.unlink()
                     removed.append(path)
-            for folder in sorted((self.layout.root / top).rglob("*"), reverse=True):
+            for folder in sorted(top.rglob("*"), reverse=True):
                 if folder.is_dir() and not any(folder.iterdir()):
                     folder.rmdir()
         return removed
@@ -158,7 +227,6 @@ class Catalog:
 
     def _stamp(self) -> str:
         import hashlib
-        import json
 
         return hashlib.sha256(json.dumps(self._payload(), sort_keys=True).encode()).hexdigest()
 
@@ -215,6 +283,12 @@ class Catalog:
             con.execute("COMMIT")
         finally:
             con.close()
+
+
+def parquet_source(path: Path | str) -> str:
+    """SQL reading one Parquet file by path (never as a hive-partitioned folder, whatever the
+    folder names on the way)."""
+    return f"read_parquet({_sql_literal(str(path))}, hive_partitioning = false)"
 
 
 def _sql_literal(value: object) -> str:

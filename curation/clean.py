@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from curation.catalog import Catalog, copy_sorted
-from curation.manifest import replace_path, sha256_file, versions, write_json_atomic
+from curation.errors import UserError
+from curation.paths import MANIFEST, CatalogLayout
 
 SILVER_ITEMS = "silver_items"  # catalog view names
 REJECTIONS = "rejections"
@@ -126,7 +127,7 @@ PROFILES: dict[str, list[Rule]] = {
 
 def profile_rules(profile: str) -> list[Rule]:
     if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+        raise UserError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     return PROFILES[profile]
 
 
@@ -202,17 +203,15 @@ class CleanResult:
     out_dir: Path
 
 
-def clean(catalog_root: Path | str, profile: str = "default") -> CleanResult:
-    """Write silver items and rejections for ``profile`` and register them in the catalog."""
+def clean(catalog: Catalog | Path | str, profile: str = "default") -> CleanResult:
+    """Write silver items and rejections for ``profile`` into silver/<profile>/ and point the
+    views ``silver_items`` and ``rejections`` at them."""
     rules = profile_rules(profile)
-    catalog = Catalog.open(catalog_root)
+    catalog = Catalog.of(catalog)
     if not any(e["kind"] == "items" for e in catalog.sources.values()):
-        raise ValueError(f"{catalog.layout.root}: the catalog holds no item metadata to clean")
+        raise UserError(f"{catalog.layout.root}: the catalog holds no item metadata to clean")
     started = time.perf_counter()
-    root = catalog.layout.root
-    out_dir = catalog.layout.silver_dir(profile)
-    staging = root / ".staging" / f"silver-{profile}"
-    staging.mkdir(parents=True, exist_ok=True)
+    layout = catalog.layout
     first_rule = (
         "CASE "
         + " ".join(f"WHEN coalesce({r.reject_when}, false) THEN '{r.name}'" for r in rules)
@@ -225,80 +224,110 @@ def clean(catalog_root: Path | str, profile: str = "default") -> CleanResult:
         )
         + " END"
     )
-    con = catalog.connect(read_only=True)
-    try:
-        con.execute(TEXT_MACROS)
-        con.execute(f"""
-            CREATE TEMP TABLE judged AS
-            SELECT n.*, {first_rule} AS _rule FROM ({_NORMALISED}) AS n
-        """)
-        silver = staging / "items.parquet"
-        rejections = staging / "rejections.parquet"
-        copy_sorted(
-            con,
-            f"""
-                SELECT j.parent_asin, j.category, j.source_line,
-                       j.main_category_clean AS main_category,
-                       j.title_clean AS title, j.features_text, j.description_text,
-                       {MODEL_TEXT} AS model_text, j.average_rating, j.rating_number,
-                       j.main_image_url, j.image_urls, j.main_image_url IS NOT NULL AS has_image,
-                       j.price, j.brand, j.store, j.details,
-                       coalesce(r.review_count, 0) AS review_count, r.review_rating_mean,
-                       r.review_rating_std, r.review_positive_share,
-                       coalesce(r.helpful_votes, 0) AS helpful_votes,
-                       r.verified_share, r.first_review_ms, r.last_review_ms
-                FROM judged AS j LEFT JOIN ({_REVIEW_STATS}) AS r USING (parent_asin)
-                WHERE j._rule IS NULL""",
-            "j.parent_asin",
-            silver,
-        )
-        con.execute(f"""
-            COPY (
-                SELECT parent_asin, category, source_line, _rule AS rule, {reasons} AS reason,
-                       title, average_rating, rating_number
-                FROM judged WHERE _rule IS NOT NULL
-                ORDER BY category, source_line
-            ) TO '{rejections}' (FORMAT parquet, COMPRESSION zstd)
-        """)
-        counts = dict(
-            con.execute("SELECT coalesce(_rule, ''), count(*) FROM judged GROUP BY 1").fetchall()
-        )
-    finally:
-        con.close()
-    rows_in = sum(counts.values())
-    funnel, remaining = [], rows_in
-    for rule in rules:
-        rejected = counts.get(rule.name, 0)
-        funnel.append(
-            {
-                "rule": rule.name,
-                "reason": rule.reason,
-                "in": remaining,
-                "rejected": rejected,
-                "kept": remaining - rejected,
-            }
-        )
-        remaining -= rejected
-    kept = counts.get("", 0)
-    if remaining != kept:  # pragma: no cover - the funnel is a partition by construction
-        raise RuntimeError(f"clean: {remaining} rows left by the funnel but {kept} kept")
-    manifest = {
-        "stage": "clean",
-        "profile": profile,
-        "rules": [
-            {"name": r.name, "reject_when": r.reject_when, "reason": r.reason} for r in rules
-        ],
-        "inputs": {k: e["bronze_sha256"] for k, e in sorted(catalog.sources.items())},
-        "rows_in": rows_in,
-        "kept": kept,
-        "funnel": funnel,
-        "outputs": {p.name: sha256_file(p) for p in (silver, rejections)},
-        "versions": versions(),
-    }
-    write_json_atomic(staging / "manifest.json", manifest)
-    replace_path(staging, out_dir)
-    rel = out_dir.relative_to(root)
-    catalog.tables[SILVER_ITEMS] = {"files": [f"{rel}/items.parquet"], "profile": profile}
-    catalog.tables[REJECTIONS] = {"files": [f"{rel}/rejections.parquet"], "profile": profile}
-    catalog.save()
+    out_dir = layout.silver_dir(profile)
+    with catalog.publish(out_dir, f"silver-{profile}") as staged:
+        silver = staged.path / layout.silver_items(profile).name
+        rejections = staged.path / layout.rejections(profile).name
+        con = catalog.connect(read_only=True)
+        try:
+            con.execute(TEXT_MACROS)
+            con.execute(f"""
+                CREATE TEMP TABLE judged AS
+                SELECT n.*, {first_rule} AS _rule FROM ({_NORMALISED}) AS n
+            """)
+            copy_sorted(
+                con,
+                f"""
+                    SELECT j.parent_asin, j.category, j.source_line,
+                           j.main_category_clean AS main_category,
+                           j.title_clean AS title, j.features_text, j.description_text,
+                           {MODEL_TEXT} AS model_text, j.average_rating, j.rating_number,
+                           j.main_image_url, j.image_urls,
+                           j.main_image_url IS NOT NULL AS has_image,
+                           j.price, j.brand, j.store, j.details,
+                           coalesce(r.review_count, 0) AS review_count, r.review_rating_mean,
+                           r.review_rating_std, r.review_positive_share,
+                           coalesce(r.helpful_votes, 0) AS helpful_votes,
+                           r.verified_share, r.first_review_ms, r.last_review_ms
+                    FROM judged AS j LEFT JOIN ({_REVIEW_STATS}) AS r USING (parent_asin)
+                    WHERE j._rule IS NULL""",
+                "j.parent_asin",
+                silver,
+            )
+            con.execute(f"""
+                COPY (
+                    SELECT parent_asin, category, source_line, _rule AS rule,
+                           {reasons} AS reason, title, average_rating, rating_number
+                    FROM judged WHERE _rule IS NOT NULL
+                    ORDER BY category, source_line
+                ) TO '{rejections}' (FORMAT parquet, COMPRESSION zstd)
+            """)
+            counts = dict(
+                con.execute("SELECT coalesce(_rule, ''), count(*) FROM judged GROUP BY 1")
+                .fetchall()
+            )
+        finally:
+            con.close()
+        rows_in = sum(counts.values())
+        funnel, remaining = [], rows_in
+        for rule in rules:
+            rejected = counts.get(rule.name, 0)
+            funnel.append(
+                {
+                    "rule": rule.name,
+                    "reason": rule.reason,
+                    "in": remaining,
+                    "rejected": rejected,
+                    "kept": remaining - rejected,
+                }
+            )
+            remaining -= rejected
+        kept = counts.get("", 0)
+        if remaining != kept:  # pragma: no cover - the funnel is a partition by construction
+            raise RuntimeError(f"clean: {remaining} rows left by the funnel but {kept} kept")
+        staged.manifest = {
+            "stage": "clean",
+            "profile": profile,
+            "rules": [
+                {"name": r.name, "reject_when": r.reject_when, "reason": r.reason} for r in rules
+            ],
+            "inputs": bronze_fingerprint(catalog),
+            "rows_in": rows_in,
+            "kept": kept,
+            "funnel": funnel,
+        }
+        staged.views = silver_views(layout, profile)
     return CleanResult(profile, rows_in, kept, funnel, time.perf_counter() - started, out_dir)
+
+
+def bronze_fingerprint(catalog: Catalog) -> dict[str, str]:
+    """What a clean reads: every ingested file's bronze checksum (a clean whose manifest
+    records the same is current)."""
+    return {k: e["bronze_sha256"] for k, e in sorted(catalog.sources.items())}
+
+
+def silver_views(layout: CatalogLayout, profile: str) -> dict[str, dict[str, Any]]:
+    """The views ``silver_items`` and ``rejections`` on one profile's silver files."""
+    return {
+        SILVER_ITEMS: {"files": [layout.relative(layout.silver_items(profile))],
+                       "profile": profile},
+        REJECTIONS: {"files": [layout.relative(layout.rejections(profile))], "profile": profile},
+    }
+
+
+def silver_shown(catalog: Catalog) -> tuple[str, Path]:
+    """(profile, items file) of the silver items that the view ``silver_items`` shows (the
+    profile cleaned or sliced last)."""
+    if SILVER_ITEMS not in catalog.tables:
+        raise UserError("no silver items in the catalog: run `curate clean` (or "
+                        "`curate build-slice`) first")
+    profile = catalog.tables[SILVER_ITEMS]["profile"]
+    return profile, catalog.layout.silver_items(profile)
+
+
+def read_clean_manifest(layout: CatalogLayout, profile: str) -> dict[str, Any] | None:
+    """The manifest of silver/<profile>/, or None if that profile was never cleaned."""
+    import json
+
+    path = layout.silver_dir(profile) / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else None

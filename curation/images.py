@@ -36,6 +36,8 @@ from urllib.parse import unquote, urljoin, urlparse
 
 import polars as pl
 
+from curation.catalog import Catalog, parquet_source
+from curation.errors import UserError
 from curation.paths import CatalogLayout
 
 STATUS_VIEW = "image_status"
@@ -66,7 +68,6 @@ MAGIC = (
     (b"GIF89a", "GIF"),
     (b"BM", "BMP"),
 )
-JOURNAL_DIR = ".journal"
 USER_AGENT = "curate-images/0.1 (+https://github.com/)"
 
 
@@ -89,9 +90,9 @@ class FetchSettings:
                     "max_pixels": self.max_pixels}
         for name, value in positive.items():
             if value <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
         if self.retries < 0 or self.backoff < 0 or self.resize < 0 or self.max_redirects < 0:
-            raise ValueError("--retries, --backoff, --resize and --max-redirects must be >= 0")
+            raise UserError("--retries, --backoff, --resize and --max-redirects must be >= 0")
 
 
 @dataclass
@@ -293,7 +294,7 @@ def read_status(layout: CatalogLayout) -> pl.DataFrame:
     frames = []
     if layout.image_status.exists():
         frames.append(pl.read_parquet(layout.image_status))
-    journal = layout.images / JOURNAL_DIR
+    journal = layout.image_journal
     frames += [pl.read_parquet(p) for p in sorted(journal.glob("part-*.parquet"))]
     if not frames:
         return _frame([])
@@ -304,7 +305,7 @@ class _Journal:
     """Results written in small Parquet parts as they come (a kill loses seconds at most)."""
 
     def __init__(self, layout: CatalogLayout, every_seconds: float = 2.0, every_rows: int = 256):
-        self.dir = layout.images / JOURNAL_DIR
+        self.dir = layout.image_journal
         self.dir.mkdir(parents=True, exist_ok=True)
         self.pending: list[Outcome] = []
         self.every_seconds, self.every_rows = every_seconds, every_rows
@@ -336,7 +337,7 @@ def _fold_journal(layout: CatalogLayout) -> pl.DataFrame:
     tmp = layout.image_status.with_name("status.parquet.tmp")
     status.write_parquet(tmp)
     os.replace(tmp, layout.image_status)
-    journal = layout.images / JOURNAL_DIR
+    journal = layout.image_journal
     for part in journal.glob("part-*.parquet"):
         part.unlink()
     return status
@@ -355,31 +356,19 @@ class FetchResult:
     status_path: Path | None = None
 
 
-def urls_for(catalog_root: Path | str, slice_name: str | None, all_images: bool) -> list[str]:
-    """The image URLs of a slice's items (or of every silver item): the main image, or all."""
+def urls_for(items: Path, all_images: bool) -> list[str]:
+    """The distinct image URLs of a Parquet file of items (silver items or a slice): the main
+    image of each, or all its images."""
     import duckdb
 
-    from curation.catalog import Catalog
-    from curation.clean import SILVER_ITEMS
-
-    if slice_name is not None:
-        from curation.slices import slice_file
-
-        source = f"'{slice_file(catalog_root, slice_name)}'"
-    else:
-        catalog = Catalog.open(catalog_root)
-        if SILVER_ITEMS not in catalog.tables:
-            raise ValueError("no silver items in the catalog: run curate clean (or name a "
-                             "--slice)")
-        source = f"'{catalog.layout.root / catalog.tables[SILVER_ITEMS]['files'][0]}'"
     column = "unnest(image_urls)" if all_images else "main_image_url"
-    rows = duckdb.sql(f"SELECT DISTINCT {column} AS url FROM {source} "
+    rows = duckdb.sql(f"SELECT DISTINCT {column} AS url FROM {parquet_source(items)} "
                       "WHERE url IS NOT NULL AND url <> '' ORDER BY url").fetchall()
     return [url for (url,) in rows]
 
 
 def fetch_images(
-    catalog_root: Path | str,
+    catalog: Catalog | Path | str,
     urls: list[str],
     settings: FetchSettings | None = None,
     *,
@@ -387,12 +376,10 @@ def fetch_images(
     on_result: Callable[[Outcome, Counter[str]], None] | None = None,
 ) -> FetchResult:
     """Fetch every URL not yet ``ok`` (and, with ``retry_failed``, the failed ones again)."""
-    from curation.catalog import Catalog
-
     settings = settings or FetchSettings()
     settings.check()
     started = time.perf_counter()
-    catalog = Catalog.open(catalog_root)
+    catalog = Catalog.of(catalog)
     layout = catalog.layout
     layout.images.mkdir(parents=True, exist_ok=True)
     known = read_status(layout)
@@ -427,9 +414,7 @@ def fetch_images(
         journal.flush()
     _fold_journal(layout)
     if STATUS_VIEW not in catalog.tables:
-        catalog = Catalog.open(catalog_root)
-        catalog.tables[STATUS_VIEW] = {"files": ["images/status.parquet"]}
-        catalog.save()
+        catalog.register({STATUS_VIEW: {"files": [layout.relative(layout.image_status)]}})
     return FetchResult(len(wanted), len(wanted) - len(todo), len(todo), counts,
                        time.perf_counter() - started, layout.image_status)
 
@@ -445,10 +430,11 @@ def _collect(finished: set[Future[Outcome]], journal: _Journal, counts: Counter[
 
 
 def resolve_image_paths(
-    urls: Sequence[str | None], catalog_root: Path | str | None = None
+    urls: Sequence[str | None], layout: CatalogLayout | None = None
 ) -> list[str | None]:
-    """A local file for each URL: file:// URLs directly, http(s) URLs from the image cache."""
-    cached = _image_cache(catalog_root) if catalog_root is not None else {}
+    """A local file for each URL: file:// URLs directly, http(s) URLs from the image cache of
+    the catalog at ``layout``."""
+    cached = _image_cache(layout) if layout is not None else {}
     paths: list[str | None] = []
     for url in urls:
         path: str | None = None
@@ -464,19 +450,17 @@ def resolve_image_paths(
     return paths
 
 
-def _image_cache(catalog_root: Path | str) -> dict[str, str]:
-    layout = CatalogLayout(Path(catalog_root))
+def _image_cache(layout: CatalogLayout) -> dict[str, str]:
     status = read_status(layout)
     ok = status.filter((pl.col("status") == "ok") & pl.col("path").is_not_null())
     return {url: str(layout.images / path) for url, path in ok.select("url", "path").iter_rows()}
 
 
-def image_stats(catalog_root: Path | str) -> dict[str, Any]:
+def image_stats(layout: CatalogLayout) -> dict[str, Any]:
     """Counts by status, bytes, and a few example errors per failed status."""
-    layout = CatalogLayout(Path(catalog_root))
     status = read_status(layout)
     if status.height == 0:
-        raise ValueError(f"{layout.root}: no images fetched yet (curate images fetch)")
+        raise UserError(f"{layout.root}: no images fetched yet (curate images fetch)")
     by_status = status.group_by("status").agg(
         pl.len().alias("urls"), pl.col("source_bytes").sum().alias("source_bytes"),
         pl.col("error").drop_nulls().first().alias("example_error"),

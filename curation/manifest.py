@@ -6,26 +6,39 @@ import hashlib
 import json
 import os
 import platform
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from curation import __version__
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to a temporary name beside ``path``, then rename it into place."""
+@contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yields a temporary path beside ``path`` to write to; when the block ends without an
+    error it is renamed to ``path`` (readers never see half a file), otherwise removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON (sorted keys, so the same payload gives the same bytes) atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def replace_path(src: Path, dst: Path) -> None:
     """Rename a finished output (file or folder) to its final name. An existing folder of that
     name is moved aside first and removed after, since a folder cannot be replaced in one go."""
-    import shutil
-    import uuid
-
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.is_dir():
         aside = dst.with_name(f".old-{uuid.uuid4().hex}")

@@ -1,8 +1,13 @@
-"""Where things live: the raw corpus layout and the catalog layout, defined once."""
+"""Where things live: the raw corpus layout and the catalog layout, defined once.
+
+Every location inside a catalog folder is spelled here and nowhere else: a stage asks its
+``CatalogLayout`` for a path (``layout.slice_items(name)``), never joins folder names itself.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +19,7 @@ META_DIR = "meta_categories"
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
 
 DEFAULT_CATALOG = Path(os.environ.get("CURATE_CATALOG", "catalog"))
+MANIFEST = "manifest.json"  # beside every stage's outputs: its provenance and completion marker
 
 
 def review_file_name(category: str, gz: bool = False) -> str:
@@ -44,12 +50,36 @@ def sql_dir() -> Path:
     raise FileNotFoundError("the sql/ folder of named queries is missing from this installation")
 
 
+def view_name(kind: str, *parts: str) -> str:
+    """The DuckDB view of a catalog table: ``slice_<name>``, ``weights_<slice>__<id>``,
+    ``audit_<audit>__<subject>`` (anything but letters, digits and _ becomes _)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"{kind}_" + "__".join(parts))
+
+
 @dataclass(frozen=True)
 class CatalogLayout:
-    """A catalog directory. catalog.json is the source of truth; catalog.duckdb holds views."""
+    """A catalog directory. catalog.json is the source of truth; catalog.duckdb holds views.
+
+    ::
+
+        catalog.json, catalog.duckdb
+        bronze/<kind>/category=<C>/<version>/part-*.parquet   quarantine/<kind>/category=<C>/
+        silver/<profile>/{items,rejections}.parquet           (clean)
+        splits/<profile>/seed<S>/{assignments,leakage}.parquet, splits/<profile>/regroup.parquet
+        slices/<name>/items.parquet                           (build-slice)
+        weights/<slice>/<id>/weights.parquet                  (weights compute)
+        audit/<audit>/<subject>/                              (audit ...)
+        images/, embeddings/<encoder key>/, validation/       (images, train, validate)
+        .staging/, .spill/                                    (work in progress, DuckDB spill)
+    """
 
     root: Path
 
+    def relative(self, path: Path) -> str:
+        """A path inside the catalog as catalog.json records it (relative to the root)."""
+        return str(path.relative_to(self.root))
+
+    # -- the catalog itself ------------------------------------------------------------------
     @property
     def manifest(self) -> Path:
         return self.root / "catalog.json"
@@ -60,6 +90,7 @@ class CatalogLayout:
 
     @property
     def staging(self) -> Path:
+        """Outputs being written; each job stages in a folder of its own under it."""
         return self.root / ".staging"
 
     @property
@@ -67,11 +98,87 @@ class CatalogLayout:
         """Where DuckDB spills what does not fit in its memory limit."""
         return self.root / ".spill"
 
-    @property
-    def embeddings(self) -> Path:
-        """The trainer's embedding cache: one folder per encoder configuration."""
-        return self.root / "embeddings"
+    # -- ingest ------------------------------------------------------------------------------
+    def bronze_dir(self, kind: str, category: str, version: str) -> Path:
+        """One folder of Parquet parts per ingested raw file."""
+        return self.root / "bronze" / kind / f"category={category}" / version
 
+    def quarantine_file(self, kind: str, category: str, version: str) -> Path:
+        return self.root / "quarantine" / kind / f"category={category}" / f"{version}.parquet"
+
+    @property
+    def ingested_tops(self) -> tuple[Path, Path]:
+        """The folders ingest owns (their unreferenced files are garbage after a re-ingest)."""
+        return self.root / "bronze", self.root / "quarantine"
+
+    # -- clean -------------------------------------------------------------------------------
+    def silver_dir(self, profile: str) -> Path:
+        """Cleaned items of one profile: items.parquet, rejections.parquet, manifest.json."""
+        return self.root / "silver" / profile
+
+    def silver_items(self, profile: str) -> Path:
+        return self.silver_dir(profile) / "items.parquet"
+
+    def rejections(self, profile: str) -> Path:
+        return self.silver_dir(profile) / "rejections.parquet"
+
+    # -- split -------------------------------------------------------------------------------
+    def split_dir(self, profile: str, seed: int) -> Path:
+        return self.root / "splits" / profile / f"seed{seed}"
+
+    def split_assignments(self, profile: str, seed: int) -> Path:
+        return self.split_dir(profile, seed) / "assignments.parquet"
+
+    def split_leakage(self, profile: str, seed: int) -> Path:
+        return self.split_dir(profile, seed) / "leakage.parquet"
+
+    def regroup_file(self, profile: str) -> Path:
+        """Pairs (a, b) that ``curate audit duplicates --regroup`` asked to keep in one split
+        (for every split seed of the profile; delete the file to undo)."""
+        return self.root / "splits" / profile / "regroup.parquet"
+
+    # -- slices ------------------------------------------------------------------------------
+    @property
+    def slices_root(self) -> Path:
+        return self.root / "slices"
+
+    def slice_dir(self, name: str) -> Path:
+        return self.slices_root / name
+
+    def slice_items(self, name: str) -> Path:
+        return self.slice_dir(name) / "items.parquet"
+
+    # -- weights -----------------------------------------------------------------------------
+    def weights_root(self, slice_name: str) -> Path:
+        return self.root / "weights" / slice_name
+
+    def weights_dir(self, slice_name: str, weights_id: str) -> Path:
+        return self.weights_root(slice_name) / weights_id
+
+    def weights_file(self, slice_name: str, weights_id: str) -> Path:
+        return self.weights_dir(slice_name, weights_id) / "weights.parquet"
+
+    def weights_plots(self, slice_name: str) -> Path:
+        """Where ``curate weights compare`` draws by default."""
+        return self.weights_root(slice_name) / "compare"
+
+    # -- audits ------------------------------------------------------------------------------
+    def audit_root(self, audit: str) -> Path:
+        return self.root / "audit" / audit
+
+    def audit_dir(self, audit: str, subject: str) -> Path:
+        """One audit of one subject (a slice, a profile): its table, summary and manifest."""
+        return self.audit_root(audit) / subject
+
+    def audit_table(self, audit: str, subject: str) -> Path:
+        """The per-item table of an audit (what weightings and slices read from it)."""
+        return self.audit_dir(audit, subject) / "items.parquet"
+
+    def audit_tables(self, audit: str) -> list[Path]:
+        """The per-item tables of every subject one audit has covered."""
+        return sorted(self.audit_root(audit).glob(f"*/{self.audit_table(audit, '*').name}"))
+
+    # -- images, embeddings, validation ------------------------------------------------------
     @property
     def images(self) -> Path:
         """Fetched product images (content-addressed) and their status table."""
@@ -81,13 +188,24 @@ class CatalogLayout:
     def image_status(self) -> Path:
         return self.images / "status.parquet"
 
-    def silver_dir(self, profile: str) -> Path:
-        """Cleaned items of one profile: items.parquet, rejections.parquet, manifest.json."""
-        return self.root / "silver" / profile
+    @property
+    def image_journal(self) -> Path:
+        """Status rows of a fetch in progress, folded into status.parquet at its end."""
+        return self.images / ".journal"
 
-    def bronze_dir(self, kind: str, category: str, version: str) -> Path:
-        """One folder of Parquet parts per ingested raw file."""
-        return self.root / "bronze" / kind / f"category={category}" / version
+    @property
+    def embeddings(self) -> Path:
+        """The trainer's embedding cache: one folder per encoder configuration."""
+        return self.root / "embeddings"
 
-    def quarantine_file(self, kind: str, category: str, version: str) -> Path:
-        return self.root / "quarantine" / kind / f"category={category}" / f"{version}.parquet"
+    @property
+    def validation(self) -> Path:
+        """great-expectations results (JSON per target) and its project with Data Docs."""
+        return self.root / "validation"
+
+    def validation_result(self, target: str) -> Path:
+        return self.validation / f"{target.replace(':', '-')}.json"
+
+    @property
+    def data_docs(self) -> Path:
+        return self.validation / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"

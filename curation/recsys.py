@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curation.errors import UserError
+
 VALID_FROM_MS = 1628643414042
 TEST_FROM_MS = 1658002729837
 SPLIT_METHODS = ("last_out", "timestamp")
@@ -54,7 +56,7 @@ def kcore(con: Any, k: int, source: str = "interactions", target: str = "kcore")
     Users and items become dense integers first; each round keeps the rows whose user and
     item both still have at least k rows, until a round removes nothing."""
     if k < 0:
-        raise ValueError(f"--core must be 0 or more, got {k}")
+        raise UserError(f"--core must be 0 or more, got {k}")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _users AS
             SELECT user_id, (row_number() OVER (ORDER BY user_id) - 1)::INTEGER AS u
@@ -106,7 +108,7 @@ def split_sql(method: str, source: str = "kcore") -> str:
                            WHEN timestamp >= {VALID_FROM_MS} THEN 'valid'
                            ELSE 'train' END AS split
             FROM {source}"""
-    raise ValueError(f"unknown split {method!r}; choose from {', '.join(SPLIT_METHODS)}")
+    raise UserError(f"unknown split {method!r}; choose from {', '.join(SPLIT_METHODS)}")
 
 
 def _connect(spill: Path) -> Any:
@@ -133,12 +135,12 @@ def kcore_csv(source: Path | str, k: int, out: Path | str) -> KCoreResult:
     a header), written in the input's row order."""
     source, out = Path(source), Path(out)
     if not source.is_file():
-        raise FileNotFoundError(f"{source}: no such file")
+        raise UserError(f"{source}: no such file")
     with open(source, encoding="utf-8") as fh:
         first = fh.readline().strip()
     header = first.split(",")[:4] == list(RATING_COLUMNS)
     if len(first.split(",")) < 4:
-        raise ValueError(f"{source}:1: expected 4 columns ({', '.join(RATING_COLUMNS)}), "
+        raise UserError(f"{source}:1: expected 4 columns ({', '.join(RATING_COLUMNS)}), "
                          f"got {first[:80]!r}")
     con = _connect(out.parent / ".curate-spill")
     try:
@@ -152,7 +154,7 @@ def kcore_csv(source: Path | str, k: int, out: Path | str) -> KCoreResult:
             """)
         except Exception as exc:  # DuckDB's conversion errors name the line
             first_line = str(exc).strip().splitlines()[0]
-            raise ValueError(f"{source}: {first_line}") from None
+            raise UserError(f"{source}: {first_line}") from None
         result = kcore(con, k)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp{out.suffix}")  # the suffix names the format
@@ -198,14 +200,14 @@ def export(
     from curation.manifest import replace_path, sha256_file, versions, write_json_atomic
 
     if split not in SPLIT_METHODS:
-        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLIT_METHODS)}")
+        raise UserError(f"unknown split {split!r}; choose from {', '.join(SPLIT_METHODS)}")
     if not re.fullmatch(r"[A-Za-z0-9_&-]+", category):
-        raise ValueError(f"category {category!r}: expected a raw file's category name")
+        raise UserError(f"category {category!r}: expected a raw file's category name")
     started = time.perf_counter()
     catalog = Catalog.open(catalog_root)
     known = sorted(e["category"] for e in catalog.sources.values() if e["kind"] == "reviews")
     if category not in known:
-        raise ValueError(f"no reviews of category {category!r} in the catalog (it has: "
+        raise UserError(f"no reviews of category {category!r} in the catalog (it has: "
                          f"{', '.join(known) or 'none'})")
     name = f"{category}-{core}core-{split}"
     final = Path(out) / name
@@ -252,7 +254,7 @@ def export(
                 _copy(con, f"SELECT {columns} FROM split_rows WHERE split = '{s}'", order,
                       staging / f"{category}.{s}{suffix}")
         items = _item_table(con, catalog, category, profile)
-        paths = resolve_image_paths(items["main_image_url"].to_list(), catalog.layout.root)
+        paths = resolve_image_paths(items["main_image_url"].to_list(), catalog.layout)
         items = items.with_columns(image_path=pl.Series(paths, dtype=pl.String))
         items.write_parquet(staging / f"{category}.items.parquet", compression="zstd")
         counts["items_with_metadata"] = int(items["title"].is_not_null().sum())
@@ -281,13 +283,16 @@ def export(
 def _item_table(con: Any, catalog: Any, category: str, profile: str) -> Any:
     """The k-core's items with their cleaned text and main image URL where the catalog has
     silver items of ``profile`` (else only the ids, and a note in the counts)."""
-    silver = catalog.layout.silver_dir(profile) / "items.parquet"
+    from curation.catalog import parquet_source
+
+    silver = catalog.layout.silver_items(profile)
     if silver.exists():
         select = f"""
             SELECT k.parent_asin, s.title, s.main_category, s.model_text, s.main_image_url,
                    s.average_rating, s.rating_number
             FROM (SELECT DISTINCT parent_asin FROM kcore) AS k
-            LEFT JOIN '{silver}' AS s USING (parent_asin) ORDER BY k.parent_asin"""
+            LEFT JOIN {parquet_source(silver)} AS s USING (parent_asin)
+            ORDER BY k.parent_asin"""
     else:
         select = """
             SELECT parent_asin, NULL::VARCHAR AS title, NULL::VARCHAR AS main_category,

@@ -18,22 +18,35 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from curation.catalog import Catalog, copy_sorted
-from curation.clean import SILVER_ITEMS, clean
-from curation.manifest import replace_path, sha256_file, versions, write_json_atomic
+from curation.catalog import Catalog, copy_sorted, parquet_source
+from curation.clean import (
+    SILVER_ITEMS,
+    bronze_fingerprint,
+    clean,
+    read_clean_manifest,
+    silver_views,
+)
+from curation.errors import UserError
+from curation.manifest import sha256_file
+from curation.paths import MANIFEST, view_name
 from curation.split import (
     COUNT_BIN_SQL,
     RATING_BIN_SQL,
     SPLIT_NAMES,
     SPLITS,
     build_split,
-    split_dir,
+    read_split_manifest,
+    split_views,
     stable_hash_sql,
 )
+
+if TYPE_CHECKING:
+    import polars as pl
 
 STRATA_SQL = {
     "main_category": "coalesce(nullif(main_category, ''), '(none)')",
@@ -42,7 +55,8 @@ STRATA_SQL = {
     "count_bin": COUNT_BIN_SQL,
 }
 DEFAULT_STRATA = ("main_category", "rating_bin", "count_bin")
-SLICE_VIEW_PREFIX = "slice_"
+SLICE_VIEW = "slice"  # views slice_<name>
+EXCLUSION_SUFFIX = "-nolabelissues"
 
 
 @dataclass
@@ -53,47 +67,81 @@ class SliceResult:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Exclusion:
+    """Train items to leave out of a slice, and the audited slice whose label-quality audit
+    flagged them (recorded in the manifest as ``exclude_label_issues``)."""
+
+    parent_asins: Sequence[str]
+    audited_slice: str
+
+
+@dataclass(frozen=True)
+class Slice:
+    """A built slice, opened once: its name, its items file and its manifest."""
+
+    catalog: Catalog
+    name: str
+    manifest: dict[str, Any]
+
+    @classmethod
+    def open(cls, catalog: Catalog | Path | str, name: str) -> Slice:
+        """The slice ``name``; an unknown name is a UserError listing the slices there are."""
+        catalog = Catalog.of(catalog)
+        path = catalog.layout.slice_dir(name) / MANIFEST
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", name) or not path.exists():
+            names = ", ".join(m["name"] for m in list_slices(catalog)) or "none yet"
+            raise UserError(f"no slice named {name!r} (slices: {names})")
+        return cls(catalog, name, json.loads(path.read_text()))
+
+    @property
+    def path(self) -> Path:
+        """The items file: every train item of the slice and the whole val and test splits."""
+        return self.catalog.layout.slice_items(self.name)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return self.manifest["parameters"]
+
+    @property
+    def profile(self) -> str:
+        return self.parameters["profile"]
+
+    @property
+    def split_seed(self) -> int:
+        return self.parameters["split_seed"]
+
+    def items(self, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        import polars as pl
+
+        return pl.read_parquet(self.path, columns=list(columns) if columns else None)
+
+
 def slice_name(profile: str, frac: float, seed: int) -> str:
     return f"{profile}-frac{frac:g}-seed{seed}"
 
 
-def view_name(name: str) -> str:
-    return SLICE_VIEW_PREFIX + re.sub(r"[^A-Za-z0-9_]", "_", name)
-
-
-def slices_root(catalog: Catalog) -> Path:
-    return catalog.layout.root / "slices"
-
-
-def _ensure_inputs(catalog_root: Path, profile: str, split_seed: int) -> Catalog:
-    catalog = Catalog.open(catalog_root)
-    silver = catalog.tables.get(SILVER_ITEMS)
-    if silver is None or silver["profile"] != profile:
-        clean(catalog_root, profile)
-        catalog = Catalog.open(catalog_root)
-    split = catalog.tables.get(SPLITS)
-    wanted = split_dir(catalog, profile, split_seed)
-    current_silver = sha256_file(catalog.layout.root / catalog.tables[SILVER_ITEMS]["files"][0])
-    if (
-        split is None
-        or split.get("seed") != split_seed
-        or split.get("profile") != profile
-        or _split_input(wanted) != current_silver
-    ):
-        build_split(catalog_root, seed=split_seed)
-        catalog = Catalog.open(catalog_root)
-    return catalog
-
-
-def _split_input(path: Path) -> str | None:
-    manifest = path / "manifest.json"
-    if not manifest.exists():
-        return None
-    return json.loads(manifest.read_text())["inputs"][SILVER_ITEMS]
+def prepare_split(catalog: Catalog, profile: str, split_seed: int) -> dict[str, dict[str, Any]]:
+    """Clean and split only what is not on disk already, current: silver/<profile>/ is cleaned
+    again only when the bronze it was cleaned from changed, splits/<profile>/seed<S>/ only
+    when its silver items changed. Returns the views to point at this profile and split (the
+    views ``silver_items``, ``rejections``, ``splits`` and ``leakage`` show the profile used
+    last)."""
+    layout = catalog.layout
+    cleaned = read_clean_manifest(layout, profile)
+    if cleaned is None or cleaned["inputs"] != bronze_fingerprint(catalog):
+        clean(catalog, profile)
+        cleaned = read_clean_manifest(layout, profile)
+        assert cleaned is not None
+    split = read_split_manifest(layout, profile, split_seed)
+    if split is None or split["inputs"][SILVER_ITEMS] != cleaned["outputs"]["items.parquet"]:
+        build_split(catalog, profile=profile, seed=split_seed)
+    wanted = {**silver_views(layout, profile), **split_views(layout, profile, split_seed)}
+    return {k: v for k, v in wanted.items() if catalog.tables.get(k) != v}
 
 
 def build_slice(
-    catalog_root: Path | str,
+    catalog: Catalog | Path | str,
     frac: float,
     *,
     seed: int = 0,
@@ -102,161 +150,139 @@ def build_slice(
     profile: str = "default",
     split_seed: int = 0,
     name: str | None = None,
-    exclude_label_issues: str | None = None,
+    exclude: Exclusion | None = None,
 ) -> SliceResult:
     """Cut a slice of the train split (plus the whole val and test) into slices/<name>/.
 
-    ``exclude_label_issues`` names a slice audited with ``curate audit label-quality``: its
-    flagged items leave this slice's train split (val and test stay whole, so scores remain
+    ``exclude`` lists train items to leave out (``curate build-slice --exclude-label-issues``
+    hands in those a label-quality audit flagged; val and test stay whole, so scores remain
     comparable). They are dropped after the thresholds are drawn, so such a slice lies inside
     the plain slice of the same fraction and seed, and inside every larger such slice."""
     if not 0 < frac <= 1:
-        raise ValueError(f"--frac must lie in (0, 1], got {frac}")
+        raise UserError(f"--frac must lie in (0, 1], got {frac}")
     unknown = [s for s in strata if s not in STRATA_SQL]
     if unknown or not strata:
-        raise ValueError(f"unknown strata {unknown}; choose from {', '.join(STRATA_SQL)}")
+        raise UserError(f"unknown strata {unknown}; choose from {', '.join(STRATA_SQL)}")
     if min_per_category < 0:
-        raise ValueError("--min-per-category must be 0 or more")
+        raise UserError("--min-per-category must be 0 or more")
     started = time.perf_counter()
-    catalog_root = Path(catalog_root)
-    catalog = _ensure_inputs(catalog_root, profile, split_seed)
-    excluded: list[str] = []
-    if exclude_label_issues is not None:
-        from audit.label_quality import flagged_items
-
-        excluded = flagged_items(catalog_root, exclude_label_issues)
-    default_name = slice_name(profile, frac, seed) + ("-nolabelissues" if excluded or
-                                                      exclude_label_issues else "")
+    catalog = Catalog.of(catalog)
+    layout = catalog.layout
+    default_name = slice_name(profile, frac, seed) + (EXCLUSION_SUFFIX if exclude else "")
     name = name or default_name
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-        raise ValueError(f"slice name {name!r}: use letters, digits, '.', '_' and '-' only")
-    root = catalog.layout.root
-    staging = root / ".staging" / f"slice-{name}"
-    staging.mkdir(parents=True, exist_ok=True)
-    out_dir = slices_root(catalog) / name
+        raise UserError(f"slice name {name!r}: use letters, digits, '.', '_' and '-' only")
+    views = prepare_split(catalog, profile, split_seed)
+    silver = layout.silver_items(profile)
+    assignments = layout.split_assignments(profile, split_seed)
     stratum = " || ' / ' || ".join(f"({STRATA_SQL[s]})" for s in strata)
-    output = staging / "items.parquet"
-    con = catalog.connect(read_only=True)
-    try:
-        # Rank on narrow keys: sorting the wide rows (text) for the windows costs far more.
-        con.execute(f"""
-            CREATE TEMP TABLE ranked AS
-            WITH keys AS (
-                SELECT s.parent_asin, s.category, a.split, {stratum} AS stratum,
-                       {stable_hash_sql(seed, "s.parent_asin")} AS h
-                FROM {SILVER_ITEMS} AS s JOIN {SPLITS} AS a USING (parent_asin)
-            ), train AS (
-                SELECT *,
-                       (row_number() OVER (PARTITION BY stratum ORDER BY h, parent_asin) - 0.5)
-                         / count(*) OVER (PARTITION BY stratum) AS slice_threshold
-                FROM keys WHERE split = 'train'
-            ), per_category AS (  -- a GROUP BY: a FILTER window aggregate is far slower
-                SELECT category,
-                       count(*) FILTER (WHERE slice_threshold <= {frac}) AS category_share,
-                       count(*) AS category_items
-                FROM train GROUP BY category
-            ), capped AS (
-                SELECT t.*, c.category_share, c.category_items,
-                       row_number() OVER (
-                           PARTITION BY t.category ORDER BY t.slice_threshold, t.h, t.parent_asin
-                       ) AS category_rank
-                FROM train AS t JOIN per_category AS c USING (category)
+    with catalog.publish(layout.slice_dir(name), f"slice-{name}") as staged:
+        output = staged.path / layout.slice_items(name).name
+        con = catalog.connect(read_only=True)
+        try:
+            # Rank on narrow keys: sorting the wide rows (text) for the windows costs more.
+            con.execute(f"""
+                CREATE TEMP TABLE ranked AS
+                WITH keys AS (
+                    SELECT s.parent_asin, s.category, a.split, {stratum} AS stratum,
+                           {stable_hash_sql(seed, "s.parent_asin")} AS h
+                    FROM {parquet_source(silver)} AS s
+                    JOIN {parquet_source(assignments)} AS a USING (parent_asin)
+                ), train AS (
+                    SELECT *,
+                           (row_number() OVER (PARTITION BY stratum ORDER BY h, parent_asin)
+                            - 0.5) / count(*) OVER (PARTITION BY stratum) AS slice_threshold
+                    FROM keys WHERE split = 'train'
+                ), per_category AS (  -- a GROUP BY: a FILTER window aggregate is far slower
+                    SELECT category,
+                           count(*) FILTER (WHERE slice_threshold <= {frac}) AS category_share,
+                           count(*) AS category_items
+                    FROM train GROUP BY category
+                ), capped AS (
+                    SELECT t.*, c.category_share, c.category_items,
+                           row_number() OVER (
+                               PARTITION BY t.category
+                               ORDER BY t.slice_threshold, t.h, t.parent_asin
+                           ) AS category_rank
+                    FROM train AS t JOIN per_category AS c USING (category)
+                )
+                SELECT parent_asin, split, stratum, slice_threshold,
+                       category_rank <= greatest(category_share,
+                                                 least({min_per_category}, category_items))
+                           AS selected
+                FROM capped
+                UNION ALL
+                SELECT parent_asin, split, stratum, NULL::DOUBLE, true
+                FROM keys WHERE split <> 'train'
+            """)
+            if exclude is not None and exclude.parent_asins:
+                import pyarrow as pa
+
+                con.register("_excluded", pa.table(
+                    {"parent_asin": pa.array(list(exclude.parent_asins), pa.string())}))
+                con.execute("UPDATE ranked SET selected = false WHERE split = 'train' AND "
+                            "parent_asin IN (SELECT parent_asin FROM _excluded)")
+            copy_sorted(
+                con,
+                f"""
+                    SELECT s.*, r.split, {RATING_BIN_SQL} AS rating_bin,
+                           {COUNT_BIN_SQL} AS count_bin, r.stratum, r.slice_threshold
+                    FROM {parquet_source(silver)} AS s JOIN ranked AS r USING (parent_asin)
+                    WHERE r.selected""",
+                "CASE r.split WHEN 'train' THEN 0 WHEN 'val' THEN 1 ELSE 2 END, parent_asin",
+                output,
             )
-            SELECT parent_asin, split, stratum, slice_threshold,
-                   category_rank <= greatest(category_share,
-                                             least({min_per_category}, category_items)) AS selected
-            FROM capped
-            UNION ALL
-            SELECT parent_asin, split, stratum, NULL::DOUBLE, true FROM keys WHERE split <> 'train'
-        """)
-        if excluded:
-            import pyarrow as pa
-
-            con.register("_excluded", pa.table({"parent_asin": pa.array(excluded, pa.string())}))
-            con.execute("UPDATE ranked SET selected = false WHERE split = 'train' AND "
-                        "parent_asin IN (SELECT parent_asin FROM _excluded)")
-        copy_sorted(
-            con,
-            f"""
-                SELECT s.*, r.split, {RATING_BIN_SQL} AS rating_bin, {COUNT_BIN_SQL} AS count_bin,
-                       r.stratum, r.slice_threshold
-                FROM {SILVER_ITEMS} AS s JOIN ranked AS r USING (parent_asin)
-                WHERE r.selected""",
-            "CASE r.split WHEN 'train' THEN 0 WHEN 'val' THEN 1 ELSE 2 END, parent_asin",
-            output,
-        )
-        per_stratum = con.execute(f"""
-            SELECT stratum, count(*) AS train_items,
-                   count(*) FILTER (WHERE selected) AS selected,
-                   round({frac} * count(*), 3)::DOUBLE AS exact_share
-            FROM ranked WHERE split = 'train' GROUP BY stratum ORDER BY stratum
-        """).fetchall()
-        per_split = dict(
-            con.execute(
-                "SELECT split, count(*) FROM ranked WHERE selected GROUP BY split"
-            ).fetchall()
-        )
-    finally:
-        con.close()
-    manifest: dict[str, Any] = {
-        "stage": "slice",
-        "name": name,
-        "parameters": {
-            "frac": frac,
-            "seed": seed,
-            "strata": list(strata),
-            "min_per_category": min_per_category,
-            "exclude_label_issues": exclude_label_issues,
-            "profile": profile,
-            "split_seed": split_seed,
-        },
-        "inputs": {
-            SILVER_ITEMS: sha256_file(root / catalog.tables[SILVER_ITEMS]["files"][0]),
-            SPLITS: sha256_file(root / catalog.tables[SPLITS]["files"][0]),
-        },
-        "rows": {s: per_split.get(s, 0) for s in SPLIT_NAMES},
-        "strata": [
-            {"stratum": s, "train_items": n, "selected": k, "exact_share": e}
-            for s, n, k, e in per_stratum
-        ],
-        "outputs": {"items.parquet": sha256_file(output)},
-        "versions": versions(),
-    }
-    write_json_atomic(staging / "manifest.json", manifest)
-    replace_path(staging, out_dir)
-    catalog = Catalog.open(catalog_root)
-    catalog.tables[view_name(name)] = {"files": [f"slices/{name}/items.parquet"], "slice": name}
-    catalog.save()
-    return SliceResult(name, out_dir, manifest, time.perf_counter() - started)
+            per_stratum = con.execute(f"""
+                SELECT stratum, count(*) AS train_items,
+                       count(*) FILTER (WHERE selected) AS selected,
+                       round({frac} * count(*), 3)::DOUBLE AS exact_share
+                FROM ranked WHERE split = 'train' GROUP BY stratum ORDER BY stratum
+            """).fetchall()
+            per_split = dict(
+                con.execute(
+                    "SELECT split, count(*) FROM ranked WHERE selected GROUP BY split"
+                ).fetchall()
+            )
+        finally:
+            con.close()
+        staged.manifest = {
+            "stage": "slice",
+            "name": name,
+            "parameters": {
+                "frac": frac,
+                "seed": seed,
+                "strata": list(strata),
+                "min_per_category": min_per_category,
+                "exclude_label_issues": exclude.audited_slice if exclude else None,
+                "profile": profile,
+                "split_seed": split_seed,
+            },
+            "inputs": {SILVER_ITEMS: sha256_file(silver), SPLITS: sha256_file(assignments)},
+            "rows": {s: per_split.get(s, 0) for s in SPLIT_NAMES},
+            "strata": [
+                {"stratum": s, "train_items": n, "selected": k, "exact_share": e}
+                for s, n, k, e in per_stratum
+            ],
+        }
+        staged.views = {**views, view_name(SLICE_VIEW, name): {
+            "files": [layout.relative(layout.slice_items(name))], "slice": name}}
+    manifest = json.loads((layout.slice_dir(name) / MANIFEST).read_text())
+    return SliceResult(name, layout.slice_dir(name), manifest, time.perf_counter() - started)
 
 
-def list_slices(catalog_root: Path | str) -> list[dict[str, Any]]:
-    catalog = Catalog.open(catalog_root)
-    out = []
-    for manifest in sorted(slices_root(catalog).glob("*/manifest.json")):
-        out.append(json.loads(manifest.read_text()))
-    return out
+def list_slices(catalog: Catalog | Path | str) -> list[dict[str, Any]]:
+    """Every slice's manifest, by name."""
+    catalog = Catalog.of(catalog)
+    return [json.loads(p.read_text())
+            for p in sorted(catalog.layout.slices_root.glob(f"*/{MANIFEST}"))]
 
 
-def load_slice_manifest(catalog_root: Path | str, name: str) -> dict[str, Any]:
-    catalog = Catalog.open(catalog_root)
-    path = slices_root(catalog) / name / "manifest.json"
-    if not path.exists():
-        names = ", ".join(m["name"] for m in list_slices(catalog_root)) or "none yet"
-        raise ValueError(f"no slice named {name!r} (slices: {names})")
-    return json.loads(path.read_text())
-
-
-def slice_file(catalog_root: Path | str, name: str) -> Path:
-    load_slice_manifest(catalog_root, name)
-    return Path(catalog_root) / "slices" / name / "items.parquet"
-
-
-def diff_slices(catalog_root: Path | str, a: str, b: str) -> dict[str, Any]:
+def diff_slices(catalog: Catalog | Path | str, a: str, b: str) -> dict[str, Any]:
     """Per split: items only in a, only in b, in both; and whether one lies inside the other."""
     import duckdb
 
-    fa, fb = slice_file(catalog_root, a), slice_file(catalog_root, b)
+    catalog = Catalog.of(catalog)
+    fa, fb = Slice.open(catalog, a).path, Slice.open(catalog, b).path
     con = duckdb.connect()
     rows = con.execute(f"""
         SELECT coalesce(x.split, y.split) AS split,
@@ -264,8 +290,8 @@ def diff_slices(catalog_root: Path | str, a: str, b: str) -> dict[str, Any]:
                count(*) FILTER (WHERE x.parent_asin IS NULL) AS only_b,
                count(*) FILTER (WHERE x.parent_asin IS NOT NULL AND y.parent_asin IS NOT NULL)
                    AS both_
-        FROM (SELECT parent_asin, split FROM '{fa}') AS x
-        FULL JOIN (SELECT parent_asin, split FROM '{fb}') AS y
+        FROM (SELECT parent_asin, split FROM {parquet_source(fa)}) AS x
+        FULL JOIN (SELECT parent_asin, split FROM {parquet_source(fb)}) AS y
           ON x.parent_asin = y.parent_asin AND x.split = y.split
         GROUP BY 1 ORDER BY 1
     """).fetchall()
@@ -277,14 +303,14 @@ def diff_slices(catalog_root: Path | str, a: str, b: str) -> dict[str, Any]:
     }
 
 
-def export_hf(catalog_root: Path | str, name: str, out_dir: Path | str) -> Path:
+def export_hf(slice_: Slice, out_dir: Path | str) -> Path:
     """Save a slice as a ``datasets.Dataset`` on disk (``datasets.load_from_disk``)."""
     try:
         import datasets
     except ImportError as exc:
-        raise ValueError(
+        raise UserError(
             "--export-hf needs the datasets package: pip install 'curate[hub]'"
         ) from exc
-    dataset = datasets.Dataset.from_parquet(str(slice_file(catalog_root, name)))
+    dataset = datasets.Dataset.from_parquet(str(slice_.path))
     dataset.save_to_disk(str(out_dir))
     return Path(out_dir)

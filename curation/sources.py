@@ -14,13 +14,14 @@ from typing import Any
 
 import fsspec
 
+from curation.errors import UserError
 from curation.paths import HUB_RAW_ROOT, META_DIR, REVIEW_DIR, category_of
 
 HUB_ALIASES = ("hub", "hf")
 FINGERPRINT_SAMPLE = 1 << 16  # bytes hashed from each end of a local file
 
 
-class SourceError(ValueError):
+class SourceError(UserError):
     """A raw source that cannot be used; the message is meant for the user."""
 
 

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from curation.catalog import Catalog
-from curation.manifest import replace_path, sha256_file, versions, write_json_atomic
+from curation.catalog import Catalog, parquet_source
+from curation.errors import UserError
+from curation.manifest import sha256_file
+from curation.paths import MANIFEST, CatalogLayout
 
 SPLITS = "splits"  # catalog view names
 LEAKAGE = "leakage"
@@ -59,16 +62,6 @@ class SplitResult:
     leaking_keys: int
 
 
-def split_dir(catalog: Catalog, profile: str, seed: int) -> Path:
-    return catalog.layout.root / "splits" / profile / f"seed{seed}"
-
-
-def regroup_file(catalog: Catalog, profile: str) -> Path:
-    """Pairs (a, b) that ``curate audit duplicates --regroup`` asked to keep in one split (for
-    every split seed of the profile; delete the file to undo)."""
-    return catalog.layout.root / "splits" / profile / "regroup.parquet"
-
-
 def _union_find(edges: list[tuple[str, str]]) -> dict[str, str]:
     parent: dict[str, str] = {}
 
@@ -90,137 +83,151 @@ def _union_find(edges: list[tuple[str, str]]) -> dict[str, str]:
 
 
 def build_split(
-    catalog_root: Path | str, *, seed: int = 0, shares: tuple[float, float, float] = DEFAULT_SHARES
+    catalog: Catalog | Path | str,
+    *,
+    profile: str | None = None,
+    seed: int = 0,
+    shares: tuple[float, float, float] = DEFAULT_SHARES,
 ) -> SplitResult:
-    """Split the catalog's silver items; writes splits/<profile>/seed<S>/."""
+    """Split one profile's silver items (default: the profile cleaned last) into
+    splits/<profile>/seed<S>/, and point the views ``splits`` and ``leakage`` at it."""
     import pyarrow as pa
 
     from curation.clean import SILVER_ITEMS
 
     if abs(sum(shares) - 1.0) > 1e-9 or min(shares) < 0:
-        raise ValueError(f"split shares must be non-negative and sum to 1, got {shares}")
-    catalog = Catalog.open(catalog_root)
-    if SILVER_ITEMS not in catalog.tables:
-        raise ValueError("no silver items in the catalog: run `curate clean` first")
-    profile = catalog.tables[SILVER_ITEMS]["profile"]
-    out_dir = split_dir(catalog, profile, seed)
-    staging = catalog.layout.root / ".staging" / f"split-{profile}-{seed}"
-    staging.mkdir(parents=True, exist_ok=True)
-    con = catalog.connect(read_only=True)
-    try:
-        con.execute(f"""
-            CREATE TEMP TABLE keyed AS
-            SELECT parent_asin, category, {RATING_BIN_SQL} AS rating_bin,
-                   nullif({NORMALISED_TITLE_SQL}, '') AS title_key,
-                   nullif(main_image_url, '') AS image_key
-            FROM {SILVER_ITEMS}
-        """)
-        edges = con.execute("""
-            SELECT parent_asin, min(parent_asin) OVER (PARTITION BY title_key) FROM keyed
-            WHERE title_key IS NOT NULL
-            QUALIFY count(*) OVER (PARTITION BY title_key) > 1
-            UNION ALL
-            SELECT parent_asin, min(parent_asin) OVER (PARTITION BY image_key) FROM keyed
-            WHERE image_key IS NOT NULL
-            QUALIFY count(*) OVER (PARTITION BY image_key) > 1
-        """).fetchall()
-        regroup = regroup_file(catalog, profile)
-        if regroup.exists():
-            import pyarrow.parquet as pq
+        raise UserError(f"split shares must be non-negative and sum to 1, got {shares}")
+    catalog = Catalog.of(catalog)
+    layout = catalog.layout
+    if profile is None:
+        if SILVER_ITEMS not in catalog.tables:
+            raise UserError("no silver items in the catalog: run `curate clean` first")
+        profile = catalog.tables[SILVER_ITEMS]["profile"]
+    silver = layout.silver_items(profile)
+    if not silver.exists():
+        raise UserError(f"no silver items of profile {profile!r}: run `curate clean --profile "
+                        f"{profile}` first")
+    out_dir = layout.split_dir(profile, seed)
+    regroup = layout.regroup_file(profile)
+    with catalog.publish(out_dir, f"split-{profile}-{seed}") as staged:
+        assignments = staged.path / layout.split_assignments(profile, seed).name
+        leakage = staged.path / layout.split_leakage(profile, seed).name
+        con = catalog.connect(read_only=True)
+        try:
+            con.execute(f"""
+                CREATE TEMP TABLE keyed AS
+                SELECT parent_asin, category, {RATING_BIN_SQL} AS rating_bin,
+                       nullif({NORMALISED_TITLE_SQL}, '') AS title_key,
+                       nullif(main_image_url, '') AS image_key
+                FROM {parquet_source(silver)}
+            """)
+            edges = con.execute("""
+                SELECT parent_asin, min(parent_asin) OVER (PARTITION BY title_key) FROM keyed
+                WHERE title_key IS NOT NULL
+                QUALIFY count(*) OVER (PARTITION BY title_key) > 1
+                UNION ALL
+                SELECT parent_asin, min(parent_asin) OVER (PARTITION BY image_key) FROM keyed
+                WHERE image_key IS NOT NULL
+                QUALIFY count(*) OVER (PARTITION BY image_key) > 1
+            """).fetchall()
+            if regroup.exists():
+                import pyarrow.parquet as pq
 
-            pairs = pq.read_table(regroup, columns=["a", "b"]).to_pylist()
-            silver_ids = {r[0] for r in con.execute("SELECT parent_asin FROM keyed").fetchall()}
-            edges += [(p["a"], p["b"]) for p in pairs
-                      if p["a"] in silver_ids and p["b"] in silver_ids]
-        groups = _union_find(edges)
-        con.register(
-            "grouped",
-            pa.table(
-                {
-                    "parent_asin": pa.array(list(groups), pa.string()),
-                    "group_id": pa.array(list(groups.values()), pa.string()),
-                }
-            ),
-        )
-        train_cut, val_cut = shares[0], shares[0] + shares[1]
-        assignments = staging / "assignments.parquet"
-        con.execute(f"""
-            CREATE TEMP TABLE assigned AS
-            WITH items AS (
-                SELECT k.*, coalesce(g.group_id, k.parent_asin) AS group_id
-                FROM keyed AS k LEFT JOIN grouped AS g USING (parent_asin)
-            ), grp AS (  -- a group is placed by its first member's stratum
-                SELECT group_id, count(*) AS size,
-                       arg_min(category, parent_asin) AS category,
-                       arg_min(rating_bin, parent_asin) AS rating_bin,
-                       {stable_hash_sql(seed, "group_id")} AS h
-                FROM items GROUP BY group_id
-            ), placed AS (
-                SELECT *, sum(size) OVER (PARTITION BY category, rating_bin
-                                          ORDER BY h, group_id) - size AS before,
-                       sum(size) OVER (PARTITION BY category, rating_bin) AS total
-                FROM grp
+                pairs = pq.read_table(regroup, columns=["a", "b"]).to_pylist()
+                silver_ids = {r[0] for r in
+                              con.execute("SELECT parent_asin FROM keyed").fetchall()}
+                edges += [(p["a"], p["b"]) for p in pairs
+                          if p["a"] in silver_ids and p["b"] in silver_ids]
+            groups = _union_find(edges)
+            con.register(
+                "grouped",
+                pa.table(
+                    {
+                        "parent_asin": pa.array(list(groups), pa.string()),
+                        "group_id": pa.array(list(groups.values()), pa.string()),
+                    }
+                ),
             )
-            SELECT i.parent_asin, i.category, i.rating_bin, i.group_id,
-                   CASE WHEN (p.before + p.size / 2) / p.total < {train_cut} THEN 'train'
-                        WHEN (p.before + p.size / 2) / p.total < {val_cut} THEN 'val'
-                        ELSE 'test' END AS split
-            FROM items AS i JOIN placed AS p USING (group_id)
-        """)
-        con.execute(
-            f"COPY (SELECT * FROM assigned ORDER BY parent_asin) TO '{assignments}' "
-            "(FORMAT parquet, COMPRESSION zstd)"
-        )
-        leakage = staging / "leakage.parquet"
-        con.execute(f"""
-            COPY (
-                SELECT kind, key, count(DISTINCT split) AS splits, count(*) AS items,
-                       list(parent_asin ORDER BY parent_asin) AS parent_asins
-                FROM (SELECT 'title' AS kind, title_key AS key, parent_asin FROM keyed
-                      UNION ALL SELECT 'image', image_key, parent_asin FROM keyed)
-                JOIN assigned USING (parent_asin)
-                WHERE key IS NOT NULL
-                GROUP BY kind, key HAVING count(DISTINCT split) > 1
-                ORDER BY kind, key
-            ) TO '{leakage}' (FORMAT parquet)
-        """)
-        counts = dict(con.execute("SELECT split, count(*) FROM assigned GROUP BY 1").fetchall())
-        leaking = con.execute(f"SELECT count(*) FROM '{leakage}'").fetchone()[0]
-        per_stratum = con.execute("""
-            SELECT category, rating_bin, split, count(*) FROM assigned GROUP BY ALL ORDER BY ALL
-        """).fetchall()
-    finally:
-        con.close()
-    dup_groups = len(set(groups.values()))
-    write_json_atomic(
-        staging / "manifest.json",
-        {
+            train_cut, val_cut = shares[0], shares[0] + shares[1]
+            con.execute(f"""
+                CREATE TEMP TABLE assigned AS
+                WITH items AS (
+                    SELECT k.*, coalesce(g.group_id, k.parent_asin) AS group_id
+                    FROM keyed AS k LEFT JOIN grouped AS g USING (parent_asin)
+                ), grp AS (  -- a group is placed by its first member's stratum
+                    SELECT group_id, count(*) AS size,
+                           arg_min(category, parent_asin) AS category,
+                           arg_min(rating_bin, parent_asin) AS rating_bin,
+                           {stable_hash_sql(seed, "group_id")} AS h
+                    FROM items GROUP BY group_id
+                ), placed AS (
+                    SELECT *, sum(size) OVER (PARTITION BY category, rating_bin
+                                              ORDER BY h, group_id) - size AS before,
+                           sum(size) OVER (PARTITION BY category, rating_bin) AS total
+                    FROM grp
+                )
+                SELECT i.parent_asin, i.category, i.rating_bin, i.group_id,
+                       CASE WHEN (p.before + p.size / 2) / p.total < {train_cut} THEN 'train'
+                            WHEN (p.before + p.size / 2) / p.total < {val_cut} THEN 'val'
+                            ELSE 'test' END AS split
+                FROM items AS i JOIN placed AS p USING (group_id)
+            """)
+            con.execute(
+                f"COPY (SELECT * FROM assigned ORDER BY parent_asin) TO '{assignments}' "
+                "(FORMAT parquet, COMPRESSION zstd)"
+            )
+            con.execute(f"""
+                COPY (
+                    SELECT kind, key, count(DISTINCT split) AS splits, count(*) AS items,
+                           list(parent_asin ORDER BY parent_asin) AS parent_asins
+                    FROM (SELECT 'title' AS kind, title_key AS key, parent_asin FROM keyed
+                          UNION ALL SELECT 'image', image_key, parent_asin FROM keyed)
+                    JOIN assigned USING (parent_asin)
+                    WHERE key IS NOT NULL
+                    GROUP BY kind, key HAVING count(DISTINCT split) > 1
+                    ORDER BY kind, key
+                ) TO '{leakage}' (FORMAT parquet)
+            """)
+            counts = dict(
+                con.execute("SELECT split, count(*) FROM assigned GROUP BY 1").fetchall()
+            )
+            leaking = con.execute(f"SELECT count(*) FROM '{leakage}'").fetchone()[0]
+            per_stratum = con.execute("""
+                SELECT category, rating_bin, split, count(*) FROM assigned
+                GROUP BY ALL ORDER BY ALL
+            """).fetchall()
+        finally:
+            con.close()
+        dup_groups = len(set(groups.values()))
+        staged.manifest = {
             "stage": "split",
             "profile": profile,
             "seed": seed,
             "shares": dict(zip(SPLIT_NAMES, shares, strict=True)),
             "hash": "first 64 bits of sha256('<seed>:<group_id>')",
-            "inputs": {
-                SILVER_ITEMS: sha256_file(
-                    catalog.layout.root / catalog.tables[SILVER_ITEMS]["files"][0]
-                )
-            },
+            "inputs": {SILVER_ITEMS: sha256_file(silver)},
             "counts": {s: counts.get(s, 0) for s in SPLIT_NAMES},
             "near_duplicate_groups": dup_groups,
             "regrouped_from": str(regroup) if regroup.exists() else None,
             "leaking_keys": leaking,
             "per_stratum": [list(row) for row in per_stratum],
-            "outputs": {p.name: sha256_file(p) for p in (assignments, leakage)},
-            "versions": versions(),
-        },
-    )
-    replace_path(staging, out_dir)
-    rel = out_dir.relative_to(catalog.layout.root)
-    catalog.tables[SPLITS] = {
-        "files": [f"{rel}/assignments.parquet"],
-        "profile": profile,
-        "seed": seed,
-    }
-    catalog.tables[LEAKAGE] = {"files": [f"{rel}/leakage.parquet"]}
-    catalog.save()
+        }
+        staged.views = split_views(layout, profile, seed)
     return SplitResult(out_dir, {s: counts.get(s, 0) for s in SPLIT_NAMES}, dup_groups, leaking)
+
+
+def split_views(layout: CatalogLayout, profile: str, seed: int) -> dict[str, dict[str, Any]]:
+    """The views ``splits`` and ``leakage`` on one split's files."""
+    return {
+        SPLITS: {"files": [layout.relative(layout.split_assignments(profile, seed))],
+                 "profile": profile, "seed": seed},
+        LEAKAGE: {"files": [layout.relative(layout.split_leakage(profile, seed))]},
+    }
+
+
+def read_split_manifest(layout: CatalogLayout, profile: str, seed: int) -> dict[str, Any] | None:
+    """The manifest of splits/<profile>/seed<S>/, or None if that split was never made."""
+    import json
+
+    path = layout.split_dir(profile, seed) / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else None

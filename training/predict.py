@@ -3,7 +3,6 @@ written as the challenge's submission CSV (item_id, score, params, flops)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +11,10 @@ import polars as pl
 import torch
 
 from curation.progress import progress_bar
+from training.config import TrainConfig
 from training.data import ItemDataset, data_loader
 from training.model import MAX_TOKENS, LoadedModel, build_model
-from training.trainer import TrainConfig
+from training.run_folder import RunFolder
 
 SUBMISSION_COLUMNS = ("item_id", "score", "params", "flops")
 
@@ -24,21 +24,19 @@ def load_run_model(run: Path | str) -> tuple[LoadedModel, dict[str, Any]]:
     random image encoder's calibrated batch norms, and the saved head)."""
     from safetensors.torch import load_file
 
-    run = Path(run)
-    if not (run / "manifest.json").exists():
-        raise ValueError(f"{run} is not a finished run (no manifest.json): finish it with "
-                         "curate train first")
-    config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
-    metrics = json.loads((run / "metrics.json").read_text())
+    folder = RunFolder(Path(run))
+    folder.require_complete()
+    config = TrainConfig.from_dict(folder.read_config())
+    metrics = folder.read_metrics()
     loaded = build_model(config.image_encoder, config.text_encoder, config.seed)
     model = loaded.model
     if config.mode == "frozen":
-        model.head.load_state_dict(load_file(str(run / "model.safetensors")))
-        calibration = run / "encoder_state.safetensors"
-        if calibration.exists():
-            model.image_encoder.load_state_dict(load_file(str(calibration)), strict=False)
+        model.head.load_state_dict(load_file(str(folder.model)))
+        if folder.encoder_state.exists():
+            model.image_encoder.load_state_dict(load_file(str(folder.encoder_state)),
+                                                strict=False)
     else:
-        model.load_state_dict(load_file(str(run / "model.safetensors")))
+        model.load_state_dict(load_file(str(folder.model)))
     model.text_encoder.set_attn_implementation("sdpa")
     return loaded, metrics
 

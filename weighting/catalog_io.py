@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,12 +10,13 @@ from typing import Any
 
 import polars as pl
 
-from curation.catalog import Catalog
-from curation.manifest import replace_path, sha256_file, versions, write_json_atomic
-from curation.slices import load_slice_manifest, slice_file
+from curation.errors import UserError
+from curation.manifest import sha256_file
+from curation.paths import MANIFEST, view_name
+from curation.slices import Slice
 from weighting.compute import SPLIT, TRAIN, compute_with_stats
 
-WEIGHTS_VIEW_PREFIX = "weights_"
+WEIGHTS_VIEW = "weights"  # views weights_<slice>__<id>
 
 
 @dataclass
@@ -36,17 +38,8 @@ def weights_id(spec: str, clip=None, power=None, normalise=False) -> str:
     return re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9.-]+", "_", text.replace("=", "-"))).strip("_")
 
 
-def weights_dir(catalog: Catalog, slice_name: str, wid: str) -> Path:
-    return catalog.layout.root / "weights" / slice_name / wid
-
-
-def view_name(slice_name: str, wid: str) -> str:
-    return WEIGHTS_VIEW_PREFIX + re.sub(r"[^A-Za-z0-9_]", "_", f"{slice_name}__{wid}")
-
-
 def compute_weights(
-    catalog_root: Path | str,
-    slice_name: str,
+    slice_: Slice,
     spec: str,
     *,
     clip: tuple[float | None, float | None] | None = None,
@@ -54,40 +47,29 @@ def compute_weights(
     normalise: bool = False,
 ) -> WeightsTable:
     """Weights for every item of a slice: weights/<slice>/<id>/weights.parquet + manifest."""
-    catalog = Catalog.open(catalog_root)
-    load_slice_manifest(catalog_root, slice_name)  # a clear error for an unknown slice
-    source = slice_file(catalog_root, slice_name)
-    frame = _with_audits(catalog_root, slice_name, pl.read_parquet(source), spec)
+    catalog, layout = slice_.catalog, slice_.catalog.layout
+    frame = _with_audits(slice_, slice_.items(), spec)
     weights, stats = compute_with_stats(frame, spec, clip=clip, power=power, normalise=normalise)
     wid = weights_id(spec, clip, power, normalise)
-    out_dir = weights_dir(catalog, slice_name, wid)
-    staging = catalog.layout.root / ".staging" / f"weights-{slice_name}-{wid}"
-    staging.mkdir(parents=True, exist_ok=True)
-    table = frame.select("parent_asin", SPLIT).with_columns(weights)
-    table.write_parquet(staging / "weights.parquet", compression="zstd")
-    manifest = {
-        "stage": "weights",
-        "slice": slice_name,
-        "id": wid,
-        "spec": spec,
-        "statistics_from": "train split only",
-        "normalised": normalise,
-        "fit": stats,
-        "inputs": {"slice": sha256_file(source)},
-        "diagnostics": describe_frame(frame.with_columns(weights)),
-        "outputs": {"weights.parquet": sha256_file(staging / "weights.parquet")},
-        "versions": versions(),
-    }
-    write_json_atomic(staging / "manifest.json", manifest)
-    replace_path(staging, out_dir)
-    catalog = Catalog.open(catalog_root)
-    catalog.tables[view_name(slice_name, wid)] = {
-        "files": [str((out_dir / "weights.parquet").relative_to(catalog.layout.root))],
-        "slice": slice_name,
-        "weights": wid,
-    }
-    catalog.save()
-    return WeightsTable(slice_name, wid, out_dir / "weights.parquet", manifest)
+    final = layout.weights_file(slice_.name, wid)
+    with catalog.publish(final.parent, f"weights-{slice_.name}-{wid}") as staged:
+        table = frame.select("parent_asin", SPLIT).with_columns(weights)
+        table.write_parquet(staged.path / final.name, compression="zstd")
+        staged.manifest = {
+            "stage": "weights",
+            "slice": slice_.name,
+            "id": wid,
+            "spec": spec,
+            "statistics_from": "train split only",
+            "normalised": normalise,
+            "fit": stats,
+            "inputs": {"slice": sha256_file(slice_.path)},
+            "diagnostics": describe_frame(frame.with_columns(weights)),
+        }
+        staged.views = {view_name(WEIGHTS_VIEW, slice_.name, wid): {
+            "files": [layout.relative(final)], "slice": slice_.name, "weights": wid}}
+    manifest = json.loads((final.parent / MANIFEST).read_text())
+    return WeightsTable(slice_.name, wid, final, manifest)
 
 
 # Strategies that read an audit: strategy -> (audit, audit columns -> frame columns, command).
@@ -100,21 +82,19 @@ AUDIT_INPUTS = {
 }
 
 
-def _with_audits(catalog_root: Path | str, slice_name: str, frame: pl.DataFrame,
-                 spec: str) -> pl.DataFrame:
+def _with_audits(slice_: Slice, frame: pl.DataFrame, spec: str) -> pl.DataFrame:
     """The slice with the columns of the audits its spec needs. An audit of this slice is
     used, else the largest audit of another slice that covers all of this one's train items
-    (a label-quality audit of the 100% slice serves every nested slice)."""
-    from audit.outputs import AUDIT_DIR
+    (a label-quality audit of the 100% slice serves every nested slice). Audits reach the
+    weights as files in the catalog, never as imports of the audit layer."""
     from weighting.compute import parse_spec
 
     for name, _ in parse_spec(spec):
         if name not in AUDIT_INPUTS:
             continue
         audit, columns, command = AUDIT_INPUTS[name]
-        folder = Path(catalog_root) / AUDIT_DIR / audit
-        tables = sorted(folder.glob("*/items.parquet"),
-                        key=lambda p: (p.parent.name != slice_name, -pl.scan_parquet(p)
+        tables = sorted(slice_.catalog.layout.audit_tables(audit),
+                        key=lambda p: (p.parent.name != slice_.name, -pl.scan_parquet(p)
                                        .select(pl.len()).collect().item(), p.parent.name))
         train = set(frame.filter(pl.col(SPLIT) == TRAIN)["parent_asin"].to_list())
         for table_path in tables:
@@ -123,19 +103,20 @@ def _with_audits(catalog_root: Path | str, slice_name: str, frame: pl.DataFrame,
                 frame = frame.join(table.rename(columns), on="parent_asin", how="left")
                 break
         else:
-            raise ValueError(f"strategy {name!r} needs a {audit.replace('_', '-')} audit that "
-                             f"covers slice {slice_name!r}: run "
-                             f"{command.format(slice=slice_name)}")
+            raise UserError(f"strategy {name!r} needs a {audit.replace('_', '-')} audit that "
+                            f"covers slice {slice_.name!r}: run "
+                            f"{command.format(slice=slice_.name)}")
     return frame
 
 
-def load_weights(catalog_root: Path | str, slice_name: str, wid: str) -> pl.DataFrame:
-    catalog = Catalog.open(catalog_root)
-    path = weights_dir(catalog, slice_name, wid) / "weights.parquet"
+def load_weights(slice_: Slice, wid: str) -> pl.DataFrame:
+    """A weights table of the slice; an unknown id is a UserError listing those computed."""
+    layout = slice_.catalog.layout
+    path = layout.weights_file(slice_.name, wid)
     if not path.exists():
-        known = sorted(p.name for p in (catalog.layout.root / "weights" / slice_name).glob("*"))
-        raise ValueError(
-            f"no weights {wid!r} for slice {slice_name!r} (computed: "
+        known = sorted(p.name for p in layout.weights_root(slice_.name).glob("*"))
+        raise UserError(
+            f"no weights {wid!r} for slice {slice_.name!r} (computed: "
             f"{', '.join(known) or 'none'}): run curate weights compute"
         )
     return pl.read_parquet(path)

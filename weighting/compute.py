@@ -7,6 +7,7 @@ from typing import Any
 
 import polars as pl
 
+from curation.errors import UserError
 from weighting.registry import fit_strategy, get_strategy, strategy_expression
 
 SPLIT = "split"
@@ -33,12 +34,12 @@ def parse_spec(spec: str) -> list[tuple[str, dict[str, Any]]]:
     for term in spec.split("*"):
         name, _, rest = term.strip().partition(":")
         if not name:
-            raise ValueError(f"empty strategy in spec {spec!r}")
+            raise UserError(f"empty strategy in spec {spec!r}")
         params: dict[str, Any] = {}
         for pair in filter(None, (p.strip() for p in rest.split(","))):
             key, sep, value = pair.partition("=")
             if not sep:
-                raise ValueError(f"parameter {pair!r} in {spec!r} should look like key=value")
+                raise UserError(f"parameter {pair!r} in {spec!r} should look like key=value")
             params[key.strip()] = _value(value)
         terms.append((name, params))
     return terms
@@ -67,7 +68,7 @@ def compute_with_stats(
         strategy = get_strategy(name)
         missing = [c for c in strategy.requires if c not in frame.columns]
         if missing:
-            raise ValueError(
+            raise UserError(
                 f"strategy {name!r} needs the column(s) {', '.join(missing)}, which the frame "
                 f"lacks (it has: {', '.join(frame.columns)})"
             )
@@ -94,12 +95,12 @@ def compute_with_stats(
         )
         mean = float(weights.filter(is_train).mean() or 0.0)
         if mean <= 0 or not math.isfinite(mean):
-            raise ValueError(f"cannot normalise {spec!r}: its mean weight on train is {mean}")
+            raise UserError(f"cannot normalise {spec!r}: its mean weight on train is {mean}")
         weights = weights / mean
         stats["train_mean_before_normalising"] = mean
     bad = weights.is_null() | weights.is_nan() | weights.is_infinite() | (weights < 0)
     if bad.any():  # a strategy broke its promise: never hand such weights to a trainer
-        raise ValueError(
+        raise UserError(
             f"{spec!r} gave {int(bad.sum())} weights that are negative, NaN or infinite"
         )
     return weights.rename("weight"), stats

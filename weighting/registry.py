@@ -18,6 +18,8 @@ from typing import Any
 
 import polars as pl
 
+from curation.errors import UserError
+
 FitFunction = Callable[..., dict[str, Any]]
 ExpressionFunction = Callable[..., pl.Expr]
 
@@ -36,7 +38,7 @@ class Strategy:
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             valid = ", ".join(f"{k}={v!r}" for k, v in self.defaults.items()) or "none"
-            raise ValueError(
+            raise UserError(
                 f"strategy {self.name!r} has no parameter {', '.join(unknown)}; "
                 f"its parameters: {valid}"
             )
@@ -79,7 +81,7 @@ def register(
 def get_strategy(name: str) -> Strategy:
     if name not in STRATEGIES:
         valid = ", ".join(sorted(STRATEGIES))
-        raise ValueError(f"unknown weighting strategy {name!r}; valid strategies: {valid}")
+        raise UserError(f"unknown weighting strategy {name!r}; valid strategies: {valid}")
     return STRATEGIES[name]
 
 

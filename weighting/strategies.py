@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from curation.errors import UserError
 from weighting.registry import register
 
 N = pl.col("rating_number").cast(pl.Float64).fill_null(0.0).clip(lower_bound=0.0)
@@ -93,7 +94,7 @@ def sqrt_count(stats: dict[str, Any], *, cap: float | None = 10.0) -> pl.Expr:
 )
 def capped_count(stats: dict[str, Any], *, c: float = 100.0) -> pl.Expr:
     if c <= 0:
-        raise ValueError(f"capped_count: c must be positive, got {c}")
+        raise UserError(f"capped_count: c must be positive, got {c}")
     return N.clip(upper_bound=c) / c
 
 
@@ -150,7 +151,7 @@ def inverse_variance(stats: dict[str, Any]) -> pl.Expr:
 )
 def effective_number(stats: dict[str, Any], *, beta: float = 0.999) -> pl.Expr:
     if not 0 < beta < 1:
-        raise ValueError(f"effective_number: beta must lie in (0, 1), got {beta}")
+        raise UserError(f"effective_number: beta must lie in (0, 1), got {beta}")
     return (1.0 - pl.lit(beta).pow(N)) / (1.0 - beta)
 
 
@@ -193,7 +194,7 @@ def _fit_lds(
     train: pl.DataFrame, *, sigma: float = 2.0, kernel_size: int = 5, reweight: str = "sqrt_inv"
 ) -> dict[str, Any]:
     if reweight not in ("inverse", "sqrt_inv"):
-        raise ValueError(f"lds: reweight must be 'inverse' or 'sqrt_inv', got {reweight!r}")
+        raise UserError(f"lds: reweight must be 'inverse' or 'sqrt_inv', got {reweight!r}")
     counts = _target_histogram(train)
     if reweight == "sqrt_inv":
         counts = np.sqrt(counts)
@@ -232,7 +233,7 @@ def _fit_bin_counts(train: pl.DataFrame) -> dict[str, Any]:
 )
 def inverse_effective_number(stats: dict[str, Any], *, beta: float = 0.999) -> pl.Expr:
     if not 0 < beta < 1:
-        raise ValueError(f"inverse_effective_number: beta must lie in (0, 1), got {beta}")
+        raise UserError(f"inverse_effective_number: beta must lie in (0, 1), got {beta}")
     table = {
         k: ((1 - beta) / (1 - beta**c) if c > 0 else 0.0) for k, c in stats["bin_counts"].items()
     }
@@ -252,7 +253,7 @@ def inverse_effective_number(stats: dict[str, Any], *, beta: float = 0.999) -> p
 def label_quality(stats: dict[str, Any], *, exponent: float = 1.0,
                   drop_flagged: int = 0) -> pl.Expr:
     if exponent < 0:
-        raise ValueError(f"label_quality: exponent must be >= 0, got {exponent}")
+        raise UserError(f"label_quality: exponent must be >= 0, got {exponent}")
     # items the audit did not see (none, when the audited slice holds this one) weigh 1
     quality = pl.col("label_quality").cast(pl.Float64).fill_nan(None).fill_null(1.0)
     # scores below 1e-12 are 0: subnormal weights overflow when weights are normalised
@@ -274,7 +275,7 @@ def data_map(stats: dict[str, Any], *, easy: float = 1.0, ambiguous: float = 1.0
     table = {"easy": easy, "ambiguous": ambiguous, "hard": hard}
     for region, value in table.items():
         if value < 0:
-            raise ValueError(f"data_map: {region} must be >= 0, got {value}")
+            raise UserError(f"data_map: {region} must be >= 0, got {value}")
     # val and test items have no region (the map covers train items): weight 1
     return pl.col("dm_region").cast(pl.String).replace_strict(
         table, default=1.0, return_dtype=pl.Float64).fill_null(1.0)

@@ -17,13 +17,14 @@ from typer.testing import CliRunner
 
 from audit.data_map import data_map_audit
 from audit.duplicates import duplicates_audit
-from audit.label_quality import label_quality_audit
-from curation.cli import app
+from audit.label_quality import flagged_items, label_quality_audit
+from curate.cli import app
 from curation.ingest import ingest
-from curation.slices import build_slice
+from curation.slices import Exclusion, Slice, build_slice
 from curation.synth import SynthConfig, synthesize
 from tests.conftest import shared_file
-from training.trainer import TrainConfig, train
+from training.config import TrainConfig
+from training.trainer import train
 from weighting.catalog_io import compute_weights
 
 TINY = {"image_encoder": "tiny-efficientnet", "text_encoder": "tiny-minilm"}
@@ -61,12 +62,12 @@ def test_label_quality_flags_recover_the_planted_label_errors(planted):
     assert "flagged:" in (result.folder / "summary.md").read_text()
 
     # the weighting strategy and the slice option that use the flags
-    weights = pl.read_parquet(compute_weights(catalog, FULL, "label_quality:drop_flagged=1")
-                              .path).join(table.select("parent_asin", "is_label_issue"),
-                                          on="parent_asin")
+    flagged_weights = compute_weights(Slice.open(catalog, FULL), "label_quality:drop_flagged=1")
+    weights = pl.read_parquet(flagged_weights.path).join(
+        table.select("parent_asin", "is_label_issue"), on="parent_asin")
     assert (weights.filter(pl.col("is_label_issue"))["weight"] == 0).all()
     assert (weights.filter(~pl.col("is_label_issue"))["weight"] > 0).all()
-    small = build_slice(catalog, 0.5, exclude_label_issues=FULL)
+    small = build_slice(catalog, 0.5, exclude=Exclusion(flagged_items(catalog, FULL), FULL))
     assert small.name == "default-frac0.5-seed0-nolabelissues"
     plain = build_slice(catalog, 0.5)
     clean_train = set(pl.read_parquet(small.path / "items.parquet").filter(
@@ -132,7 +133,7 @@ def test_a_data_map_puts_planted_errors_in_the_hard_region(planted, tmp_path):
     assert median[True] > 2 * median[False]
     assert set(table["region"]) == {"easy", "ambiguous", "hard"}
     assert (folder / "data_map.png").stat().st_size > 0
-    weights = pl.read_parquet(compute_weights(catalog, FULL, "data_map").path).join(
+    weights = pl.read_parquet(compute_weights(Slice.open(catalog, FULL), "data_map").path).join(
         table.select("parent_asin", "region"), on="parent_asin", how="left")
     assert (weights.filter(pl.col("region") == "hard")["weight"] == 0).all()
     assert (weights.filter(pl.col("region") != "hard")["weight"] == 1).all()
@@ -142,7 +143,7 @@ def test_a_strategy_without_its_audit_says_which_command_to_run(planted):
     catalog, _ = planted
     build_slice(catalog, 0.3, seed=9)
     with pytest.raises(ValueError, match=r"run curate train .* data-map"):
-        compute_weights(catalog, "default-frac0.3-seed9", "data_map:hard=0.5")
+        compute_weights(Slice.open(catalog, "default-frac0.3-seed9"), "data_map:hard=0.5")
 
 
 def test_the_audit_commands_on_the_real_metadata_lines(tmp_path):

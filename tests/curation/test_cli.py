@@ -8,8 +8,8 @@ import time
 import polars as pl
 from typer.testing import CliRunner
 
-from curation.cli import app
-from curation.sqlconsole import named_queries
+from curate.cli import app
+from curate.sql import named_queries
 
 runner = CliRunner()
 
@@ -22,13 +22,13 @@ def test_help_lists_the_stages():
 
 
 def test_data_commands_start_fast_without_torch():
-    code = "import sys, curation.cli; print('torch' in sys.modules)"
+    code = "import sys, curate.cli; print('torch' in sys.modules)"
     started = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert time.perf_counter() - started < 2.0  # generous for a loaded CI machine
     help_out = subprocess.run(
-        [sys.executable, "-m", "curation", "ingest", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "curate", "ingest", "--help"], capture_output=True, text=True
     )
     assert help_out.returncode == 0 and "quarantine" in help_out.stdout
 
@@ -151,7 +151,7 @@ def test_interactive_prompt_in_a_terminal(messy_catalog):
 
     main, child = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "curation", "sql", "-c", str(messy_catalog)],
+        [sys.executable, "-m", "curate", "sql", "-c", str(messy_catalog)],
         stdin=child,
         stdout=child,
         stderr=child,

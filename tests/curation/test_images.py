@@ -16,14 +16,14 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from curate.cli import app
 from curation.catalog import Catalog
-from curation.clean import clean
-from curation.cli import app
-from curation.image_server import ImageServer
+from curation.clean import clean, silver_shown
 from curation.images import FetchSettings, fetch_images, read_status, resolve_image_paths, urls_for
 from curation.ingest import ingest
 from curation.paths import CatalogLayout
 from curation.synth import SynthConfig, synthesize
+from curation.synth.image_server import ImageServer
 
 SETTINGS = FetchSettings(concurrency=4, connect_timeout=2.0, read_timeout=0.4, retries=2,
                          backoff=0.01, max_bytes=60_000, max_pixels=1_000_000)
@@ -114,7 +114,7 @@ def test_each_fault_ends_with_its_status_and_nothing_else_is_affected(site, cata
     assert result.counts["ok"] == 6 + 2 + 1  # good, flaky, moved, the file:// one
 
     # the trainer finds the cached files by URL
-    paths = resolve_image_paths([good[0], server.url + "missing.jpg"], catalog)
+    paths = resolve_image_paths([good[0], server.url + "missing.jpg"], CatalogLayout(catalog))
     assert paths[0] is not None and Path(paths[0]).is_file() and paths[1] is None
 
 
@@ -157,7 +157,7 @@ def test_a_killed_fetch_resumes_without_fetching_again(tmp_path):
         clean(catalog)
         journal = catalog / "images" / ".journal"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "curation", "images", "fetch", "-c", str(catalog),
+            [sys.executable, "-m", "curate", "images", "fetch", "-c", str(catalog),
              "--concurrency", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 60
@@ -171,7 +171,8 @@ def test_a_killed_fetch_resumes_without_fetching_again(tmp_path):
         recorded = read_status(CatalogLayout(catalog))
         done_before = recorded.filter(pl.col("status") == "ok")["url"].to_list()
         assert 0 < len(done_before) < 110
-        rest = fetch_images(catalog, urls_for(catalog, None, False), SETTINGS)
+        silver = silver_shown(Catalog.open(catalog))[1]
+        rest = fetch_images(catalog, urls_for(silver, False), SETTINGS)
         assert rest.skipped == len(recorded)  # what the killed fetch recorded is not redone
         for url in done_before:  # fetched once, before the kill
             assert server.requests["/" + url.removeprefix(server.url)] == 1

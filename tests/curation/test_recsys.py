@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from curation.cli import app
+from curate.cli import app
 from curation.ingest import ingest
 from curation.recsys import TEST_FROM_MS, VALID_FROM_MS, export, kcore, kcore_csv
 from curation.synth import SynthConfig, synthesize

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from curation.cli import app
-from curation.slices import build_slice, diff_slices, slice_file
+from curate.cli import app
+from curation.slices import Slice, build_slice, diff_slices
 from curation.validate import validate_slice
 
 runner = CliRunner()
@@ -23,7 +23,7 @@ def catalog(split_catalog, tmp_path_factory):
 
 
 def _train(root, name) -> set[str]:
-    frame = pl.read_parquet(slice_file(root, name))
+    frame = pl.read_parquet(Slice.open(root, name).path)
     return set(frame.filter(pl.col("split") == "train")["parent_asin"])
 
 
@@ -50,7 +50,7 @@ def test_each_stratum_within_one_item_of_its_share(catalog):
     assert result.manifest["strata"]
     for s in result.manifest["strata"]:
         assert abs(s["selected"] - 0.37 * s["train_items"]) <= 1, s
-    frame = pl.read_parquet(slice_file(catalog, "share-check"))
+    frame = pl.read_parquet(Slice.open(catalog, "share-check").path)
     assert frame.filter(pl.col("split") == "train").height == sum(
         s["selected"] for s in result.manifest["strata"]
     )
@@ -58,14 +58,14 @@ def test_each_stratum_within_one_item_of_its_share(catalog):
 
 def test_min_per_category_tops_up_small_categories(catalog):
     build_slice(catalog, 0.05, seed=1, min_per_category=30, name="min-cat")
-    train = pl.read_parquet(slice_file(catalog, "min-cat")).filter(pl.col("split") == "train")
+    train = pl.read_parquet(Slice.open(catalog, "min-cat").path).filter(pl.col("split") == "train")
     counts = dict(train.group_by("category").len().iter_rows())
     assert all(n >= 30 for n in counts.values()), counts
 
 
 def test_val_and_test_are_whole_and_identical_for_every_fraction(catalog):
     frames = [
-        pl.read_parquet(slice_file(catalog, build_slice(catalog, f, name=f"vt-{f}").name))
+        pl.read_parquet(Slice.open(catalog, build_slice(catalog, f, name=f"vt-{f}").name).path)
         for f in (0.1, 0.6)
     ]
     held = [f.filter(pl.col("split") != "train").select("parent_asin", "split") for f in frames]
@@ -74,15 +74,15 @@ def test_val_and_test_are_whole_and_identical_for_every_fraction(catalog):
 
 def test_rerun_gives_byte_identical_parquet(catalog):
     build_slice(catalog, 0.4, seed=2, name="again")
-    first = slice_file(catalog, "again").read_bytes()
+    first = Slice.open(catalog, "again").path.read_bytes()
     build_slice(catalog, 0.4, seed=2, name="again")
-    assert slice_file(catalog, "again").read_bytes() == first
+    assert Slice.open(catalog, "again").path.read_bytes() == first
 
 
 def test_validation_passes_and_catches_a_hand_edited_row(catalog):
     build_slice(catalog, 0.3, seed=9, name="edited")
     assert validate_slice(catalog, "edited").success
-    path = slice_file(catalog, "edited")
+    path = Slice.open(catalog, "edited").path
     frame = pl.read_parquet(path)
     victim = frame["parent_asin"][3]
     frame = frame.with_columns(
@@ -133,7 +133,7 @@ def test_build_slice_command_prints_a_summary_and_validates(catalog, tmp_path):
     import datasets
 
     dataset = datasets.load_from_disk(str(out))
-    assert dataset.num_rows == pl.read_parquet(slice_file(catalog, "cli-slice")).height
+    assert dataset.num_rows == pl.read_parquet(Slice.open(catalog, "cli-slice").path).height
     listing = runner.invoke(app, ["slices", "list", "-c", str(catalog)])
     assert "cli-slice" in listing.output and "frac=0.4" in listing.output
     shown = runner.invoke(app, ["slices", "show", "cli-slice", "-c", str(catalog)])

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from curation.cli import app  # noqa: E402
+from curate.cli import app  # noqa: E402
 from training.model import (  # noqa: E402
     build_model,
     ces,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 pytest.importorskip("scipy")
 
-from training.scaling import (
+from training.study.scaling import (
     bootstrap_fit,
     data_to_reach,
     fit_power_law,
@@ -86,7 +86,7 @@ def test_a_failed_fit_is_reported_as_failed_without_numbers(x, y, reason):
 
 def test_an_optimiser_stopped_early_is_not_a_converged_fit(monkeypatch):
     """An optimiser that ran out of evaluations (status 0) from every start gives no fit."""
-    import training.scaling as scaling
+    import training.study.scaling as scaling
 
     original = scaling._solve
 

@@ -19,11 +19,12 @@ torch = pytest.importorskip("torch")
 import polars as pl  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from curation.cli import STUDY_TEMPLATE, app  # noqa: E402
+from curate.cli import app  # noqa: E402
 from curation.ingest import ingest  # noqa: E402
 from curation.synth import SynthConfig, synthesize  # noqa: E402
-from training.report import build_report  # noqa: E402
-from training.study import load_study_config, run_study  # noqa: E402
+from training.study.config import load_study_config, study_template  # noqa: E402
+from training.study.grid import run_study  # noqa: E402
+from training.study.report import build_report  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,7 @@ def test_a_killed_study_resumes_without_redoing_finished_runs(study_catalog, tmp
     config = write_config(tmp_path / "study.toml", study_catalog,
                           fractions=[0.1, 0.2, 0.4, 1.0], strategies=["uniform", "sqrt_count"])
     runs = tmp_path / "study" / "runs"
-    command = [sys.executable, "-m", "curation", "study", "run", str(config), "--no-report",
+    command = [sys.executable, "-m", "curate", "study", "run", str(config), "--no-report",
                "--workers", "0"]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -146,7 +147,7 @@ def test_the_template_is_a_valid_config_and_report_needs_a_study(tmp_path):
     runner = CliRunner()
     path = tmp_path / "study.toml"
     result = runner.invoke(app, ["study", "template", str(path)])
-    assert result.exit_code == 0 and path.read_text() == STUDY_TEMPLATE
+    assert result.exit_code == 0 and path.read_text() == study_template()
     config, folder = load_study_config(path)
     assert config.fractions == (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
     assert config.baseline == "uniform" and folder == tmp_path / "studies" / "scaling"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,14 +18,16 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from curation.cli import app  # noqa: E402
+from curate.cli import app  # noqa: E402
 from curation.ingest import ingest  # noqa: E402
-from curation.slices import build_slice  # noqa: E402
+from curation.slices import Slice, build_slice  # noqa: E402
 from curation.synth import SynthConfig, synthesize  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
+from training.embeddings import embed_slice  # noqa: E402
 from training.loss import weighted_huber  # noqa: E402
 from training.metrics import evaluate, scores  # noqa: E402
 from training.model import ces  # noqa: E402
-from training.trainer import TrainConfig, encode_slice, lr_at, train  # noqa: E402
+from training.trainer import lr_at, train  # noqa: E402
 from weighting.catalog_io import compute_weights  # noqa: E402
 
 TINY = {"image_encoder": "tiny-efficientnet", "text_encoder": "tiny-minilm"}
@@ -157,7 +161,7 @@ def test_a_resumed_run_ends_as_an_uninterrupted_one(train_catalog, tmp_path, mod
 
 
 def test_a_train_item_without_a_weight_is_an_error(train_catalog, tmp_path):
-    table = compute_weights(train_catalog, SMALL, "uniform")
+    table = compute_weights(Slice.open(train_catalog, SMALL), "uniform")
     frame = pl.read_parquet(table.path)
     first_train = frame.filter(pl.col("split") == "train")["parent_asin"][0]
     frame.filter(pl.col("parent_asin") != first_train).write_parquet(table.path)
@@ -166,7 +170,7 @@ def test_a_train_item_without_a_weight_is_an_error(train_catalog, tmp_path):
         with pytest.raises(ValueError, match=f"no weight for 1 train items.*{first_train}"):
             train(config, tmp_path / "run", log=lambda _: None)
     finally:
-        compute_weights(train_catalog, SMALL, "uniform")
+        compute_weights(Slice.open(train_catalog, SMALL), "uniform")
 
 
 def test_train_and_predict_commands(train_catalog, tmp_path):
@@ -224,7 +228,7 @@ def test_a_run_does_not_depend_on_what_the_cache_held(train_catalog, tmp_path):
 
     config = TrainConfig(catalog=str(train_catalog), slice=SMALL, weights="uniform",
                          mode="frozen", seed=5, epochs=2, **TINY)
-    encode_slice(config)  # every item cached before the first run
+    embed_slice(Slice.open(train_catalog, SMALL), **TINY)  # every item cached before the run
     warm = train(config, tmp_path / "warm", log=lambda _: None)
     assert warm.metrics["encoding"]["encoded_now"] == 0
     shutil.rmtree(train_catalog / "embeddings")
@@ -237,3 +241,39 @@ def test_a_run_does_not_depend_on_what_the_cache_held(train_catalog, tmp_path):
     a = pl.read_parquet(tmp_path / "warm" / "predictions.parquet")
     b = pl.read_parquet(tmp_path / "cold" / "predictions.parquet")
     assert (a["prediction"] - b["prediction"]).abs().max() < 1e-4
+
+
+_OPENED: list[str] = []
+_COUNTING = {"on": False}
+
+
+def _count_opens(event: str, args: tuple) -> None:
+    if _COUNTING["on"] and event == "open" and isinstance(args[0], str | bytes | os.PathLike):
+        _OPENED.append(os.fsdecode(args[0]))
+
+
+sys.addaudithook(_count_opens)  # an audit hook cannot be removed: it counts only when asked
+
+
+def test_one_train_reads_the_catalog_twice_at_most_and_the_slice_manifest_once(
+        train_catalog, tmp_path):
+    """The catalog path and slice name are resolved once, then handed on as handles: a run
+    (weights computed on the way) reads catalog.json at most twice and the slice's manifest
+    once."""
+    spec = "capped_count:c=20"  # not computed yet: train computes it
+    _OPENED.clear()
+    _COUNTING["on"] = True
+    try:
+        result = CliRunner().invoke(app, ["train", "--slice", SMALL, "--weights", spec, "--epochs",
+                                     "1", "--workers", "0", "--out", str(tmp_path / "run"),
+                                     "--catalog", str(train_catalog),
+                                     "--image-encoder", TINY["image_encoder"],
+                                     "--text-encoder", TINY["text_encoder"]])
+    finally:
+        _COUNTING["on"] = False
+    assert result.exit_code == 0, result.output
+    catalog_json = [p for p in _OPENED if Path(p) == train_catalog / "catalog.json"]
+    slice_manifest = [p for p in _OPENED
+                      if Path(p) == train_catalog / "slices" / SMALL / "manifest.json"]
+    assert 1 <= len(catalog_json) <= 2, catalog_json
+    assert len(slice_manifest) == 1, slice_manifest

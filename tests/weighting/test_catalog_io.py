@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from curation.cli import app
-from curation.slices import build_slice, slice_file
+from curate.cli import app
+from curation.slices import Slice, build_slice
 from weighting.catalog_io import compute_weights, load_weights
 
 runner = CliRunner()
@@ -23,9 +23,10 @@ def sliced(split_catalog, tmp_path_factory):
 
 
 def test_compute_writes_a_table_a_manifest_and_a_view(sliced):
-    table = compute_weights(sliced, "half", "effiminivlm")
-    items = pl.read_parquet(slice_file(sliced, "half"))
-    weights = load_weights(sliced, "half", table.weights_id)
+    half = Slice.open(sliced, "half")
+    table = compute_weights(half, "effiminivlm")
+    items = half.items()
+    weights = load_weights(half, table.weights_id)
     assert weights.columns == ["parent_asin", "split", "weight"]
     assert weights.height == items.height and weights["weight"].is_finite().all()
     manifest = json.loads((table.path.parent / "manifest.json").read_text())

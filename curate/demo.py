@@ -9,8 +9,17 @@ The study's config is written to ``WORKDIR/study.toml``, so it can be changed an
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
+
+from curate.common import command, workers_or_default
+from training.study.config import (
+    DEFAULT_FRACTIONS,
+    DEFAULT_SEEDS,
+    DEFAULT_STRATEGIES,
+    study_template,
+)
 
 DEMO_QUERIES = (
     "ingest_reconciliation",
@@ -23,23 +32,6 @@ DEMO_QUERIES = (
 DEMO_FRACTIONS = (0.2, 0.4)
 DEMO_WEIGHTS = ("uniform", "effiminivlm", "inverse_variance", "lds")
 DEMO_ITEMS = 4000
-DEMO_STUDY = """\
-# The demo's study (curate demo writes this file; edit it and run: curate study run {path})
-name = "demo"
-catalog = "catalog"
-out = "study"
-fractions = [0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0]
-strategies = ["uniform", "effiminivlm"]
-seeds = [0, 1, 2]
-
-[trainer]
-mode = "frozen"
-
-[report]
-baseline = "uniform"
-bootstrap = 1000
-extrapolate_from = 0.4
-"""
 STEPS = 9
 
 
@@ -47,11 +39,11 @@ def run_demo(workdir: Path, *, items: int = DEMO_ITEMS, seed: int = 0, workers: 
     import os
     import time
 
+    from curate.sql import resolve_query
     from curation.catalog import Catalog
     from curation.clean import clean
     from curation.ingest import ingest
-    from curation.slices import build_slice
-    from curation.sqlconsole import resolve_query
+    from curation.slices import Slice, build_slice
     from curation.synth import SynthConfig, synthesize
     from curation.validate import validate_all
     from weighting.catalog_io import compute_weights
@@ -74,12 +66,13 @@ def run_demo(workdir: Path, *, items: int = DEMO_ITEMS, seed: int = 0, workers: 
     typer.echo(f"    {lines:,} lines read = {rows:,} rows ingested + {quarantined:,} quarantined")
 
     typer.secho(f"3/{STEPS} clean (default profile)", bold=True)
-    cleaned = clean(catalog_root, "default")
+    catalog = Catalog.open(catalog_root)
+    cleaned = clean(catalog, "default")
     typer.echo(f"    {cleaned.rows_in:,} item lines -> {cleaned.kept:,} silver items")
 
     typer.secho(f"4/{STEPS} nested slices of the train split: {DEMO_FRACTIONS}", bold=True)
     for frac in DEMO_FRACTIONS:
-        result = build_slice(catalog_root, frac)
+        result = build_slice(catalog, frac)
         rows = result.manifest["rows"]
         typer.echo(
             f"    {result.name}: train {rows['train']:,}, val {rows['val']:,}, "
@@ -87,14 +80,14 @@ def run_demo(workdir: Path, *, items: int = DEMO_ITEMS, seed: int = 0, workers: 
         )
 
     typer.secho(f"5/{STEPS} validate (great-expectations)", bold=True)
-    reports = validate_all(catalog_root)
+    reports = validate_all(catalog)
     for report in reports:
         typer.echo("    " + report.summary().replace("\n", "\n    "))
     typer.echo(f"    data docs: {reports[0].docs_path}")
 
     typer.secho(f"6/{STEPS} sample weights on {result.name}", bold=True)
     for spec in DEMO_WEIGHTS:
-        table = compute_weights(catalog_root, result.name, spec)
+        table = compute_weights(Slice.open(catalog, result.name), spec)
         d = table.manifest["diagnostics"]
         typer.echo(
             f"    {spec:<18} train ESS {d['ess_share']:.1%}, max/mean "
@@ -103,18 +96,21 @@ def run_demo(workdir: Path, *, items: int = DEMO_ITEMS, seed: int = 0, workers: 
         )
 
     study_config = workdir / "study.toml"
-    study_config.write_text(DEMO_STUDY.format(path=study_config))
-    typer.secho(f"7/{STEPS} study: frozen EffiMiniVLM over 7 fractions x 2 weightings x 3 seeds "
+    study_config.write_text(f"# The demo's study (curate demo writes this file; edit it and run: "
+                            f"curate study run {study_config})\n"
+                            + study_template("demo", "catalog", "study"))
+    typer.secho(f"7/{STEPS} study: frozen EffiMiniVLM over {len(DEFAULT_FRACTIONS)} fractions x "
+                f"{len(DEFAULT_STRATEGIES)} weightings x {len(DEFAULT_SEEDS)} seeds "
                 f"({study_config})", bold=True)
     typer.echo("    every item is encoded once by the full model (the longest step), then "
                "each run trains the head on the cached embeddings")
-    from training.study import run_study
+    from training.study.grid import run_study
 
     result = run_study(study_config, workers=workers, log=lambda line: typer.echo("    " + line))
     typer.echo(f"    {result.trained} runs trained, {result.skipped} already complete")
 
     typer.secho(f"8/{STEPS} report: curves, fits, intervals", bold=True)
-    from training.report import build_report
+    from training.study.report import build_report
 
     report = build_report(result.folder)
     for line in report.headlines():
@@ -132,4 +128,26 @@ def run_demo(workdir: Path, *, items: int = DEMO_ITEMS, seed: int = 0, workers: 
     typer.secho(f"done in {minutes:.1f} min.", bold=True)
     typer.secho(f"report: {result.folder / 'report' / 'report.md'} (and report.html)", bold=True)
     typer.echo(f"explore further: curate sql --catalog {catalog_root}")
+
+
+commands = typer.Typer()
+
+@command(commands)
+def demo(
+    workdir: Annotated[
+        Path, typer.Option(help="Folder for the corpus, catalog, study and report.")
+    ] = Path("demo"),
+    items: Annotated[int | None, typer.Option(help="Items in the generated corpus "
+                                              "(default 4000).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the generated corpus.")] = 0,
+    workers: Annotated[
+        int | None, typer.Option(help="DataLoader worker processes (decode, tokenise).")
+    ] = None,
+) -> None:
+    """Run the whole pipeline on a generated corpus: synth, ingest, clean, nested slices,
+    validation, weights, a frozen-mode study of data scaling x weighting (7 fractions x 2
+    strategies x 3 seeds) with its report, and the exploration queries. About 10 minutes on
+    2 cores; the report's location is printed at the end."""
+    run_demo(workdir, items=DEMO_ITEMS if items is None else items, seed=seed,
+             workers=workers_or_default(workers))
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Annotated
 
+import typer
+
+from curate.common import CatalogOption, command
 from curation.catalog import Catalog
-from curation.paths import sql_dir
+from curation.errors import UserError
+from curation.paths import DEFAULT_CATALOG, sql_dir
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -22,7 +27,7 @@ def named_queries() -> dict[str, str]:
 
 def resolve_query(query: str | None, file: str | None) -> str | None:
     if query and file:
-        raise ValueError("give either a query or --file, not both")
+        raise UserError("give either a query or --file, not both")
     if query:
         return query
     if not file:
@@ -33,13 +38,13 @@ def resolve_query(query: str | None, file: str | None) -> str | None:
     named = sql_dir() / f"{path.stem}.sql"
     if named.is_file():
         return named.read_text()
-    raise FileNotFoundError(
+    raise UserError(
         f"{file}: no such file, and no named query of that name "
         f"(named queries: {', '.join(named_queries())})"
     )
 
 
-def run(
+def run_query(
     text: str,
     catalog_root: Path,
     *,
@@ -48,6 +53,8 @@ def run(
     max_rows: int = 40,
     write: bool = False,
 ) -> None:
+    import duckdb
+
     catalog = Catalog.open(catalog_root)
     con = catalog.connect(read_only=not write)
     try:
@@ -55,6 +62,8 @@ def run(
         if relation is None:  # a statement without a result (CREATE, SET, ...)
             return
         _emit(relation, output_format, output, max_rows)
+    except duckdb.Error as exc:  # the user's query, not Curate, is wrong
+        raise UserError(str(exc).strip().splitlines()[0]) from None
     finally:
         con.close()
 
@@ -62,7 +71,7 @@ def run(
 def _emit(relation, output_format: str, output: Path | None, max_rows: int) -> None:
     if output_format == "parquet":
         if output is None:
-            raise ValueError("--format parquet needs --output FILE")
+            raise UserError("--format parquet needs --output FILE")
         relation.write_parquet(str(output))
         return
     if output is not None:
@@ -123,3 +132,58 @@ def interactive(catalog_root: Path, *, write: bool = False, max_rows: int = 40) 
                     print(f"error: {str(exc).splitlines()[0]}")
     finally:
         con.close()
+
+
+commands = typer.Typer()
+
+@command(commands)
+def sql(
+    query: Annotated[
+        str | None, typer.Argument(help="SQL to run; omit for --file, stdin or a prompt.")
+    ] = None,
+    file: Annotated[
+        str | None,
+        typer.Option(
+            "--file", "-f", help="A .sql file, or the name of a query in sql/ (see --list)."
+        ),
+    ] = None,
+    catalog: CatalogOption = DEFAULT_CATALOG,
+    output_format: Annotated[
+        str, typer.Option("--format", help="table, csv, json (one object a line) or parquet.")
+    ] = "table",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the result to this file instead of stdout."),
+    ] = None,
+    max_rows: Annotated[int, typer.Option(help="Rows shown in table format.")] = 40,
+    write: Annotated[
+        bool,
+        typer.Option(
+            "--write", help="Open catalog.duckdb read-write (to keep your own tables or views)."
+        ),
+    ] = False,
+    list_queries: Annotated[bool, typer.Option("--list", help="List the named queries.")] = False,
+) -> None:
+    """Query the catalog with DuckDB (views: reviews, items, quarantine, ingest_files).
+
+    Read-only unless --write is given. Examples: curate sql "SELECT count(*) FROM items";
+    curate sql -f quarantine_reasons; curate sql (a prompt).
+    """
+    if list_queries:
+        for name, summary in named_queries().items():
+            typer.echo(f"{name:<28} {summary}")
+        return
+    if output_format not in FORMATS:
+        raise UserError(
+            f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}"
+        )
+    text = resolve_query(query, file)
+    if text is None and not sys.stdin.isatty():
+        text = sys.stdin.read()
+    if text is None:
+        interactive(catalog, write=write, max_rows=max_rows)
+        return
+    run_query(
+        text, catalog, output_format=output_format, output=output, max_rows=max_rows, write=write
+    )
+

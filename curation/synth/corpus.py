@@ -15,165 +15,39 @@ Everything is streamed item by item, so memory stays flat, and a seed gives iden
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from curation import __version__
+from curation.errors import UserError
 from curation.paths import META_DIR, REVIEW_DIR, meta_file_name, review_file_name
-from curation.schema import (
-    REASON_BLANK,
-    REASON_INVALID_JSON,
-    REASON_INVALID_UTF8,
-    reason_missing,
-    reason_wrong_type,
+from curation.synth.mess import (
+    META_MESS,
+    REVIEW_MESS,
+    dumps,
+    plant_meta_mess,
+    plant_review_mess,
+    write_messy,
 )
-
-# (file category, main_category display name, mean hidden quality)
-CATEGORY_TABLE: dict[str, tuple[str, float]] = {
-    "All_Beauty": ("All Beauty", 3.95),
-    "Toys_and_Games": ("Toys & Games", 4.15),
-    "Health_and_Personal_Care": ("Health & Personal Care", 3.85),
-    "Video_Games": ("Video Games", 4.05),
-    "Office_Products": ("Office Products", 4.2),
-    "Gift_Cards": ("Gift Cards", 4.5),
-}
-DEFAULT_CATEGORIES = tuple(CATEGORY_TABLE)
-
-NOUNS = {
-    "All_Beauty": ["lipstick", "face serum", "hair brush", "nail polish", "eyeliner", "lotion"],
-    "Toys_and_Games": ["puzzle", "building set", "plush bear", "board game", "toy car", "kite"],
-    "Health_and_Personal_Care": ["thermometer", "pill organizer", "massager", "scale", "brace"],
-    "Video_Games": ["controller", "headset", "charging dock", "game case", "keyboard", "mouse"],
-    "Office_Products": ["stapler", "notebook", "desk lamp", "pen set", "file organizer", "chair"],
-    "Gift_Cards": ["gift card", "e-gift card", "gift box card", "reload card"],
-}
-POSITIVE = [
-    "premium",
-    "durable",
-    "sturdy",
-    "reliable",
-    "excellent",
-    "well-made",
-    "high-quality",
-    "long-lasting",
-    "solid",
-    "superb",
-    "dependable",
-    "refined",
-]
-NEGATIVE = [
-    "flimsy",
-    "cheap",
-    "basic",
-    "fragile",
-    "mediocre",
-    "thin",
-    "loose",
-    "no-frills",
-    "plain",
-    "wobbly",
-    "generic",
-    "rough",
-]
-NUISANCE = [
-    "red",
-    "blue",
-    "black",
-    "white",
-    "large",
-    "small",
-    "compact",
-    "classic",
-    "modern",
-    "travel",
-    "family",
-    "deluxe",
-    "mini",
-    "pink",
-    "green",
-    "silver",
-]
-BRANDS = [
-    "Acme",
-    "Norda",
-    "Velto",
-    "Brisk",
-    "Kappa",
-    "Lumen",
-    "Orbit",
-    "Pavo",
-    "Quill",
-    "Rhea",
-    "Sable",
-    "Tarn",
-    "Umber",
-    "Vanta",
-    "Wick",
-    "Yarrow",
-    "Zephyr",
-    "Mossy",
-    "Ferro",
-    "Halo",
-]
-FEATURE_QUALITY = [
-    "{adj} materials built for everyday use",
-    "Made with {adj} components",
-    "{Adj} finish that owners notice",
-    "Feels {adj} in the hand",
-]
-FEATURE_NUISANCE = [
-    "Available in {nuis} colour",
-    "Includes {k} pieces",
-    "Fits most {nuis} spaces",
-    "Ships in a {nuis} box",
-    "Measures {k} inches across",
-]
-REVIEW_TEXT = {
-    1: ["Broke after a day.", "Terrible, do not buy.", "Waste of money."],
-    2: ["Not great, cheaply made.", "Disappointed with it.", "Works, barely."],
-    3: ["It is okay for the price.", "Average, nothing special.", "Does the job."],
-    4: ["Good product, works well.", "Pretty happy with it.", "Solid choice."],
-    5: ["Love it, excellent quality!", "Perfect, would buy again.", "Exceeded expectations."],
-}
-REVIEW_TITLE = {1: "One Star", 2: "Two Stars", 3: "Three Stars", 4: "Four Stars", 5: "Five Stars"}
-
-RELIST_SUFFIXES = ("(Pack of 2)", "- Newer Version", "Value Edition", "(Renewed)")
-META_MESS = (
-    "null_field",
-    "empty_string",
-    "empty_list",
-    "html",
-    "duplicate_line",
-    "price_text",
-    "details_string",
-    "castable_type",
-    "hub_images",
-    "wrong_type",
-    "invalid_json",
-    "non_utf8",
-    "missing_key",
-    "blank_line",
+from curation.synth.vocabulary import (
+    CATEGORY_TABLE,
+    DEFAULT_CATEGORIES,
+    NOUNS,
+    RELIST_SUFFIXES,
+    REVIEW_TEXT,
+    REVIEW_TITLE,
+    item_text,
 )
-REVIEW_MESS = (
-    "null_field",
-    "empty_string",
-    "duplicate_line",
-    "castable_type",
-    "wrong_type",
-    "invalid_json",
-    "non_utf8",
-    "missing_key",
-    "blank_line",
+from curation.synth.writers import (
+    TRUTH_ITEM_SCHEMA,
+    TRUTH_MESS_SCHEMA,
+    LineWriter,
+    TruthWriter,
 )
 
 TIME_START_MS = 1_262_304_000_000  # 2010-01-01
@@ -206,14 +80,14 @@ class SynthConfig:
     def __post_init__(self) -> None:
         unknown = [c for c in self.categories if c not in CATEGORY_TABLE]
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"unknown synthetic categories {unknown}; choose from {sorted(CATEGORY_TABLE)}"
             )
         for name in ("mess_rate", "label_noise", "near_duplicates"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+                raise UserError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.n_items < len(self.categories):
-            raise ValueError(f"n_items ({self.n_items}) must be at least one per category")
+            raise UserError(f"n_items ({self.n_items}) must be at least one per category")
 
 
 @dataclass
@@ -249,98 +123,6 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
-class _LineWriter:
-    """Writes lines to a .jsonl or deterministic .jsonl.gz file under a temporary name."""
-
-    def __init__(self, path: Path, gz: bool) -> None:
-        self.path = path
-        self.tmp = path.with_name(path.name + ".tmp")
-        self._raw = open(self.tmp, "wb")  # noqa: SIM115 - closed in close()
-        self._out: Any = (
-            gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6)
-            if gz
-            else self._raw
-        )
-        self._buffer = io.BytesIO()
-        self.lines = 0
-
-    def write(self, line: bytes) -> int:
-        self._buffer.write(line + b"\n")
-        self.lines += 1
-        if self._buffer.tell() > 1 << 20:
-            self._flush()
-        return self.lines
-
-    def _flush(self) -> None:
-        self._out.write(self._buffer.getvalue())
-        self._buffer = io.BytesIO()
-
-    def close(self) -> None:
-        self._flush()
-        if self._out is not self._raw:
-            self._out.close()
-        self._raw.close()
-        os.replace(self.tmp, self.path)
-
-
-class _TruthWriter:
-    """Streams rows to a Parquet file in batches."""
-
-    def __init__(self, path: Path, schema: pa.Schema, batch: int = 20_000) -> None:
-        self.path, self.tmp = path, path.with_name(path.name + ".tmp")
-        self.schema = schema
-        self._writer = pq.ParquetWriter(self.tmp, schema)
-        self._rows: list[dict[str, Any]] = []
-        self._batch = batch
-
-    def add(self, row: dict[str, Any]) -> None:
-        self._rows.append(row)
-        if len(self._rows) >= self._batch:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._rows:
-            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self.schema))
-            self._rows = []
-
-    def close(self) -> None:
-        self._flush()
-        self._writer.close()
-        os.replace(self.tmp, self.path)
-
-
-TRUTH_ITEM_SCHEMA = pa.schema(
-    [
-        ("parent_asin", pa.string()),
-        ("category", pa.string()),
-        ("main_category", pa.string()),
-        ("true_quality", pa.float64()),  # the hidden quality q
-        ("true_mean_rating", pa.float64()),  # E[star | q]: what average_rating estimates
-        ("rating_number", pa.int64()),
-        ("average_rating", pa.float64()),
-        ("n_reviews", pa.int64()),  # review lines written (before mess)
-        ("has_meta", pa.bool_()),
-        ("has_image", pa.bool_()),
-        ("image_path", pa.string()),
-        ("label_replaced", pa.bool_()),  # average_rating planted wrong (label_noise)
-        ("clean_average_rating", pa.float64()),  # the average of its ratings, before that
-        ("near_duplicate_of", pa.string()),  # a planted near-copy: the item it copies
-    ]
-)
-TRUTH_MESS_SCHEMA = pa.schema(
-    [
-        ("file", pa.string()),  # relative to OUT
-        ("kind", pa.string()),  # reviews | items
-        ("line", pa.int64()),
-        ("mess", pa.string()),
-        ("field", pa.string()),
-        ("parent_asin", pa.string()),
-        ("expected", pa.string()),  # typed | quarantine
-        ("expected_reason", pa.string()),
-    ]
-)
-
-
 class _Generator:
     def __init__(self, config: SynthConfig, out_dir: Path) -> None:
         self.config = config
@@ -354,42 +136,6 @@ class _Generator:
         self._planted = {"items": 0, "reviews": 0}
 
     # -- items -------------------------------------------------------------------------------
-    def _quality_word(self, rng: np.random.Generator, quality: float) -> str:
-        if rng.random() < 0.15:  # nuisance instead of signal
-            return str(rng.choice(NUISANCE))
-        positive = rng.random() < _sigmoid(3.0 * (quality - 3.9))
-        return str(rng.choice(POSITIVE if positive else NEGATIVE))
-
-    def _text(
-        self, rng: np.random.Generator, category: str, quality: float
-    ) -> tuple[str, list[str], list[str], str]:
-        brand = str(rng.choice(BRANDS))
-        noun = str(rng.choice(NOUNS[category]))
-        title = (
-            f"{brand} {self._quality_word(rng, quality).capitalize()} {rng.choice(NUISANCE)} {noun}"
-        )
-        if rng.random() < 0.5:
-            title += f", {int(rng.integers(1, 6)) * 10} Count"
-        features = []
-        for _ in range(int(rng.integers(1, 6))):
-            if rng.random() < 0.6:
-                adj = self._quality_word(rng, quality)
-                template = str(rng.choice(FEATURE_QUALITY))
-                features.append(template.format(adj=adj, Adj=adj.capitalize()))
-            else:
-                template = str(rng.choice(FEATURE_NUISANCE))
-                features.append(
-                    template.format(nuis=rng.choice(NUISANCE), k=int(rng.integers(2, 40)))
-                )
-        description = []
-        for _ in range(int(rng.integers(0, 3))):
-            description.append(
-                f"This {self._quality_word(rng, quality)} {noun} from {brand} comes in a "
-                f"{rng.choice(NUISANCE)} style. Customers describe it as "
-                f"{self._quality_word(rng, quality)}."
-            )
-        return title, features, description, brand
-
     def _image(
         self, rng: np.random.Generator, category_index: int, quality: float, path: Path
     ) -> None:
@@ -428,8 +174,8 @@ class _Generator:
         truth_dir = out / "ground_truth"
         truth_dir.mkdir(parents=True, exist_ok=True)
         summary = SynthSummary(out_dir=out)
-        items_truth = _TruthWriter(truth_dir / "items.parquet", TRUTH_ITEM_SCHEMA)
-        mess_truth = _TruthWriter(truth_dir / "mess.parquet", TRUTH_MESS_SCHEMA)
+        items_truth = TruthWriter(truth_dir / "items.parquet", TRUTH_ITEM_SCHEMA)
+        mess_truth = TruthWriter(truth_dir / "mess.parquet", TRUTH_MESS_SCHEMA)
         per_category = np.full(len(cfg.categories), cfg.n_items // len(cfg.categories))
         per_category[: cfg.n_items % len(cfg.categories)] += 1
 
@@ -473,8 +219,8 @@ class _Generator:
         ci: int,
         category: str,
         n_items: int,
-        items_truth: _TruthWriter,
-        mess_truth: _TruthWriter,
+        items_truth: TruthWriter,
+        mess_truth: TruthWriter,
         summary: SynthSummary,
     ) -> None:
         cfg = self.config
@@ -483,8 +229,8 @@ class _Generator:
         plant = np.random.default_rng([cfg.seed, ci, 7])  # apart, so rng's stream is unchanged
         meta_rel = f"raw/{META_DIR}/{meta_file_name(category, cfg.gzip)}"
         review_rel = f"raw/{REVIEW_DIR}/{review_file_name(category, cfg.gzip)}"
-        meta_out = _LineWriter(self.out_dir / meta_rel, cfg.gzip)
-        review_out = _LineWriter(self.out_dir / review_rel, cfg.gzip)
+        meta_out = LineWriter(self.out_dir / meta_rel, cfg.gzip)
+        review_out = LineWriter(self.out_dir / review_rel, cfg.gzip)
 
         def record(
             file: str,
@@ -533,7 +279,7 @@ class _Generator:
                 np.repeat(np.arange(1, 6), rng.multivariate_hypergeometric(counts, k)) if k else []
             )
             stars = rng.permutation(stars) if k else stars
-            title, features, description, brand = self._text(rng, category, quality)
+            title, features, description, brand = item_text(rng, category, quality)
             has_image = rng.random() > 0.03
             image_rel = f"images/{asin[-2:]}/{asin}.jpg"
             images: list[dict[str, Any]] = []
@@ -645,7 +391,7 @@ class _Generator:
             copy["images"] = [{**img, "thumb": url, "large": url,
                                "hi_res": url if img.get("hi_res") else None}
                               for img in record["images"]]
-        meta_out.write(_dumps(copy))
+        meta_out.write(dumps(copy))
         items_truth.add({
             "parent_asin": asin, "category": self._category_name(ci),
             "main_category": record["main_category"], "true_quality": quality,
@@ -662,143 +408,28 @@ class _Generator:
         return self.config.categories[ci]
 
     # -- mess --------------------------------------------------------------------------------
-    def _write_meta(self, rng, rec, out: _LineWriter, rel: str, record) -> None:
+    def _write_meta(self, rng, rec, out: LineWriter, rel: str, record) -> None:
         asin = rec["parent_asin"]
         if not (self.config.mess_rate > 0 and rng.random() < self.config.mess_rate):
-            out.write(_dumps(rec))
+            out.write(dumps(rec))
             return
         mess = META_MESS[self._planted["items"] % len(META_MESS)]
         self._planted["items"] += 1
-        fld: str | None = None
-        expected, reason = "typed", None
-        if mess == "null_field":
-            fld = str(
-                rng.choice(
-                    [
-                        "title",
-                        "main_category",
-                        "features",
-                        "description",
-                        "store",
-                        "price",
-                        "details",
-                        "average_rating",
-                    ]
-                )
-            )
-            rec[fld] = None
-        elif mess == "empty_string":
-            fld = str(rng.choice(["title", "main_category", "store"]))
-            rec[fld] = ""
-        elif mess == "empty_list":
-            fld = str(rng.choice(["features", "description", "images"]))
-            rec[fld] = []
-        elif mess == "html":
-            fld = "description"
-            rec[fld] = [
-                f"<p>{d}</p><br/>Made &amp; tested <b>carefully</b>." for d in rec[fld] or ["Nice"]
-            ]
-        elif mess == "price_text":
-            fld = "price"
-            rec[fld] = str(rng.choice(["None", "$12.99", "from $5.00", "$1,299.00"]))
-        elif mess == "details_string":
-            fld = "details"
-            rec[fld] = json.dumps(rec[fld])
-        elif mess == "castable_type":
-            fld = str(rng.choice(["average_rating", "rating_number"]))
-            rec[fld] = None if rec[fld] is None else str(rec[fld])
-        elif mess == "hub_images":
-            fld = "images"
-            imgs = rec[fld]
-            rec[fld] = {
-                key: [im[key] for im in imgs] for key in ("hi_res", "large", "thumb", "variant")
-            }
-        elif mess == "wrong_type":
-            fld = str(rng.choice(["rating_number", "average_rating", "features"]))
-            rec[fld] = {
-                "rating_number": "many",
-                "average_rating": [4.5],
-                "features": "one feature",
-            }[fld]
-            expected, reason = "quarantine", reason_wrong_type(fld)
-        elif mess == "missing_key":
-            fld = "parent_asin"
-            del rec[fld]
-            expected, reason = "quarantine", reason_missing(fld)
-        _write_messy(rng, rec, asin, mess, fld, expected, reason, out, rel, "items", record)
+        fld, expected, reason = plant_meta_mess(rng, rec, mess)
+        write_messy(rng, rec, asin, mess, fld, expected, reason, out, rel, "items", record)
 
-    def _write_review(self, rng, rec, out: _LineWriter, rel: str, record, has_meta: bool) -> None:
+    def _write_review(self, rng, rec, out: LineWriter, rel: str, record, has_meta: bool) -> None:
         asin = rec["parent_asin"]
         messy = self.config.mess_rate > 0 and rng.random() < self.config.mess_rate
         if not messy:
-            number = out.write(_dumps(rec))
+            number = out.write(dumps(rec))
             if not has_meta:
                 record(rel, "reviews", number, "orphan_review", None, asin, "typed", None)
             return
         mess = REVIEW_MESS[self._planted["reviews"] % len(REVIEW_MESS)]
         self._planted["reviews"] += 1
-        fld: str | None = None
-        expected, reason = "typed", None
-        if mess == "null_field":
-            fld = str(rng.choice(["title", "text", "user_id", "helpful_vote"]))
-            rec[fld] = None
-        elif mess == "empty_string":
-            fld = str(rng.choice(["title", "text"]))
-            rec[fld] = ""
-        elif mess == "castable_type":
-            fld = str(rng.choice(["rating", "timestamp", "helpful_vote"]))
-            rec[fld] = str(rec[fld])
-        elif mess == "wrong_type":
-            fld = str(rng.choice(["rating", "verified_purchase", "timestamp"]))
-            rec[fld] = {"rating": "five", "verified_purchase": "yes", "timestamp": 1.5e12 + 0.5}[
-                fld
-            ]
-            expected, reason = "quarantine", reason_wrong_type(fld)
-        elif mess == "missing_key":
-            fld = "parent_asin"
-            rec[fld] = None
-            expected, reason = "quarantine", reason_missing(fld)
-        _write_messy(rng, rec, asin, mess, fld, expected, reason, out, rel, "reviews", record)
-
-
-def _write_messy(
-    rng,
-    rec,
-    asin: str,
-    mess: str,
-    fld: str | None,
-    expected: str,
-    reason: str | None,
-    out: _LineWriter,
-    rel: str,
-    kind: str,
-    record,
-) -> None:
-    """Write a record that carries a planted defect, and record what ingest must do with it."""
-    line = _dumps(rec)
-    if mess in ("invalid_json", "non_utf8", "blank_line"):
-        line, reason = _break_line(rng, line, mess)
-        expected = "quarantine"
-    number = out.write(line)
-    record(rel, kind, number, mess, fld, asin, expected, reason)
-    if mess == "duplicate_line":
-        number = out.write(line)
-        record(rel, kind, number, mess, None, asin, "typed", None)
-
-
-def _dumps(rec: dict[str, Any]) -> bytes:
-    # The real files are written with Python's default separators and raw UTF-8.
-    return json.dumps(rec, ensure_ascii=False).encode("utf-8")
-
-
-def _break_line(rng: np.random.Generator, line: bytes, mess: str) -> tuple[bytes, str]:
-    if mess == "invalid_json":
-        cut = int(rng.integers(5, max(6, len(line) - 2)))
-        return line[:cut], REASON_INVALID_JSON
-    if mess == "non_utf8":
-        at = line.find(b'"title": "') + len(b'"title": "')
-        return line[:at] + b"Caf\xe9 \xff" + line[at:], REASON_INVALID_UTF8
-    return b"", REASON_BLANK
+        fld, expected, reason = plant_review_mess(rng, rec, mess)
+        write_messy(rng, rec, asin, mess, fld, expected, reason, out, rel, "reviews", record)
 
 
 def synthesize(out_dir: str | Path, config: SynthConfig | None = None) -> SynthSummary:

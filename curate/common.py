@@ -1,0 +1,79 @@
+"""What every command shares: the catalog option, list parsing, worker defaults, and how an
+error reaches the user (one line for a mistake, a traceback for a bug)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import click
+import typer
+
+from curation.errors import UserError
+
+CatalogOption = Annotated[
+    Path,
+    typer.Option(
+        "--catalog",
+        "-c",
+        envvar="CURATE_CATALOG",
+        help="Catalog folder (catalog.json, catalog.duckdb, Parquet).",
+        show_default=True,
+    ),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+BUG_NOTE = ("curate: this is a bug in Curate, not a mistake of yours; please report it with "
+            "the traceback above")
+
+
+def user_facing(func: F) -> F:
+    """A UserError becomes one line on stderr and exit status 2; any other exception keeps its
+    traceback, says it is a bug, and exits with 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception:
+            traceback.print_exc()
+            print(BUG_NOTE, file=sys.stderr)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def command(app: typer.Typer, name: str | None = None, **options: Any) -> Callable[[F], F]:
+    """Register a function as a command of ``app``, with user_facing errors."""
+
+    def register(func: F) -> F:
+        app.command(name, **options)(user_facing(func))
+        return func
+
+    return register
+
+
+def split_list(value: str | None) -> list[str]:
+    """A comma-separated option as a list (empty items dropped)."""
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def default_workers() -> int:
+    """DataLoader workers: one per spare core, at most 4."""
+    import os
+
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def workers_or_default(workers: int | None) -> int:
+    return default_workers() if workers is None else workers

@@ -1,0 +1,152 @@
+"""``curate weights``: list, compute, describe, compare."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from curate.common import CatalogOption, command
+from curation.errors import UserError
+from curation.paths import DEFAULT_CATALOG
+
+weights_app = typer.Typer(
+    help="Sample weights: list, compute, describe, compare.", no_args_is_help=True
+)
+
+
+def _clip(value: str | None) -> tuple[float | None, float | None] | None:
+    if not value:
+        return None
+    low, _, high = value.partition(",")
+    try:
+        return (float(low) if low.strip() else None, float(high) if high.strip() else None)
+    except ValueError:
+        raise UserError(f"--clip {value!r}: give LOW,HIGH as numbers (either may be empty)") \
+            from None
+
+
+@command(weights_app, "list")
+def weights_list() -> None:
+    """Every strategy: its family, parameters with defaults, and what it favours."""
+    import weighting
+
+    for name, strategy in sorted(weighting.STRATEGIES.items()):
+        params = ", ".join(f"{k}={v!r}" for k, v in strategy.defaults.items()) or "-"
+        typer.echo(f"{name:<26} [{strategy.family}] params: {params}")
+        typer.echo(f"{'':<26} favours {strategy.favours}")
+
+
+@command(weights_app, "compute")
+def weights_compute(
+    slice_name: Annotated[str, typer.Option("--slice", help="Slice name (curate slices list).")],
+    strategy: Annotated[
+        str, typer.Option(help="A strategy with parameters, name:k=v,..., or a product: a*b:k=v.")
+    ],
+    catalog: CatalogOption = DEFAULT_CATALOG,
+    clip: Annotated[
+        str | None, typer.Option(help="Clip weights to LOW,HIGH (either empty).")
+    ] = None,
+    power: Annotated[
+        float | None, typer.Option(help="Raise weights to this power (0 flattens, 1 keeps).")
+    ] = None,
+    normalise: Annotated[bool, typer.Option(help="Divide by the mean weight on train.")] = False,
+) -> None:
+    """Write a weights table (parent_asin, split, weight) for every item of a slice.
+
+    Writes CATALOG/weights/<slice>/<id>/weights.parquet and manifest.json (the train
+    statistics used, diagnostics); a view weights_<slice>__<id> in curate sql.
+    """
+    from curation.slices import Slice
+    from weighting.catalog_io import compute_weights
+
+    table = compute_weights(
+        Slice.open(catalog, slice_name), strategy, clip=_clip(clip), power=power,
+        normalise=normalise
+    )
+    d = table.manifest["diagnostics"]
+    typer.echo(f"weights {table.weights_id} for slice {slice_name}: {table.path}")
+    typer.echo(
+        f"  train ESS {d['effective_sample_size']:,.0f} of {d['train_rows']:,} "
+        f"({d['ess_share']:.1%}); mean {d['mean']:.4g}; max/mean {d['max_over_mean']:.3g}"
+    )
+
+
+@command(weights_app, "describe")
+def weights_describe(
+    slice_name: Annotated[str, typer.Option("--slice", help="Slice name.")],
+    ids: Annotated[list[str], typer.Argument(help="Weights ids (as printed by compute).")],
+    catalog: CatalogOption = DEFAULT_CATALOG,
+) -> None:
+    """ESS, quantiles, max/mean, mass per rating-count decile and stratum, correlation with the
+    target, for each weights table of a slice."""
+
+    from curation.slices import Slice
+    from weighting.catalog_io import describe_frame, load_weights
+
+    slice_ = Slice.open(catalog, slice_name)
+    items = slice_.items()
+    for wid in ids:
+        frame = items.join(load_weights(slice_, wid).drop("split"), on="parent_asin")
+        _print_description(wid, describe_frame(frame))
+
+
+def _print_description(wid: str, d: dict) -> None:
+    q = d["quantiles"]
+    corr = "n/a" if d["corr_with_target"] is None else f"{d['corr_with_target']:+.3f}"
+    typer.echo(
+        f"{wid}: train {d['train_rows']:,} items, ESS {d['effective_sample_size']:,.0f} "
+        f"({d['ess_share']:.1%}), mean {d['mean']:.4g}, max/mean "
+        f"{d['max_over_mean'] or 0:.3g}, zero weights {d['zero_weights']:,}, "
+        f"corr(weight, target) {corr}"
+    )
+    typer.echo("  quantiles " + "  ".join(f"{k}={v:.3g}" for k, v in q.items()))
+    typer.echo(
+        "  mass per rating-count decile "
+        + " ".join(f"{m['mass']:.1%}" for m in d["mass_per_count_decile"])
+    )
+    typer.echo("  mass per stratum (share of weight / share of items):")
+    strata = d["mass_per_stratum"]
+    key = next(k for k in strata[0] if k not in ("items", "mass")) if strata else None
+    for row in strata:
+        typer.echo(f"    {str(row[key])[:50]:<50} {row['mass']:>7.1%} / "
+                   f"{row['items'] / d['train_rows']:>6.1%}")
+
+
+@command(weights_app, "compare")
+def weights_compare(
+    slice_name: Annotated[str, typer.Option("--slice", help="Slice name.")],
+    strategies: Annotated[list[str], typer.Argument(help="Strategy specs to set side by side.")],
+    catalog: CatalogOption = DEFAULT_CATALOG,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the PNG plots (default CATALOG/weights/<slice>/compare)."),
+    ] = None,
+) -> None:
+    """Compute several strategies on a slice, print their diagnostics side by side, and save
+    PNG plots (weight against rating_number; weight histograms)."""
+
+    from curation.slices import Slice
+    from weighting.catalog_io import compare_plot, describe_frame
+    from weighting.compute import compute
+
+    slice_ = Slice.open(catalog, slice_name)
+    items = slice_.items()
+    frames = {spec: items.with_columns(compute(items, spec)) for spec in strategies}
+    typer.echo(
+        f"{'strategy':<32} {'ESS share':>9} {'max/mean':>9} {'zeros':>7} "
+        f"{'corr(w,y)':>9} {'top-decile mass':>15}"
+    )
+    for spec, frame in frames.items():
+        d = describe_frame(frame)
+        corr = d["corr_with_target"]
+        typer.echo(
+            f"{spec:<32} {d['ess_share']:>9.1%} {d['max_over_mean'] or 0:>9.3g} "
+            f"{d['zero_weights']:>7,} {'n/a' if corr is None else f'{corr:+.3f}':>9} "
+            f"{d['mass_per_count_decile'][-1]['mass']:>15.1%}"
+        )
+    folder = out or slice_.catalog.layout.weights_plots(slice_name)
+    for path in compare_plot(frames, folder):
+        typer.echo(f"plot: {path}")
+

@@ -1,0 +1,60 @@
+"""Checkpoints of a run's last finished epoch: weights, optimizer moments, the torch RNG and
+the early-stopping state, as safetensors and JSON, swapped in whole (a kill never leaves half
+a checkpoint)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from curation.manifest import write_json_atomic
+
+
+def save_checkpoint(
+    folder: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
+    from safetensors.torch import save_file
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()},
+              str(tmp / "weights.safetensors"))
+    opt = optimizer.state_dict()
+    # contiguous: a channels-last convolution's moments are strided, which safetensors refuses
+    tensors = {f"{i}.{k}": v.contiguous() for i, s in opt["state"].items() for k, v in s.items()}
+    tensors["rng"] = torch.get_rng_state()
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    write_json_atomic(tmp / "state.json", {**state, "param_groups": opt["param_groups"]})
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def has_checkpoint(folder: Path) -> bool:
+    return (folder / "state.json").exists()
+
+
+def load_checkpoint(
+    folder: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    module.load_state_dict(load_file(str(folder / "weights.safetensors")))
+    tensors = load_file(str(folder / "optimizer.safetensors"))
+    torch.set_rng_state(tensors.pop("rng"))
+    state = json.loads((folder / "state.json").read_text())
+    per_param: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        per_param.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": per_param, "param_groups": state.pop("param_groups")})
+    return state

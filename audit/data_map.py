@@ -37,7 +37,7 @@ def data_map_table(dynamics: pl.DataFrame) -> pl.DataFrame:
     epochs = dynamics["epoch"].n_unique()
     if epochs < 2:
         raise UserError(f"the run recorded {epochs} epoch; a data map needs at least 2 "
-                         "(train with more epochs or a larger --patience)")
+                        "(train with more epochs or a larger --patience)")
     per_item = dynamics.group_by("parent_asin").agg(
         pl.len().alias("epochs"),
         (pl.col("prediction") - pl.col("target")).abs().mean().alias("mean_error"),

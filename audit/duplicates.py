@@ -221,5 +221,5 @@ def _summary(profile: str, items: int, pairs: pl.DataFrame, by_kind: dict[str, i
                   "|---|---|---|---:|---|"]
         for r in leaks.iter_rows(named=True):
             lines.append(f"| {r['a']} | {r['b']} | {r['kind']} | {r['similarity']:.3f} | "
-                         f"{r['split_a']} / {r['split_b']} |")
+                        f"{r['split_a']} / {r['split_b']} |")
     return "\n".join(lines) + "\n"

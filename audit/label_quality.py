@@ -112,7 +112,7 @@ def label_quality_audit(
     labels = items["average_rating"].to_numpy().astype(np.float64)
     if len(labels) < 2 * folds:
         raise UserError(f"slice {slice_name!r} has {len(labels)} items; the audit needs at "
-                         f"least {2 * folds} for {folds} folds")
+                        f"least {2 * folds} for {folds} folds")
     assignment = fold_of(items["parent_asin"].to_list(), folds)
     oof = out_of_fold_predictions(features.astype(np.float64), labels, assignment)
     quality = get_label_quality_scores(labels, oof)

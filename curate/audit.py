@@ -82,10 +82,11 @@ def audit_data_map(
     CATALOG/audit/data_map/<slice>/; feeds the data_map weighting."""
     import polars as pl
 
-    from audit.data_map import REGIONS, data_map_audit
+    from audit.data_map import AUDIT, REGIONS, data_map_audit
+    from curation.paths import CatalogLayout
 
     folder = data_map_audit(catalog, run)
-    table = pl.read_parquet(folder / "items.parquet")
+    table = pl.read_parquet(CatalogLayout(catalog).audit_table(AUDIT, folder.name))
     counts = ", ".join(f"{r} {int((table['region'] == r).sum()):,}" for r in REGIONS)
     typer.echo(f"{table.height:,} train items: {counts}")
     typer.echo(f"-> {folder} (data_map.png, summary.md)")

@@ -141,7 +141,7 @@ def kcore_csv(source: Path | str, k: int, out: Path | str) -> KCoreResult:
     header = first.split(",")[:4] == list(RATING_COLUMNS)
     if len(first.split(",")) < 4:
         raise UserError(f"{source}:1: expected 4 columns ({', '.join(RATING_COLUMNS)}), "
-                         f"got {first[:80]!r}")
+                        f"got {first[:80]!r}")
     con = _connect(out.parent / ".curate-spill")
     try:
         columns = ", ".join(f"'{c}': '{t}'" for c, t in zip(
@@ -208,7 +208,7 @@ def export(
     known = sorted(e["category"] for e in catalog.sources.values() if e["kind"] == "reviews")
     if category not in known:
         raise UserError(f"no reviews of category {category!r} in the catalog (it has: "
-                         f"{', '.join(known) or 'none'})")
+                        f"{', '.join(known) or 'none'})")
     name = f"{category}-{core}core-{split}"
     final = Path(out) / name
     staging = Path(out) / f".{name}.staging"

@@ -134,7 +134,8 @@ def prepare_split(catalog: Catalog, profile: str, split_seed: int) -> dict[str, 
         cleaned = read_clean_manifest(layout, profile)
         assert cleaned is not None
     split = read_split_manifest(layout, profile, split_seed)
-    if split is None or split["inputs"][SILVER_ITEMS] != cleaned["outputs"]["items.parquet"]:
+    silver_sha = cleaned["outputs"][layout.silver_items(profile).name]
+    if split is None or split["inputs"][SILVER_ITEMS] != silver_sha:
         build_split(catalog, profile=profile, seed=split_seed)
     wanted = {**silver_views(layout, profile), **split_views(layout, profile, split_seed)}
     return {k: v for k, v in wanted.items() if catalog.tables.get(k) != v}

@@ -206,7 +206,7 @@ def read_challenge_csv(path: Path | str, image_root: Path | str | None) -> pl.Da
     absent = [c for c in CHALLENGE_COLUMNS if c not in raw.columns]
     if absent:
         raise UserError(f"{path}: missing column(s) {', '.join(absent)} (expected "
-                         f"{', '.join(CHALLENGE_COLUMNS)})")
+                        f"{', '.join(CHALLENGE_COLUMNS)})")
     if raw["parent_asin"].is_null().any():
         line = int(raw["parent_asin"].is_null().arg_true()[0]) + 2  # header is line 1
         raise UserError(f"{path}:{line}: empty parent_asin")

@@ -195,7 +195,7 @@ def load_study(folder: Path | str) -> tuple[StudyConfig, list[PlannedRun]]:
     folder = Path(folder)
     if not (folder / "study.json").exists():
         raise UserError(f"{folder} is not a study folder (no study.json): run "
-                         "curate study run CONFIG first")
+                        "curate study run CONFIG first")
     # study.json holds the config with its paths as resolved when the study ran
     data = json.loads((folder / "study.json").read_text())["config"]
     for key in ("fractions", "strategies", "seeds"):

@@ -137,6 +137,38 @@ def test_user_mistakes_are_one_line_errors(messy_catalog, tmp_path):
         assert len(result.output.strip().splitlines()) == 1, result.output
 
 
+def test_a_bug_keeps_its_traceback_and_says_it_is_one(monkeypatch, tmp_path):
+    """Only a UserError is a user's mistake; any other exception inside a command is a bug:
+    its traceback is shown, with a line saying so, and the exit status is 1, not 2."""
+    import curation.synth
+
+    def broken(*_args, **_kwargs):
+        raise ValueError("an internal invariant broke")  # a bug, though a ValueError
+
+    monkeypatch.setattr(curation.synth, "synthesize", broken)
+    result = runner.invoke(app, ["synth", str(tmp_path / "s"), "--items", "10"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" in result.stderr and "an internal invariant broke" in result.stderr
+    assert "this is a bug in Curate" in result.stderr
+    mistake = runner.invoke(app, ["synth", str(tmp_path / "s"), "--mess", "2"])
+    assert mistake.exit_code == 2 and "Traceback" not in mistake.stderr
+
+
+def test_every_command_reports_user_errors_in_one_line():
+    """Each registered command goes through the error handling (none was left out)."""
+    def commands(typer_app):
+        for info in typer_app.registered_commands:
+            yield info.callback
+        for group in typer_app.registered_groups:
+            yield from commands(group.typer_instance)
+
+    found = list(commands(app))
+    assert len(found) >= 25
+    unwrapped = [c.__name__ for c in found
+                 if c.__code__.co_qualname != "user_facing.<locals>.wrapper"]
+    assert not unwrapped, unwrapped
+
+
 def test_query_from_stdin(messy_catalog):
     result = runner.invoke(
         app, ["sql", "-c", str(messy_catalog), "--format", "csv"], input="SELECT 41 + 1 AS answer"

@@ -33,20 +33,133 @@ def duckdb_config(spill_dir: Path) -> dict[str, Any]:
     return {"memory_limit": MEMORY_LIMIT, "temp_directory": str(spill_dir)}
 
 
+# Parquet written by copy_sorted: row groups of about this many bytes of data. DuckDB's
+# default of 122,880 rows makes a row group of wide rows (text, lists) take over 100 MB to
+# write and tens of MB per page to read, on every thread, whatever the memory limit.
+ROW_GROUP_BYTES = 16 * 2**20
+SORT_CHUNK_SHARE = 8  # a run of wide rows sorted in memory takes at most this share of the limit
+SCATTER_ROWS = 2048  # rows a run file buffers before it writes them (one DuckDB vector)
+SCATTER_OPEN_FILES = 16  # run files open at once while the rows are scattered
+
+
 def copy_sorted(con, select: str, order_by: str, path: Path | str) -> int:
     """Write ``select`` to Parquet in ``order_by`` order; returns the rows written.
 
-    The rows are sorted into a temporary table first, on every thread (a table spills to the
-    temp directory), then copied in stored order. A COPY with its own ORDER BY over wide rows
-    (text, lists) keeps a sort and a Parquet buffer per thread and ran out of memory.
+    ``order_by`` is over the select's output columns and must give a total order (unique keys),
+    so the same inputs give the same bytes. DuckDB's sort does not spill wide rows (text,
+    lists) well: 1.5 ran past the memory limit and 2.0 fails at it. So only the narrow keys
+    are sorted, and the wide rows are moved, never sorted, in bounded pieces:
+
+    1. the rows go to a temporary table as they come (a table spills);
+    2. their keys are ranked (a narrow sort): each row gets its position;
+    3. one pass writes every row to the file of its run of positions (each run a small share
+       of the memory limit), so the work grows linearly with the data;
+    4. each run is sorted on its own, in memory, and appended in order to a table that is
+       written in stored order, in row groups sized from its first rows.
     """
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _curate_sorted AS {select} ORDER BY {order_by}")
+    path = Path(path)
+    runs_dir = path.with_name(f".{path.stem}.runs")  # beside the output, in its staging folder
+    tables = ("_curate_rows", "_curate_order", "_curate_sorted")
     try:
-        return con.execute(
-            f"COPY _curate_sorted TO '{path}' (FORMAT parquet, COMPRESSION zstd)"
-        ).fetchone()[0]
+        with insertion_order(con, False):  # the order is made below
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _curate_rows AS {select}")
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _curate_order AS
+            SELECT rowid AS _rid, row_number() OVER (ORDER BY {order_by}) - 1 AS _pos
+            FROM _curate_rows
+        """)
+        rows = con.execute("SELECT count(*) FROM _curate_order").fetchone()[0]
+        run = _rows_per(memory_limit_bytes(con) / SORT_CHUNK_SHARE,
+                        _row_bytes(con, "_curate_rows"))
+        con.execute("CREATE OR REPLACE TEMP TABLE _curate_sorted AS FROM _curate_rows LIMIT 0")
+        positioned = ("SELECT r.*, o._pos FROM _curate_rows AS r "
+                      "JOIN _curate_order AS o ON r.rowid = o._rid")
+        if rows <= run:  # one run: sorted in memory straight away
+            sources = [f"({positioned})"]
+        else:
+            # Every open run file buffers a row group: small row groups and few open files
+            # keep the scatter within the limit (a run may then span several files).
+            con.execute(f"SET partitioned_write_flush_threshold = {SCATTER_ROWS}")
+            con.execute(f"SET partitioned_write_max_open_files = {SCATTER_OPEN_FILES}")
+            with insertion_order(con, False):
+                con.execute(f"""
+                    COPY (SELECT *, _pos // {run} AS _run FROM ({positioned}))
+                    TO {_sql_literal(str(runs_dir))}
+                    (FORMAT parquet, PARTITION_BY (_run), ROW_GROUP_SIZE {SCATTER_ROWS})
+                """)
+            con.execute("RESET partitioned_write_flush_threshold")
+            con.execute("RESET partitioned_write_max_open_files")
+            for table in tables[:2]:  # free their memory for what follows
+                con.execute(f"DROP TABLE {table}")
+            sources = [parquet_source(runs_dir / f"_run={i}" / "*.parquet")
+                       for i in range((rows + run - 1) // run)]
+        with insertion_order(con, True):
+            for source in sources:
+                con.execute(f"INSERT INTO _curate_sorted "
+                            f"SELECT * EXCLUDE (_pos) FROM {source} ORDER BY _pos")
+            for table in tables[:2]:
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+            # From the first rows in order, so the same inputs give the same row groups.
+            row_group = _rows_per(ROW_GROUP_BYTES, _row_bytes(con, "_curate_sorted"))
+            return con.execute(
+                f"COPY _curate_sorted TO {_sql_literal(str(path))} "
+                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {row_group})"
+            ).fetchone()[0]
     finally:
-        con.execute("DROP TABLE IF EXISTS _curate_sorted")
+        for table in tables:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        shutil.rmtree(runs_dir, ignore_errors=True)
+
+
+@contextmanager
+def insertion_order(con, preserve: bool) -> Iterator[None]:
+    """Set DuckDB's preserve_insertion_order for a block, then put back what it was."""
+    before = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+    con.execute(f"SET preserve_insertion_order = {str(preserve).lower()}")
+    try:
+        yield
+    finally:
+        con.execute(f"SET preserve_insertion_order = {str(before).lower()}")
+
+
+_UNITS = {
+    "": 1,
+    "bytes": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def memory_limit_bytes(con) -> int:
+    """The connection's memory limit in bytes (DuckDB reports it as text: '953.6 MiB')."""
+    import re
+
+    text = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", str(text))
+    if not match or match.group(2).lower() not in _UNITS:
+        return 2**30
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def _row_bytes(con, table: str) -> float:
+    """Bytes of a row of ``table``, estimated on its first rows."""
+    sample = con.execute(
+        f"SELECT count(*), sum(strlen(CAST(COLUMNS(*) AS VARCHAR))) FROM (FROM {table} LIMIT 2048)"
+    ).fetchone()
+    count, columns = sample[0], len(sample) - 1
+    return sum(v or 0 for v in sample[1:]) / max(count, 1) + 16 * columns
+
+
+def _rows_per(budget: float, row_bytes: float) -> int:
+    """Rows of ``row_bytes`` in ``budget`` bytes, in whole vectors of 2,048, at most DuckDB's
+    default row group (122,880)."""
+    return min(122_880, max(2048, int(budget / row_bytes) // 2048 * 2048))
 
 
 class CatalogError(UserError):

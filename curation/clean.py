@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curation.catalog import Catalog, copy_sorted
+from curation.catalog import Catalog, copy_sorted, insertion_order
 from curation.errors import UserError
 from curation.paths import MANIFEST, CatalogLayout
 
@@ -167,13 +167,15 @@ SELECT
     CASE WHEN regexp_full_match(trim(i.price), '\\$?[0-9][0-9,]*(\\.[0-9]+)?')
          THEN TRY_CAST(regexp_replace(trim(i.price), '[$,]', '', 'g') AS DOUBLE) END AS price,
     json_extract_string(TRY_CAST(i.details AS JSON), '$.Brand') AS brand,
-    o._occurrence
+    coalesce(o._occurrence, 1) AS _occurrence
 FROM items AS i
-JOIN (  -- ranked on narrow keys: a window over the wide rows would sort all their text
+LEFT JOIN (  -- ranked on narrow keys, and only the items with more than one line: a join
+            -- on every line holds a hash table of all of them (more than a small memory limit)
     SELECT category, source_line,
            row_number() OVER (PARTITION BY parent_asin ORDER BY category, source_line)
                AS _occurrence
     FROM items
+    WHERE parent_asin IN (SELECT parent_asin FROM items GROUP BY parent_asin HAVING count(*) > 1)
 ) AS o USING (category, source_line)
 """
 
@@ -181,13 +183,16 @@ _REVIEW_STATS = """
 SELECT parent_asin,
        count(*) AS review_count,
        avg(rating) AS review_rating_mean,
-       stddev_samp(rating) AS review_rating_std,
+       -- from exact sums (ratings in thousandths), not stddev_samp, whose running update
+       -- rounds differently as the threads split the rows: same inputs, same bytes
+       CASE WHEN count(*) > 1 THEN sqrt(greatest(0, (count(*) * sum(r1 * r1) - sum(r1) * sum(r1))
+           ::DOUBLE / (count(*) * (count(*) - 1)))) / 1000 END AS review_rating_std,
        avg((rating >= 4)::INTEGER) AS review_positive_share,
        sum(helpful_vote) AS helpful_votes,
        avg(verified_purchase::INTEGER) AS verified_share,
        min(timestamp) AS first_review_ms,
        max(timestamp) AS last_review_ms
-FROM reviews
+FROM (SELECT *, round(rating * 1000)::BIGINT AS r1 FROM reviews)
 WHERE rating BETWEEN 1 AND 5
 GROUP BY parent_asin
 """
@@ -231,10 +236,11 @@ def clean(catalog: Catalog | Path | str, profile: str = "default") -> CleanResul
         con = catalog.connect(read_only=True)
         try:
             con.execute(TEXT_MACROS)
-            con.execute(f"""
-                CREATE TEMP TABLE judged AS
-                SELECT n.*, {first_rule} AS _rule FROM ({_NORMALISED}) AS n
-            """)
+            with insertion_order(con, False):  # every read of it below sorts or counts
+                con.execute(f"""
+                    CREATE TEMP TABLE judged AS
+                    SELECT n.*, {first_rule} AS _rule FROM ({_NORMALISED}) AS n
+                """)
             copy_sorted(
                 con,
                 f"""
@@ -251,7 +257,7 @@ def clean(catalog: Catalog | Path | str, profile: str = "default") -> CleanResul
                            r.verified_share, r.first_review_ms, r.last_review_ms
                     FROM judged AS j LEFT JOIN ({_REVIEW_STATS}) AS r USING (parent_asin)
                     WHERE j._rule IS NULL""",
-                "j.parent_asin",
+                "parent_asin",
                 silver,
             )
             con.execute(f"""

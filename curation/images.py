@@ -24,7 +24,6 @@ import http.client
 import io
 import os
 import ssl
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -38,6 +37,7 @@ import polars as pl
 
 from curation.catalog import Catalog, parquet_source
 from curation.errors import UserError
+from curation.manifest import atomic_file
 from curation.paths import CatalogLayout
 
 STATUS_VIEW = "image_status"
@@ -274,10 +274,8 @@ def fetch_one(url: str, images_dir: Path, settings: FetchSettings,
         relative = f"{digest[:2]}/{digest}.jpg"
         target = images_dir / relative
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_bytes(stored)
-            os.replace(tmp, target)
+            with atomic_file(target) as tmp:
+                tmp.write_bytes(stored)
         return Outcome(url, OK, http_status, attempts, len(data),
                        hashlib.sha256(data).hexdigest(), width, height, relative)
 
@@ -321,10 +319,8 @@ class _Journal:
     def flush(self) -> None:
         if not self.pending:
             return
-        path = self.dir / f"part-{self.next_part:06d}.parquet"
-        tmp = path.with_name(path.name + ".tmp")
-        _frame(self.pending).write_parquet(tmp)
-        os.replace(tmp, path)
+        with atomic_file(self.dir / f"part-{self.next_part:06d}.parquet") as tmp:
+            _frame(self.pending).write_parquet(tmp)
         self.next_part += 1
         self.pending = []
         self.last = time.monotonic()
@@ -334,9 +330,8 @@ def _fold_journal(layout: CatalogLayout) -> pl.DataFrame:
     """Write status.parquet (sorted by url, so the same results give the same bytes) and
     drop the journal."""
     status = read_status(layout).sort("url")
-    tmp = layout.image_status.with_name("status.parquet.tmp")
-    status.write_parquet(tmp)
-    os.replace(tmp, layout.image_status)
+    with atomic_file(layout.image_status) as tmp:
+        status.write_parquet(tmp)
     journal = layout.image_journal
     for part in journal.glob("part-*.parquet"):
         part.unlink()

@@ -21,7 +21,8 @@ def atomic_file(path: Path) -> Iterator[Path]:
     """Yields a temporary path beside ``path`` to write to; when the block ends without an
     error it is renamed to ``path`` (readers never see half a file), otherwise removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    # the suffix is kept: some writers (DuckDB's COPY, matplotlib) take the format from it
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)

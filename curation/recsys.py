@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from curation.errors import UserError
+from curation.manifest import atomic_file
 
 VALID_FROM_MS = 1628643414042
 TEST_FROM_MS = 1658002729837
@@ -156,10 +157,8 @@ def kcore_csv(source: Path | str, k: int, out: Path | str) -> KCoreResult:
             first_line = str(exc).strip().splitlines()[0]
             raise UserError(f"{source}: {first_line}") from None
         result = kcore(con, k)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp{out.suffix}")  # the suffix names the format
-        _copy(con, f"SELECT {', '.join(RATING_COLUMNS)} FROM kcore", "ord", tmp)
-        tmp.replace(out)
+        with atomic_file(out) as tmp:
+            _copy(con, f"SELECT {', '.join(RATING_COLUMNS)} FROM kcore", "ord", tmp)
     finally:
         con.close()
     return result

@@ -230,7 +230,7 @@ def build_slice(
                            {COUNT_BIN_SQL} AS count_bin, r.stratum, r.slice_threshold
                     FROM {parquet_source(silver)} AS s JOIN ranked AS r USING (parent_asin)
                     WHERE r.selected""",
-                "CASE r.split WHEN 'train' THEN 0 WHEN 'val' THEN 1 ELSE 2 END, parent_asin",
+                "CASE split WHEN 'train' THEN 0 WHEN 'val' THEN 1 ELSE 2 END, parent_asin",
                 output,
             )
             per_stratum = con.execute(f"""

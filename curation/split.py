@@ -178,13 +178,21 @@ def build_split(
             )
             con.execute(f"""
                 COPY (
+                    WITH keys AS (
+                        SELECT kind, key, parent_asin, split
+                        FROM (SELECT 'title' AS kind, title_key AS key, parent_asin FROM keyed
+                              UNION ALL SELECT 'image', image_key, parent_asin FROM keyed)
+                        JOIN assigned USING (parent_asin)
+                        WHERE key IS NOT NULL
+                    ), leaking AS (  -- plain GROUP BYs first: DISTINCT and ordered aggregates
+                                     -- over every key do not spill; only leaking keys get a list
+                        SELECT kind, key FROM (SELECT DISTINCT kind, key, split FROM keys)
+                        GROUP BY kind, key HAVING count(*) > 1
+                    )
                     SELECT kind, key, count(DISTINCT split) AS splits, count(*) AS items,
                            list(parent_asin ORDER BY parent_asin) AS parent_asins
-                    FROM (SELECT 'title' AS kind, title_key AS key, parent_asin FROM keyed
-                          UNION ALL SELECT 'image', image_key, parent_asin FROM keyed)
-                    JOIN assigned USING (parent_asin)
-                    WHERE key IS NOT NULL
-                    GROUP BY kind, key HAVING count(DISTINCT split) > 1
+                    FROM keys SEMI JOIN leaking USING (kind, key)
+                    GROUP BY kind, key
                     ORDER BY kind, key
                 ) TO '{leakage}' (FORMAT parquet)
             """)

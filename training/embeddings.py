@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import torch
 
 from curation.catalog import parquet_source
 from curation.images import resolve_image_paths
+from curation.manifest import atomic_file, write_json_atomic
 from curation.progress import progress_bar
 from curation.slices import Slice
 from curation.split import stable_hash_sql
@@ -157,16 +157,12 @@ class EmbeddingCache:
                 model.image_encoder.load_state_dict(load_file(stored), strict=False)
             else:
                 calibrate_batch_norms(model.image_encoder, self.calibration_paths, model.image_size)
-                self.dir.mkdir(parents=True, exist_ok=True)
-                tmp = stored.with_suffix(f".tmp{os.getpid()}")
-                save_file(batch_norm_state(model.image_encoder), str(tmp))
-                os.replace(tmp, stored)
+                with atomic_file(stored) as tmp:
+                    save_file(batch_norm_state(model.image_encoder), str(tmp))
         self.dir.mkdir(parents=True, exist_ok=True)
         encoder_json = self.dir / "encoder.json"
         if not encoder_json.exists():
-            tmp = encoder_json.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(self.description, indent=2, sort_keys=True) + "\n")
-            os.replace(tmp, encoder_json)
+            write_json_atomic(encoder_json, self.description)
         model.eval()
         for p in model.image_encoder.parameters():
             p.requires_grad_(False)
@@ -247,10 +243,8 @@ class EmbeddingCache:
             "features": pa.FixedSizeListArray.from_arrays(flat, matrix.shape[1]),
         })
         name = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
-        final = self.dir / f"part-{name}.parquet"
-        tmp = self.dir / f".part-{name}.{os.getpid()}.tmp"
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, final)
+        with atomic_file(self.dir / f"part-{name}.parquet") as tmp:
+            pq.write_table(table, tmp, compression="zstd")
 
     def _gather(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
         wanted = set(keys)

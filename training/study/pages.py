@@ -14,6 +14,7 @@ from typing import Any
 
 import polars as pl
 
+from curation.manifest import atomic_file
 from training.study.config import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_EXTRAPOLATE_FROM,
@@ -24,9 +25,8 @@ from training.study.scaling import GRID_STARTS, mean_interval
 
 
 def write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
     return path
 
 
@@ -47,12 +47,11 @@ def write_table(frame: pl.DataFrame, stem: Path) -> list[Path]:
     paths = []
     for suffix in (".parquet", ".csv"):
         path = stem.with_suffix(suffix)
-        tmp = path.with_name(path.name + ".tmp")
-        if suffix == ".parquet":
-            frame.write_parquet(tmp)
-        else:
-            frame.write_csv(tmp)
-        tmp.replace(path)
+        with atomic_file(path) as tmp:
+            if suffix == ".parquet":
+                frame.write_parquet(tmp)
+            else:
+                frame.write_csv(tmp)
         paths.append(path)
     return paths
 
@@ -103,10 +102,9 @@ def plot_curves(results: pl.DataFrame, fits: dict[str, Any], error: str, path: P
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 

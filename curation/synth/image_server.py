@@ -63,7 +63,9 @@ class ImageServer:
         self._lock = threading.Lock()
         handler = self._handler()
         self.httpd = _QuietServer(("127.0.0.1", port), handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # shutdown() waits for the serve loop's next poll: a short one keeps tests quick
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
+                                       daemon=True)
 
     @property
     def url(self) -> str:

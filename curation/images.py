@@ -234,6 +234,8 @@ def process_image(data: bytes, settings: FetchSettings) -> tuple[bytes, int, int
     try:
         with Image.open(io.BytesIO(data)) as probe:  # reads the header only
             width, height = probe.size
+    except Image.DecompressionBombError as exc:  # over Pillow's own cap, before ours is asked
+        raise _Failure("too_many_pixels", str(exc)) from None
     except Exception as exc:  # PIL raises many kinds on garbage
         raise _Failure("not_an_image", f"undecodable: {exc}") from None
     if width * height > settings.max_pixels:

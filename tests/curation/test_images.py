@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
+import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +25,18 @@ from typer.testing import CliRunner
 from curate.cli import app
 from curation.catalog import Catalog
 from curation.clean import clean, silver_shown
-from curation.images import FetchSettings, fetch_images, read_status, resolve_image_paths, urls_for
+from curation.images import (
+    FetchSettings,
+    fetch_images,
+    fetch_one,
+    read_status,
+    resolve_image_paths,
+    urls_for,
+)
 from curation.ingest import ingest
 from curation.paths import CatalogLayout
 from curation.synth import SynthConfig, synthesize
-from curation.synth.image_server import ImageServer
+from curation.synth.image_server import ENDLESS_BYTES, ImageServer
 
 SETTINGS = FetchSettings(concurrency=4, connect_timeout=2.0, read_timeout=0.4, retries=2,
                          backoff=0.01, max_bytes=60_000, max_pixels=1_000_000)
@@ -57,6 +70,28 @@ def jpeg(width: int, height: int, seed: int, quality: int = 85) -> bytes:
     out = io.BytesIO()
     Image.fromarray(pixels).save(out, format="JPEG", quality=quality)
     return out.getvalue()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that is all header: it claims width x height pixels and holds none."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def fetch_rows(catalog: Path, urls: list[str], settings: FetchSettings) -> dict[str, dict]:
+    """Fetch, then the status row of each URL by its last path segment."""
+    fetch_images(catalog, urls, settings)
+    status = read_status(CatalogLayout(catalog))
+    assert status.height == len(set(urls))
+    return {row["url"].rsplit("/", 1)[-1]: row for row in status.iter_rows(named=True)}
+
+
+def stored_files(catalog: Path) -> list[Path]:
+    return sorted((catalog / "images").glob("*/*.jpg"))
 
 
 @pytest.fixture()
@@ -101,6 +136,7 @@ def test_each_fault_ends_with_its_status_and_nothing_else_is_affected(site, cata
     assert requests["/missing.jpg"] == 1  # a 404 is not retried
     assert requests["/down.jpg"] == 3 and requests["/slow.jpg"] == 3  # 5xx, timeouts are
     assert by_name["a.jpg"]["status"] == "bad_scheme"
+    assert "'ftp' is not http, https or file" in by_name["a.jpg"]["error"]
     for url in good:
         row = status.filter(pl.col("url") == url).row(0, named=True)
         assert row["status"] == "ok" and row["attempts"] == 1
@@ -202,6 +238,177 @@ def test_bad_settings_are_one_line(catalog):
     result = CliRunner().invoke(app, ["images", "fetch", "-c", str(catalog),
                                       "--concurrency", "0"])
     assert result.exit_code == 2 and "--concurrency must be positive" in result.output
+
+
+# --- each safeguard on its own, against a server that breaks it ------------------------------
+
+
+def test_the_byte_cap_stops_a_body_while_it_streams(site, catalog):
+    """--max-bytes holds without a Content-Length: an endless body is cut off after about the
+    cap (the server cannot finish writing it), a declared size over the cap is refused from
+    the header before any body comes, and a file:// URL is checked by its size."""
+    shutil.copy(site / "big.jpg", site / "unsized-big.jpg")
+    shutil.copy(site / "good-0.jpg", site / "unsized-good.jpg")
+    faults = {"/endless.jpg": "endless", "/huge.jpg": "huge",
+              "/unsized-big.jpg": "nolength", "/unsized-good.jpg": "nolength"}
+    with ImageServer(site, faults) as server:
+        names = ["endless.jpg", "huge.jpg", "unsized-big.jpg", "unsized-good.jpg"]
+        urls = [server.url + name for name in names] + [site.as_uri() + "/big.jpg",
+                                                       site.as_uri() + "/absent.jpg"]
+        rows = fetch_rows(catalog, urls, SETTINGS)
+        requests, sent = dict(server.requests), dict(server.sent)
+    for name in ("endless.jpg", "huge.jpg", "unsized-big.jpg", "big.jpg"):
+        row = rows[name]
+        assert (row["status"], row["attempts"], row["path"]) == ("too_large", 1, None), row
+        assert "60,000" in row["error"]
+    assert requests["/endless.jpg"] == requests["/huge.jpg"] == 1  # too_large is not retried
+    # the endless body was abandoned after the cap, not read to its end (64 MiB)
+    assert 60_000 < sent["/endless.jpg"] < ENDLESS_BYTES // 4
+    # the terabyte was refused at its header, not after waiting for a body that never comes
+    assert "Content-Length" in rows["huge.jpg"]["error"]
+    # without a Content-Length, an image under the cap is read to the end of the connection
+    assert rows["unsized-good.jpg"]["status"] == "ok"
+    assert rows["unsized-good.jpg"]["source_bytes"] == (site / "good-0.jpg").stat().st_size
+    assert rows["absent.jpg"]["status"] == "file_not_found"
+    assert len(stored_files(catalog)) == 1
+
+
+def test_redirects_within_the_cap_are_followed_and_longer_chains_and_loops_are_not(
+        site, catalog):
+    settings = dataclasses.replace(SETTINGS, max_redirects=3)
+    with ImageServer(site) as server:
+        server.faults.update({  # three hops to good-0 (the cap), four to good-1 (one too many)
+            "/a1.jpg": "redirect:/a2.jpg", "/a2.jpg": f"redirect:{server.url}a3.jpg",
+            "/a3.jpg": "redirect:good-0.jpg",
+            "/b1.jpg": "redirect:/b2.jpg", "/b2.jpg": "redirect:/b3.jpg",
+            "/b3.jpg": "redirect:/b4.jpg", "/b4.jpg": "redirect:/good-1.jpg",
+            "/ping.jpg": "redirect:/pong.jpg", "/pong.jpg": "redirect:/ping.jpg",
+            "/local.jpg": f"redirect:{site.as_uri()}/good-2.jpg",  # a server may not read files
+        })
+        rows = fetch_rows(catalog, [server.url + n for n in
+                                    ("a1.jpg", "b1.jpg", "ping.jpg", "local.jpg")], settings)
+        requests = dict(server.requests)
+    expected = {"a1.jpg": ("ok", 200), "b1.jpg": ("too_many_redirects", None),
+                "ping.jpg": ("redirect_loop", 302), "local.jpg": ("bad_scheme", None)}
+    for name, (status, http_status) in expected.items():
+        row = rows[name]
+        assert (row["status"], row["http_status"], row["attempts"]) == (status, http_status, 1)
+    assert rows["a1.jpg"]["width"] == 120  # good-0, at the end of the chain
+    assert all(requests[f"/a{i}.jpg"] == 1 for i in (1, 2, 3)) and requests["/good-0.jpg"] == 1
+    assert all(requests[f"/b{i}.jpg"] == 1 for i in (1, 2, 3, 4))
+    assert "/good-1.jpg" not in requests  # the fifth request was never made
+    assert requests["/ping.jpg"] == requests["/pong.jpg"] == 1  # the loop is seen, not run
+    assert "/good-2.jpg" not in requests and len(stored_files(catalog)) == 1
+
+
+def test_429_is_retried_with_exponential_backoff(site, catalog):
+    settings = dataclasses.replace(SETTINGS, retries=3, backoff=0.05)
+    shutil.copy(site / "good-0.jpg", site / "busy.jpg")
+    faults = {"/busy.jpg": "flaky:2:429", "/limited.jpg": "status:429"}
+    with ImageServer(site, faults) as server:
+        rows = fetch_rows(catalog, [server.url + "busy.jpg", server.url + "limited.jpg"],
+                          settings)
+        requests, times = dict(server.requests), dict(server.times)
+    assert (rows["busy.jpg"]["status"], rows["busy.jpg"]["attempts"]) == ("ok", 3)
+    limited = rows["limited.jpg"]
+    assert (limited["status"], limited["http_status"], limited["attempts"]) == ("http_429", 429, 4)
+    assert requests["/limited.jpg"] == 4 and requests["/busy.jpg"] == 3  # retries + 1 at most
+    # the waits the server saw between attempts: backoff, then doubling
+    gaps = np.diff(times["/limited.jpg"])
+    assert (gaps >= 0.95 * settings.backoff * 2.0 ** np.arange(3)).all(), gaps
+    assert (np.diff(times["/busy.jpg"]) >= 0.95 * settings.backoff * 2.0 ** np.arange(2)).all()
+
+
+def test_connection_errors_are_retried_and_4xx_are_not(site, catalog):
+    shutil.copy(site / "good-0.jpg", site / "reset-once.jpg")
+    faults = {"/reset.jpg": "reset", "/reset-once.jpg": "reset:1",
+              "/forbidden.jpg": "status:403", "/gone.jpg": "status:410"}
+    with ImageServer(site, faults) as server, socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: a connection is refused
+        nobody = f"http://127.0.0.1:{closed.getsockname()[1]}/nobody.jpg"
+        urls = [server.url + n for n in ("reset.jpg", "reset-once.jpg", "forbidden.jpg",
+                                         "gone.jpg", "missing.jpg")] + [nobody]
+        rows = fetch_rows(catalog, urls, SETTINGS)
+        requests = dict(server.requests)
+    expected = {"reset.jpg": ("connection_error", 3), "nobody.jpg": ("connection_error", 3),
+                "reset-once.jpg": ("ok", 2), "forbidden.jpg": ("http_4xx", 1),
+                "gone.jpg": ("http_404", 1), "missing.jpg": ("http_404", 1)}
+    for name, (status, attempts) in expected.items():
+        row = rows[name]
+        assert (row["status"], row["attempts"]) == (status, attempts), row
+    assert requests["/reset.jpg"] == 3 and requests["/reset-once.jpg"] == 2
+    assert requests["/forbidden.jpg"] == requests["/gone.jpg"] == requests["/missing.jpg"] == 1
+    assert rows["forbidden.jpg"]["http_status"] == 403
+
+
+def test_a_body_that_stalls_and_a_connection_that_never_opens_time_out(site, catalog):
+    settings = dataclasses.replace(SETTINGS, retries=1, connect_timeout=0.3, read_timeout=0.3)
+    shutil.copy(site / "good-0.jpg", site / "stall.jpg")
+    with ImageServer(site, {"/stall.jpg": "stall:3"}) as server:
+        rows = fetch_rows(catalog, [server.url + "stall.jpg"], settings)
+        assert server.requests["/stall.jpg"] == 2
+    assert (rows["stall.jpg"]["status"], rows["stall.jpg"]["attempts"]) == ("timeout", 2)
+    assert "stalled" in rows["stall.jpg"]["error"]
+
+    # a listener whose backlog is full: the kernel drops further SYNs, connect() hangs
+    with socket.socket() as full, socket.socket() as filler:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        filler.connect(full.getsockname())
+        outcome: list = []
+        url = f"http://127.0.0.1:{full.getsockname()[1]}/never.jpg"
+        worker = threading.Thread(target=lambda: outcome.append(
+            fetch_one(url, catalog / "images", settings)), daemon=True)
+        worker.start()
+        worker.join(10)
+        assert not worker.is_alive(), "connect() was not bounded by the connect timeout"
+    assert (outcome[0].status, outcome[0].attempts) == ("timeout", 2)
+
+
+def test_only_images_are_stored_whatever_the_content_type(site, catalog):
+    """Magic bytes first, then a header-only pixel count, then a full decode: a TIFF is not
+    one of the accepted formats, a bomb is refused from its header (these PNGs have no pixel
+    data, so decoding them would fail differently), a JPEG cut short does not decode."""
+    tiff = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 10, 10)).save(tiff, format="TIFF")
+    (site / "photo.jpg").write_bytes(tiff.getvalue())
+    (site / "wide.png").write_bytes(png_header(2000, 2000))  # 4M pixels > 1M, Pillow opens it
+    (site / "vast.png").write_bytes(png_header(20_000, 10_000))  # 200M: past Pillow's own cap
+    whole = (site / "good-3.jpg").read_bytes()
+    (site / "half.jpg").write_bytes(whole[: len(whole) // 2])  # served whole, as it is
+    with ImageServer(site) as server:
+        rows = fetch_rows(catalog, [server.url + n for n in
+                                    ("photo.jpg", "wide.png", "vast.png", "half.jpg")], SETTINGS)
+    expected = {"photo.jpg": "not_an_image", "wide.png": "too_many_pixels",
+                "vast.png": "too_many_pixels", "half.jpg": "not_an_image"}
+    assert {name: row["status"] for name, row in rows.items()} == expected
+    assert "not an image format" in rows["photo.jpg"]["error"]
+    assert "2000x2000" in rows["wide.png"]["error"]
+    assert all(row["attempts"] == 1 and row["path"] is None for row in rows.values())
+    assert stored_files(catalog) == []
+
+
+def test_a_cached_file_that_is_gone_is_fetched_again_and_nothing_else(site, catalog):
+    with ImageServer(site) as server:
+        urls = [server.url + f"good-{i}.jpg" for i in range(3)]
+        fetch_images(catalog, urls, SETTINGS)
+        first = {row["url"]: row["path"] for row in
+                 read_status(CatalogLayout(catalog)).iter_rows(named=True)}
+        (catalog / "images" / first[urls[0]]).unlink()
+        again = fetch_images(catalog, urls, SETTINGS)
+        requests = dict(server.requests)
+    assert (again.fetched, again.skipped, again.counts["ok"]) == (1, 2, 1)
+    assert requests == {"/good-0.jpg": 2, "/good-1.jpg": 1, "/good-2.jpg": 1}
+    assert (catalog / "images" / first[urls[0]]).is_file()
+
+
+def test_concurrency_is_bounded(site, catalog):
+    settings = dataclasses.replace(SETTINGS, concurrency=2)
+    with ImageServer(site, delay=0.05) as server:
+        result = fetch_images(catalog, [server.url + f"good-{i}.jpg" for i in range(6)],
+                              settings)
+        assert server.max_in_flight <= 2
+    assert result.counts["ok"] == 6
 
 
 @pytest.fixture(autouse=True)

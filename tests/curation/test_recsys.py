@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -195,3 +196,63 @@ def test_commands_and_their_errors(messy_catalog, tmp_path):
     result = runner.invoke(app, ["recsys", "kcore", str(bad), "--out", str(tmp_path / "k.csv")])
     assert result.exit_code == 2 and str(bad) in result.output
     assert "Traceback" not in result.output
+
+
+def test_equal_timestamps_keep_the_earlier_line_and_incomplete_rows_are_counted(tmp_path):
+    no_rating = review("B", "b1", 5) | {"rating": None}
+    no_user = review("C", "c1", 5) | {"user_id": None}
+    no_time = review("D", "d1", 5) | {"timestamp": None}
+    catalog = _timeline(tmp_path, [
+        review("A", "a1", 10, rating=2.0), review("A", "a1", 10, rating=5.0),  # same time
+        review("A", "a2", 11), no_rating, no_user, no_time,
+    ])
+    result = export(catalog, "Toys_and_Games", 0, "last_out", tmp_path / "out")
+    c = result.counts
+    assert (c["review_rows"], c["missing_field"], c["later_duplicates"]) == (6, 3, 1)
+    assert (c["interactions"], c["kcore"]) == (2, 2)
+    with open(result.folder / "Toys_and_Games.csv") as fh:
+        rows = list(csv.reader(fh))[1:]
+    assert rows == [["A", "a1", "2.0", "10"], ["A", "a2", "5.0", "11"]]  # the earlier line
+
+
+def test_kcore_csv_reads_a_file_without_a_header_and_keeps_its_row_order(tmp_path):
+    rows = [("u2", "i1", "5.0", "3"), ("u1", "i1", "4.0", "1"), ("u1", "i2", "3.0", "2"),
+            ("u2", "i2", "1.0", "4"), ("u3", "i1", "2.0", "5")]  # u3 has one row: not in the 2-core
+    bare = tmp_path / "bare.csv"
+    bare.write_text("".join(",".join(r) + "\n" for r in rows))
+    result = kcore_csv(bare, 2, tmp_path / "out.csv")
+    with open(tmp_path / "out.csv") as fh:
+        out = [tuple(r) for r in csv.reader(fh)]
+    assert out[0] == ("user_id", "parent_asin", "rating", "timestamp")
+    assert out[1:] == [r for r in rows if r[0] != "u3"]  # the first line is data, order kept
+    assert (result.interactions_in, result.interactions_out, result.users) == (5, 4, 2)
+    narrow = tmp_path / "narrow.csv"
+    narrow.write_text("u1,i1,5.0\n")
+    result = CliRunner().invoke(app, ["recsys", "kcore", str(narrow), "--out",
+                                      str(tmp_path / "n.csv")])
+    assert result.exit_code == 2 and "expected 4 columns" in result.output
+
+
+def test_a_negative_core_is_refused(messy_catalog, tmp_path):
+    result = CliRunner().invoke(app, ["recsys", "export", "-c", str(messy_catalog),
+                                      "--category", "All_Beauty", "--core", "-1", "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 2 and "--core must be 0 or more" in result.output
+    assert not (tmp_path / "out" / "All_Beauty--1core-last_out").exists()
+
+
+def test_counts_that_do_not_reconcile_stop_the_export_before_anything_is_written(
+        tmp_path, monkeypatch):
+    """A split that loses rows (planted here: one that drops each user's first interaction)
+    must not give a benchmark whose splits do not add up to its k-core."""
+    import curation.recsys as recsys
+
+    catalog = _timeline(tmp_path, [review("A", "a1", 1), review("A", "a2", 2),
+                                   review("B", "b1", 3)])
+    real_split = recsys.split_sql
+    monkeypatch.setattr(recsys, "split_sql", lambda method, source="kcore": (
+        f"SELECT * FROM ({real_split(method, source)}) "
+        "QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY timestamp) > 1"))
+    with pytest.raises(RuntimeError, match="do not reconcile"):
+        export(catalog, "Toys_and_Games", 0, "last_out", tmp_path / "out")
+    assert not (tmp_path / "out" / "Toys_and_Games-0core-last_out").exists()

@@ -86,7 +86,7 @@ def weights_describe(
     from weighting.catalog_io import describe_frame, load_weights
 
     slice_ = Slice.open(catalog, slice_name)
-    items = slice_.items()
+    items = slice_.items(text=False)
     for wid in ids:
         frame = items.join(load_weights(slice_, wid).drop("split"), on="parent_asin")
         _print_description(wid, describe_frame(frame))
@@ -132,7 +132,7 @@ def weights_compare(
     from weighting.compute import compute
 
     slice_ = Slice.open(catalog, slice_name)
-    items = slice_.items()
+    items = slice_.items(text=False)
     frames = {spec: items.with_columns(compute(items, spec)) for spec in strategies}
     typer.echo(
         f"{'strategy':<32} {'ESS share':>9} {'max/mean':>9} {'zeros':>7} "

@@ -23,23 +23,33 @@ from curation.schema import KINDS, QUARANTINE_COLUMNS, bronze_columns
 
 CATALOG_FORMAT = 1
 MEMORY_LIMIT = "1GB"  # DuckDB spills past this rather than growing
+MEMORY_LIMIT_ENV = "CURATE_MEMORY_LIMIT"  # a user's (or a test's) own limit, e.g. "4GB"
+# DuckDB's threads (default: one per core). Each thread holds vectors and row groups of its own,
+# so a limit under about 100 MB wants a single thread.
+THREADS_ENV = "CURATE_THREADS"
 
 
 def duckdb_config(spill_dir: Path) -> dict[str, Any]:
     """Settings for every connection a job opens: a memory limit with a place to spill to (a
     read-only database has none by default, and a large sort would fail), and no DuckDB
     progress bar (the commands report progress themselves)."""
+    import os
+
     spill_dir.mkdir(parents=True, exist_ok=True)
-    return {"memory_limit": MEMORY_LIMIT, "temp_directory": str(spill_dir)}
+    config: dict[str, Any] = {"memory_limit": os.environ.get(MEMORY_LIMIT_ENV) or MEMORY_LIMIT,
+                              "temp_directory": str(spill_dir)}
+    if os.environ.get(THREADS_ENV):
+        config["threads"] = int(os.environ[THREADS_ENV])
+    return config
 
 
-# Parquet written by copy_sorted: row groups of about this many bytes of data. DuckDB's
-# default of 122,880 rows makes a row group of wide rows (text, lists) take over 100 MB to
-# write and tens of MB per page to read, on every thread, whatever the memory limit.
-ROW_GROUP_BYTES = 16 * 2**20
-SORT_CHUNK_SHARE = 8  # a run of wide rows sorted in memory takes at most this share of the limit
-SCATTER_ROWS = 2048  # rows a run file buffers before it writes them (one DuckDB vector)
-SCATTER_OPEN_FILES = 16  # run files open at once while the rows are scattered
+# Parquet written by copy_sorted (and bronze parts): row groups of about this many bytes. A
+# row group of wide rows (text, lists) at DuckDB's default of 122,880 rows takes over 100 MB
+# to write and tens of MB per column to read, on every thread, whatever the memory limit.
+ROW_GROUP_BYTES = 4 * 2**20
+SORT_RUN_SHARE = 8  # a run of wide rows sorted in memory takes at most this share of the limit
+SCRATCH_ROWS = 2048  # row groups of the scratch file (one DuckDB vector): small read buffers
+SCATTER_BATCH_ROWS = 16_384  # rows handed from DuckDB to the scatter at a time
 
 
 def copy_sorted(con, select: str, order_by: str, path: Path | str) -> int:
@@ -47,68 +57,121 @@ def copy_sorted(con, select: str, order_by: str, path: Path | str) -> int:
 
     ``order_by`` is over the select's output columns and must give a total order (unique keys),
     so the same inputs give the same bytes. DuckDB's sort does not spill wide rows (text,
-    lists) well: 1.5 ran past the memory limit and 2.0 fails at it. So only the narrow keys
-    are sorted, and the wide rows are moved, never sorted, in bounded pieces:
+    lists) within its limit (1.5 ran past it, 2.0 fails at it), so only the narrow keys are
+    sorted and the wide rows are moved in bounded pieces, through scratch files beside
+    ``path`` (in its staging folder), every step streaming:
 
-    1. the rows go to a temporary table as they come (a table spills);
-    2. their keys are ranked (a narrow sort): each row gets its position;
-    3. one pass writes every row to the file of its run of positions (each run a small share
-       of the memory limit), so the work grows linearly with the data;
-    4. each run is sorted on its own, in memory, and appended in order to a table that is
-       written in stored order, in row groups sized from its first rows.
+    1. the rows are written as they come, each with its row number in the file;
+    2. their keys are ranked (a narrow sort): each row number gets its position;
+    3. one pass hands the rows with their positions to the scatter, which appends each to the
+       file of its run of positions (a run is a share of the memory limit), so the work
+       grows linearly with the data;
+    4. each run is sorted on its own and the runs are appended in order, in row groups of a
+       fixed number of rows (sized from the first rows), so the bytes depend neither on the
+       memory limit nor on the threads.
     """
     path = Path(path)
-    runs_dir = path.with_name(f".{path.stem}.runs")  # beside the output, in its staging folder
-    tables = ("_curate_rows", "_curate_order", "_curate_sorted")
+    scratch = path.with_name(f".{path.stem}.sort")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    rows_file = scratch / "rows.parquet"
     try:
         with insertion_order(con, False):  # the order is made below
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _curate_rows AS {select}")
+            con.execute(f"COPY ({select}) TO {_sql_literal(str(rows_file))} "
+                        f"(FORMAT parquet, ROW_GROUP_SIZE {SCRATCH_ROWS})")
+        rows_source = (f"read_parquet({_sql_literal(str(rows_file))}, file_row_number = true, "
+                       "hive_partitioning = false)")
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _curate_order AS
-            SELECT rowid AS _rid, row_number() OVER (ORDER BY {order_by}) - 1 AS _pos
-            FROM _curate_rows
+            SELECT file_row_number AS _row, row_number() OVER (ORDER BY {order_by}) - 1 AS _pos
+            FROM {rows_source}
         """)
         rows = con.execute("SELECT count(*) FROM _curate_order").fetchone()[0]
-        run = _rows_per(memory_limit_bytes(con) / SORT_CHUNK_SHARE,
-                        _row_bytes(con, "_curate_rows"))
-        con.execute("CREATE OR REPLACE TEMP TABLE _curate_sorted AS FROM _curate_rows LIMIT 0")
-        positioned = ("SELECT r.*, o._pos FROM _curate_rows AS r "
-                      "JOIN _curate_order AS o ON r.rowid = o._rid")
-        if rows <= run:  # one run: sorted in memory straight away
-            sources = [f"({positioned})"]
-        else:
-            # Every open run file buffers a row group: small row groups and few open files
-            # keep the scatter within the limit (a run may then span several files).
-            con.execute(f"SET partitioned_write_flush_threshold = {SCATTER_ROWS}")
-            con.execute(f"SET partitioned_write_max_open_files = {SCATTER_OPEN_FILES}")
-            with insertion_order(con, False):
-                con.execute(f"""
-                    COPY (SELECT *, _pos // {run} AS _run FROM ({positioned}))
-                    TO {_sql_literal(str(runs_dir))}
-                    (FORMAT parquet, PARTITION_BY (_run), ROW_GROUP_SIZE {SCATTER_ROWS})
-                """)
-            con.execute("RESET partitioned_write_flush_threshold")
-            con.execute("RESET partitioned_write_max_open_files")
-            for table in tables[:2]:  # free their memory for what follows
-                con.execute(f"DROP TABLE {table}")
-            sources = [parquet_source(runs_dir / f"_run={i}" / "*.parquet")
-                       for i in range((rows + run - 1) // run)]
-        with insertion_order(con, True):
-            for source in sources:
-                con.execute(f"INSERT INTO _curate_sorted "
-                            f"SELECT * EXCLUDE (_pos) FROM {source} ORDER BY _pos")
-            for table in tables[:2]:
-                con.execute(f"DROP TABLE IF EXISTS {table}")
-            # From the first rows in order, so the same inputs give the same row groups.
-            row_group = _rows_per(ROW_GROUP_BYTES, _row_bytes(con, "_curate_sorted"))
-            return con.execute(
-                f"COPY _curate_sorted TO {_sql_literal(str(path))} "
-                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {row_group})"
-            ).fetchone()[0]
+        budget = memory_limit_bytes(con) / SORT_RUN_SHARE
+        run = rows_per(budget, _row_bytes(con, parquet_source(rows_file)))
+        with insertion_order(con, False):
+            batches = con.sql(f"""
+                SELECT r.* EXCLUDE (file_row_number), o._pos FROM {rows_source} AS r
+                JOIN _curate_order AS o ON r.file_row_number = o._row
+            """).to_arrow_reader(SCATTER_BATCH_ROWS)
+            run_files = _scatter(batches, run, -(-rows // run), scratch, budget)
+        con.execute("DROP TABLE _curate_order")
+        return _append_runs(run_files, batches.schema, path)
     finally:
-        for table in tables:
-            con.execute(f"DROP TABLE IF EXISTS {table}")
-        shutil.rmtree(runs_dir, ignore_errors=True)
+        con.execute("DROP TABLE IF EXISTS _curate_order")
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _scatter(batches, run: int, runs: int, scratch: Path, budget: float) -> list[Path]:
+    """Append each row to the file of its run (position // run), buffering at most about
+    ``budget`` bytes over all runs. Returns the run files in order (one per run)."""
+    from collections import defaultdict
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    files = [scratch / f"run-{i:06d}.parquet" for i in range(runs)]
+    writers: dict[int, Any] = {}
+    pending: dict[int, list[Any]] = defaultdict(list)
+    held: dict[int, int] = defaultdict(int)
+    cap = max(2**18, budget / max(runs, 1))
+
+    def flush(i: int) -> None:
+        if i not in writers:
+            writers[i] = pq.ParquetWriter(files[i], batches.schema)
+        for piece in pending.pop(i, []):
+            writers[i].write_batch(piece)
+        held.pop(i, None)
+
+    try:
+        for batch in batches:
+            ids = batch.column(batch.schema.get_field_index("_pos")).to_numpy() // run
+            order = np.argsort(ids, kind="stable")
+            batch, ids = batch.take(order), ids[order]
+            starts = np.flatnonzero(np.diff(ids, prepend=-1))
+            for start, end in zip(starts, [*starts[1:], len(ids)], strict=True):
+                i = int(ids[start])
+                piece = batch.slice(start, end - start)
+                pending[i].append(piece)
+                held[i] += piece.nbytes
+                if held[i] >= cap:
+                    flush(i)
+        for i in range(runs):
+            flush(i)
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return files
+
+
+def _append_runs(run_files: list[Path], schema: Any, path: Path) -> int:
+    """Sort each run by position and append the runs in order to ``path``, in row groups of
+    a fixed number of rows (sized from the first 2,048 rows). Returns the rows written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out_schema = schema.remove(schema.get_field_index("_pos"))
+    written, group = 0, None
+    pending: list[Any] = []
+    with pq.ParquetWriter(path, out_schema, compression="zstd") as writer:
+        for run_file in run_files:
+            table = pq.read_table(run_file).sort_by("_pos").drop_columns(["_pos"])
+            run_file.unlink()
+            if group is None and table.num_rows:
+                first = table.slice(0, 2048)
+                group = rows_per(ROW_GROUP_BYTES, first.nbytes / first.num_rows)
+            pending.append(table)
+            whole = pa.concat_tables(pending)
+            full = whole.num_rows - whole.num_rows % (group or 1)
+            if full:
+                writer.write_table(whole.slice(0, full), row_group_size=group)
+            pending = [whole.slice(full)]
+            written += full
+        rest = pa.concat_tables(pending) if pending else None
+        if rest is not None and rest.num_rows:
+            writer.write_table(rest, row_group_size=group)
+            written += rest.num_rows
+    return written
 
 
 @contextmanager
@@ -148,7 +211,7 @@ def memory_limit_bytes(con) -> int:
 
 
 def _row_bytes(con, table: str) -> float:
-    """Bytes of a row of ``table``, estimated on its first rows."""
+    """Bytes of a row of ``table`` (a table or a source), estimated on its first rows."""
     sample = con.execute(
         f"SELECT count(*), sum(strlen(CAST(COLUMNS(*) AS VARCHAR))) FROM (FROM {table} LIMIT 2048)"
     ).fetchone()
@@ -156,7 +219,7 @@ def _row_bytes(con, table: str) -> float:
     return sum(v or 0 for v in sample[1:]) / max(count, 1) + 16 * columns
 
 
-def _rows_per(budget: float, row_bytes: float) -> int:
+def rows_per(budget: float, row_bytes: float) -> int:
     """Rows of ``row_bytes`` in ``budget`` bytes, in whole vectors of 2,048, at most DuckDB's
     default row group (122,880)."""
     return min(122_880, max(2048, int(budget / row_bytes) // 2048 * 2048))

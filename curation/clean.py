@@ -44,6 +44,11 @@ EFFIMINIVLM_EXCLUDED = (
 )
 EFFIMINIVLM_MIN_TEXT_CHARS = 30  # kept when strictly more
 
+# The silver columns that hold text or lists (the width of a row); stages that only count,
+# weigh or split items leave them unread.
+TEXT_COLUMNS = ("title", "features_text", "description_text", "model_text", "image_urls",
+                "details", "store", "brand")
+
 # Text as the model reads it (the paper's format), built once here.
 # How list fields become text (the trainer's test-input reader uses the same expressions).
 FEATURES_TEXT = (

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.catalog import Catalog, duckdb_config
+from curation.catalog import ROW_GROUP_BYTES, Catalog, duckdb_config, rows_per
 from curation.framing import FrameStats, LineBlock, frame_block, iter_line_blocks, shown_text
 from curation.manifest import replace_path, sha256_file, sha256_parts, versions
 from curation.schema import (
@@ -241,9 +241,12 @@ class _FileIngest:
             raise RuntimeError(f"{self.raw.url}: {n} lines in a block but {total} rows")
         part = self.bronze_dir / f"part-{self.parts:05d}.parquet"
         columns = ", ".join(f'"{c}"' for c in self.bronze_names)
+        # Row groups of bounded bytes (a block of long item texts in one row group would need
+        # tens of MB per column to read back, on every thread, whatever the memory limit).
+        row_group = rows_per(ROW_GROUP_BYTES, len(block.data) / max(n, 1))
         written = self.con.execute(
             f"COPY (SELECT {columns} FROM typed WHERE {REASON} IS NULL AND NOT {SKIP}) "
-            f"TO '{part}' ({PARQUET_OPTIONS})"
+            f"TO '{part}' ({PARQUET_OPTIONS}, ROW_GROUP_SIZE {row_group})"
         ).fetchone()[0]
         self.parts += 1
         self.rows += written

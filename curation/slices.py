@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from curation.catalog import Catalog, copy_sorted, parquet_source
 from curation.clean import (
     SILVER_ITEMS,
+    TEXT_COLUMNS,
     bronze_fingerprint,
     clean,
     read_clean_manifest,
@@ -111,9 +112,13 @@ class Slice:
     def split_seed(self) -> int:
         return self.parameters["split_seed"]
 
-    def items(self, columns: Sequence[str] | None = None) -> pl.DataFrame:
+    def items(self, columns: Sequence[str] | None = None, *, text: bool = True) -> pl.DataFrame:
+        """The slice's items: ``columns``, or all of them (without the text and list columns
+        when ``text`` is false: what counting and weighing read)."""
         import polars as pl
 
+        if columns is None and not text:
+            columns = [c for c in pl.read_parquet_schema(self.path) if c not in TEXT_COLUMNS]
         return pl.read_parquet(self.path, columns=list(columns) if columns else None)
 
 

@@ -48,7 +48,7 @@ def compute_weights(
 ) -> WeightsTable:
     """Weights for every item of a slice: weights/<slice>/<id>/weights.parquet + manifest."""
     catalog, layout = slice_.catalog, slice_.catalog.layout
-    frame = _with_audits(slice_, slice_.items(), spec)
+    frame = _with_audits(slice_, slice_.items(text=False), spec)
     weights, stats = compute_with_stats(frame, spec, clip=clip, power=power, normalise=normalise)
     wid = weights_id(spec, clip, power, normalise)
     final = layout.weights_file(slice_.name, wid)

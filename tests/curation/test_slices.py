@@ -60,42 +60,51 @@ def _sha_rank(seed: int, key: str) -> int:
     return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:16], 16)
 
 
-def _expected_train(root, frac: float, seed: int, min_per_category: int = 0):
-    """The train items of a slice and its per-stratum counts, from the split table and the
-    silver items alone: in each stratum of n train items (main category, rating bin, count
-    bin), the item of hash rank r (from 1) has threshold (r - 0.5) / n and is kept when that
-    is at most F: floor(F n + 1/2) items, halves rounded up. Exact fractions, so no float
-    rounding in the oracle; F is the decimal the user typed."""
+def _train_strata(root) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """The train items of the split table per slice stratum ("main category / rating bin /
+    count bin", as the slice names it), and each one's category, from the split table and
+    the silver items alone."""
     split = pl.read_parquet(root / "splits/default/seed0/assignments.parquet")
     silver = pl.read_parquet(
         root / "silver/default/items.parquet",
         columns=["parent_asin", "category", "main_category", "average_rating", "rating_number"],
     )
     train = silver.join(split.filter(pl.col("split") == "train"), on="parent_asin")
-    strata: dict[tuple, list[str]] = {}
+    strata: dict[str, list[str]] = {}
     category_of = {}
     for row in train.iter_rows(named=True):
-        key = (
-            row["main_category"] or "(none)",
-            _bin(row["average_rating"], RATING_BINS),
-            _bin(row["rating_number"], COUNT_BINS),
+        key = " / ".join(
+            (
+                row["main_category"] or "(none)",
+                _bin(row["average_rating"], RATING_BINS),
+                _bin(row["rating_number"], COUNT_BINS),
+            )
         )
         strata.setdefault(key, []).append(row["parent_asin"])
         category_of[row["parent_asin"]] = row["category"]
-    F = Fraction(str(frac))
+    return strata, category_of
+
+
+def _expected_train(root, frac: float, seed: int, min_per_category: int = 0):
+    """A slice's train items and per-stratum counts, computed independently: in a stratum of
+    n items, the item of hash rank r (from 1) has threshold (r - 0.5) / n and is kept when
+    that is at most F, so floor(F n + 1/2) items (halves round up). In exact fractions, F
+    being the decimal the user typed, so the oracle has no float rounding of its own."""
+    strata, category_of = _train_strata(root)
+    exact = Fraction(str(frac))
     threshold, counts = {}, {}
     for key, asins in strata.items():
         n = len(asins)
         for r, asin in enumerate(sorted(asins, key=lambda a: (_sha_rank(seed, a), a)), 1):
             threshold[asin] = Fraction(2 * r - 1, 2 * n)
-        counts[" / ".join(key)] = math.floor(F * n + Fraction(1, 2))
-    selected = set()
+        counts[key] = math.floor(exact * n + Fraction(1, 2))
+    selected = set()  # --min-per-category tops a category up in (threshold, hash) order
     for category in set(category_of.values()):
         ordered = sorted(
             (a for a, c in category_of.items() if c == category),
             key=lambda a: (threshold[a], _sha_rank(seed, a), a),
         )
-        share = sum(threshold[a] <= F for a in ordered)
+        share = sum(threshold[a] <= exact for a in ordered)
         selected |= set(ordered[: max(share, min(min_per_category, len(ordered)))])
     return selected, counts
 
@@ -111,6 +120,7 @@ def _expected_train(root, frac: float, seed: int, min_per_category: int = 0):
 @example(frac=0.3, seed=3, min_per_category=0)
 @example(frac=0.7, seed=4, min_per_category=0)
 @example(frac=1.0, seed=5, min_per_category=0)
+@example(frac=0.05, seed=6, min_per_category=25)  # small categories topped up
 def test_each_stratum_holds_round_half_up_of_its_share(catalog, frac, seed, min_per_category):
     result = build_slice(catalog, frac, seed=seed, min_per_category=min_per_category, name="s")
     expected, counts = _expected_train(catalog, frac, seed, min_per_category)
@@ -124,22 +134,10 @@ def test_a_stratum_at_half_an_item_rounds_up(catalog):
     build_slice(catalog, 0.5, seed=0, name="half")
     frame = pl.read_parquet(Slice.open(catalog, "half").path).filter(pl.col("split") == "train")
     got = dict(frame.group_by("stratum").len().iter_rows())
-    sizes = _stratum_sizes(catalog)
+    sizes = {key: len(asins) for key, asins in _train_strata(catalog)[0].items()}
     odd = [s for s, n in sizes.items() if n % 2]
     assert len(odd) >= 5  # strata where 0.5 n is a half: (n + 1) / 2 items, not n / 2 - 1/2
     assert {s: got.get(s, 0) for s in odd} == {s: (sizes[s] + 1) // 2 for s in odd}
-
-
-def _stratum_sizes(root) -> dict[str, int]:
-    split = pl.read_parquet(root / "splits/default/seed0/assignments.parquet")
-    silver = pl.read_parquet(root / "silver/default/items.parquet")
-    train = silver.join(split.filter(pl.col("split") == "train"), on="parent_asin")
-    keys = [
-        f"{r['main_category'] or '(none)'} / {_bin(r['average_rating'], RATING_BINS)} / "
-        f"{_bin(r['rating_number'], COUNT_BINS)}"
-        for r in train.iter_rows(named=True)
-    ]
-    return dict(pl.Series(keys).value_counts().iter_rows())
 
 
 def test_the_slice_seed_decides_the_selection(catalog):

@@ -179,15 +179,15 @@ def test_truncated_gzip_is_reported_and_its_readable_lines_kept(messy_corpus, me
 
 
 def test_rerun_is_a_no_op_and_byte_identical(messy_corpus, messy_catalog, tmp_path):
-    ours = copy_catalog(messy_catalog, tmp_path / "ours")  # the rerun writes, if anything
-    before = (ours / "catalog.json").read_bytes()
-    results = ingest(str(messy_corpus / "raw"), ours)
+    copy = copy_catalog(messy_catalog, tmp_path / "copy")  # the rerun writes, if anything
+    before = (copy / "catalog.json").read_bytes()
+    results = ingest(str(messy_corpus / "raw"), copy)
     assert all(r.skipped for r in results)
-    assert (ours / "catalog.json").read_bytes() == before
+    assert (copy / "catalog.json").read_bytes() == before
     # A fresh ingest of the same input elsewhere writes the same Parquet bytes.
     other = tmp_path / "other"
     ingest(str(messy_corpus / "raw"), other)
-    ours, theirs = Catalog.open(ours).sources, Catalog.open(other).sources
+    ours, theirs = Catalog.open(copy).sources, Catalog.open(other).sources
     for key, entry in ours.items():
         assert theirs[key]["bronze_sha256"] == entry["bronze_sha256"]
         assert theirs[key]["quarantine_sha256"] == entry["quarantine_sha256"]

@@ -85,8 +85,12 @@ def list_raw_files(root: str, categories: list[str] | None = None) -> list[RawFi
     root = resolve_root(root)
     fs, base = _filesystem(root)
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    if not fs.exists(base):
-        raise SourceError(f"{root}: no such folder")
+    try:
+        fs.info(base)  # not fs.exists, which answers False for any error (offline, say)
+    except FileNotFoundError:
+        raise SourceError(f"{root}: no such folder") from None
+    except OSError as exc:
+        raise SourceError(f"{root}: cannot be read: {exc}") from exc
     found: dict[str, tuple[str, dict[str, Any]]] = {}
     for sub in (REVIEW_DIR, META_DIR):
         folder = f"{base.rstrip('/')}/{sub}"

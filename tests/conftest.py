@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import zlib
 from pathlib import Path
 
@@ -28,21 +27,38 @@ def messy_catalog(messy_corpus, tmp_path_factory) -> Path:
     return root
 
 
-def count_lines(path: Path) -> int:
-    """Lines in a raw file counted independently of ingest; a cut gzip counts what is readable."""
+def raw_bytes(path: Path) -> bytes:
+    """A raw file's bytes, decompressed independently of ingest; a cut gzip gives what is
+    readable."""
     data = path.read_bytes()
     if path.suffix == ".gz":
         inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
         data = inflate.decompress(data)
+    return data
+
+
+def count_lines(path: Path) -> int:
+    """Lines in a raw file counted independently of ingest; a cut gzip counts what is readable."""
+    data = raw_bytes(path)
     if not data:
         return 0
     return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
 
 
 def read_lines(path: Path) -> list[bytes]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        return fh.read().splitlines()
+    """A raw file's lines as ingest frames them: cut at LF only (a lone CR stays in its line,
+    where ``bytes.splitlines`` would cut), with no empty line after a final LF."""
+    data = raw_bytes(path)
+    lines = data.split(b"\n")
+    return lines[:-1] if data.endswith(b"\n") or not data else lines
+
+
+def copy_catalog(source: Path, target: Path) -> Path:
+    """A private copy of a shared (session) catalog, for a test that writes into it."""
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
 
 
 def shared_file(name: str) -> Path:

@@ -9,7 +9,7 @@ import pytest
 from curation.catalog import Catalog
 from curation.clean import EFFIMINIVLM_EXCLUDED, clean
 from curation.ingest import ingest
-from tests.conftest import shared_file, write_raw
+from tests.conftest import copy_catalog, shared_file, write_raw
 
 
 def _silver(root, sql="SELECT * FROM silver_items"):
@@ -233,11 +233,13 @@ def test_default_profile_on_the_messy_corpus(split_catalog):
     assert by_rule["duplicate_parent_asin"] > 0  # the corpus has planted duplicate lines
 
 
-def test_unknown_profile_is_a_clear_error(split_catalog):
+def test_unknown_profile_is_a_clear_error(split_catalog, tmp_path):
+    catalog = copy_catalog(split_catalog, tmp_path / "cat")  # were it to write, not the shared one
     with pytest.raises(
         ValueError, match="unknown profile 'paper'; choose from default, effiminivlm"
     ):
-        clean(split_catalog, "paper")
+        clean(catalog, "paper")
+    assert not (catalog / "silver" / "paper").exists()
 
 
 def test_silver_is_byte_identical_on_rerun(split_catalog, tmp_path):

@@ -1,25 +1,28 @@
 from __future__ import annotations
 
-import shutil
+import hashlib
+import math
+from fractions import Fraction
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from curate.cli import app
 from curation.slices import Slice, build_slice, diff_slices
 from curation.validate import validate_slice
+from tests.conftest import copy_catalog
 
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def catalog(split_catalog, tmp_path_factory):
-    root = tmp_path_factory.mktemp("slices") / "catalog"
-    shutil.copytree(split_catalog, root)
-    return root
+@pytest.fixture
+def catalog(split_catalog, tmp_path):
+    """A private copy per test: slices written (or hand-edited) by one test are never seen by
+    another, whatever the order."""
+    return copy_catalog(split_catalog, tmp_path / "catalog")
 
 
 def _train(root, name) -> set[str]:
@@ -45,15 +48,106 @@ def test_smaller_slices_lie_inside_larger_ones(catalog, a, b, seed, min_per_cate
     assert diff["per_split"]["val"]["only_a"] == diff["per_split"]["val"]["only_b"] == 0
 
 
-def test_each_stratum_within_one_item_of_its_share(catalog):
-    result = build_slice(catalog, 0.37, seed=5, name="share-check")
-    assert result.manifest["strata"]
-    for s in result.manifest["strata"]:
-        assert abs(s["selected"] - 0.37 * s["train_items"]) <= 1, s
-    frame = pl.read_parquet(Slice.open(catalog, "share-check").path)
-    assert frame.filter(pl.col("split") == "train").height == sum(
-        s["selected"] for s in result.manifest["strata"]
+RATING_BINS = ((2, "1-2"), (3, "2-3"), (4, "3-4"), (4.5, "4-4.5"), (math.inf, "4.5-5"))
+COUNT_BINS = ((10, "0-9"), (100, "10-99"), (1000, "100-999"), (math.inf, "1000+"))
+
+
+def _bin(value: float, bins) -> str:
+    return next(name for upper, name in bins if value < upper)
+
+
+def _sha_rank(seed: int, key: str) -> int:
+    return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:16], 16)
+
+
+def _train_strata(root) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """The train items of the split table per slice stratum ("main category / rating bin /
+    count bin", as the slice names it), and each one's category, from the split table and
+    the silver items alone."""
+    split = pl.read_parquet(root / "splits/default/seed0/assignments.parquet")
+    silver = pl.read_parquet(
+        root / "silver/default/items.parquet",
+        columns=["parent_asin", "category", "main_category", "average_rating", "rating_number"],
     )
+    train = silver.join(split.filter(pl.col("split") == "train"), on="parent_asin")
+    strata: dict[str, list[str]] = {}
+    category_of = {}
+    for row in train.iter_rows(named=True):
+        key = " / ".join(
+            (
+                row["main_category"] or "(none)",
+                _bin(row["average_rating"], RATING_BINS),
+                _bin(row["rating_number"], COUNT_BINS),
+            )
+        )
+        strata.setdefault(key, []).append(row["parent_asin"])
+        category_of[row["parent_asin"]] = row["category"]
+    return strata, category_of
+
+
+def _expected_train(root, frac: float, seed: int, min_per_category: int = 0):
+    """A slice's train items and per-stratum counts, computed independently: in a stratum of
+    n items, the item of hash rank r (from 1) has threshold (r - 0.5) / n and is kept when
+    that is at most F, so floor(F n + 1/2) items (halves round up). In exact fractions, F
+    being the decimal the user typed, so the oracle has no float rounding of its own."""
+    strata, category_of = _train_strata(root)
+    exact = Fraction(str(frac))
+    threshold, counts = {}, {}
+    for key, asins in strata.items():
+        n = len(asins)
+        for r, asin in enumerate(sorted(asins, key=lambda a: (_sha_rank(seed, a), a)), 1):
+            threshold[asin] = Fraction(2 * r - 1, 2 * n)
+        counts[key] = math.floor(exact * n + Fraction(1, 2))
+    selected = set()  # --min-per-category tops a category up in (threshold, hash) order
+    for category in set(category_of.values()):
+        ordered = sorted(
+            (a for a, c in category_of.items() if c == category),
+            key=lambda a: (threshold[a], _sha_rank(seed, a), a),
+        )
+        share = sum(threshold[a] <= exact for a in ordered)
+        selected |= set(ordered[: max(share, min(min_per_category, len(ordered)))])
+    return selected, counts
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(frac=fractions, seed=st.integers(0, 50), min_per_category=st.sampled_from([0, 0, 25]))
+# Halves: F = 0.5 on the odd strata, 0.25 on n = 2, 6, 14, ..., 0.3 and 0.7 on n = 5, where
+# F n + 1/2 is a whole number (and 0.3 and 0.7 are not exact binary fractions).
+@example(frac=0.5, seed=1, min_per_category=0)
+@example(frac=0.25, seed=2, min_per_category=0)
+@example(frac=0.3, seed=3, min_per_category=0)
+@example(frac=0.7, seed=4, min_per_category=0)
+@example(frac=1.0, seed=5, min_per_category=0)
+@example(frac=0.05, seed=6, min_per_category=25)  # small categories topped up
+def test_each_stratum_holds_round_half_up_of_its_share(catalog, frac, seed, min_per_category):
+    result = build_slice(catalog, frac, seed=seed, min_per_category=min_per_category, name="s")
+    expected, counts = _expected_train(catalog, frac, seed, min_per_category)
+    assert _train(catalog, "s") == expected
+    if min_per_category == 0:  # a top-up adds items beyond round(F n) on purpose
+        manifest = {s["stratum"]: s["selected"] for s in result.manifest["strata"]}
+        assert manifest == counts
+
+
+def test_a_stratum_at_half_an_item_rounds_up(catalog):
+    build_slice(catalog, 0.5, seed=0, name="half")
+    frame = pl.read_parquet(Slice.open(catalog, "half").path).filter(pl.col("split") == "train")
+    got = dict(frame.group_by("stratum").len().iter_rows())
+    sizes = {key: len(asins) for key, asins in _train_strata(catalog)[0].items()}
+    odd = [s for s, n in sizes.items() if n % 2]
+    assert len(odd) >= 5  # strata where 0.5 n is a half: (n + 1) / 2 items, not n / 2 - 1/2
+    assert {s: got.get(s, 0) for s in odd} == {s: (sizes[s] + 1) // 2 for s in odd}
+
+
+def test_the_slice_seed_decides_the_selection(catalog):
+    build_slice(catalog, 0.4, seed=1, name="seed1")
+    build_slice(catalog, 0.4, seed=2, name="seed2")
+    one, two = _train(catalog, "seed1"), _train(catalog, "seed2")
+    assert len(one) == len(two) and one != two  # the same shares, other items
+    first = Slice.open(catalog, "seed1").path.read_bytes()
+    build_slice(catalog, 0.4, seed=1, name="seed1-again")
+    assert Slice.open(catalog, "seed1-again").path.read_bytes() == first
 
 
 def test_min_per_category_tops_up_small_categories(catalog):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import shutil
 
 import duckdb
@@ -26,7 +27,15 @@ def test_stable_hash_is_the_same_in_sql_and_python():
     assert stable_hash(7, "B0ABC") != stable_hash(8, "B0ABC")
 
 
-def test_each_item_in_one_split_in_stratified_shares(split_catalog):
+def test_stable_hash_is_the_documented_sha256():
+    # The first 64 bits of sha256("7:B0ABC") as an unsigned integer, computed outside Python:
+    # printf '7:B0ABC' | sha256sum -> eca766062cfc1685..., and 0xeca766062cfc1685 with bc.
+    known = 17052710690772227717
+    [(in_sql,)] = duckdb.sql(f"SELECT {stable_hash_sql(7, chr(39) + 'B0ABC' + chr(39))}").fetchall()
+    assert stable_hash(7, "B0ABC") == in_sql == known
+
+
+def test_each_item_in_one_split_in_the_overall_shares(split_catalog):
     splits = _assignments(split_catalog)
     silver = Catalog.open(split_catalog)
     assert splits["parent_asin"].is_unique().all()
@@ -37,12 +46,75 @@ def test_each_item_in_one_split_in_stratified_shares(split_catalog):
     shares = splits.group_by("split").len().with_columns(pl.col("len") / splits.height)
     share = dict(shares.iter_rows())
     assert abs(share["train"] - 0.8) < 0.02 and abs(share["val"] - 0.1) < 0.02
-    # Within each large stratum the shares hold too (to within a group or two).
-    strata = splits.group_by("category", "rating_bin").agg(
-        pl.len().alias("n"), (pl.col("split") == "train").sum().alias("train")
+
+
+# Strata of (category, rating bin) with 7 to 120 items; every title and image unique, so each
+# item is its own group and the cut is exact.
+STRATA = {
+    ("Toys_and_Games", 4.7): 120,
+    ("Toys_and_Games", 3.2): 60,
+    ("Toys_and_Games", 1.5): 45,
+    ("Video_Games", 4.2): 80,
+    ("Video_Games", 2.5): 7,
+}
+
+
+def _rating_bin(rating: float) -> str:
+    for upper, name in ((2, "1-2"), (3, "2-3"), (4, "3-4"), (4.5, "4-4.5")):
+        if rating < upper:
+            return name
+    return "4.5-5"
+
+
+def _sha_rank(seed: int, key: str) -> int:
+    return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:16], 16)
+
+
+def test_each_stratum_is_cut_at_the_shares_in_hash_order(tmp_path):
+    meta: dict[str, list[dict]] = {}
+    for (category, rating), n in STRATA.items():
+        meta.setdefault(category, []).extend(
+            {
+                "main_category": "x",
+                "title": f"{category} {rating} item {i}",
+                "average_rating": rating,
+                "rating_number": 3,
+                "images": [{"large": f"http://img/{category}/{rating}/{i}.jpg"}],
+                "parent_asin": f"{category[:2].upper()}{rating}-{i:03d}",
+            }
+            for i in range(n)
+        )
+    ingest(str(write_raw(tmp_path, meta=meta)), tmp_path / "cat")
+    clean(tmp_path / "cat")
+    seed = 3
+    build_split(tmp_path / "cat", seed=seed)
+    got = _assignments(tmp_path / "cat")
+    # Independently: within a stratum, rank r (from 0) in order of the documented hash goes to
+    # train while (r + 0.5) / n < 0.8, then val while < 0.9, then test.
+    expected = {}
+    for (category, rating), n in STRATA.items():
+        asins = sorted(
+            (r["parent_asin"] for r in meta[category] if r["average_rating"] == rating),
+            key=lambda a: (_sha_rank(seed, a), a),
+        )
+        for r, asin in enumerate(asins):
+            share = (r + 0.5) / n
+            expected[asin] = "train" if share < 0.8 else "val" if share < 0.9 else "test"
+    assert dict(got.select("parent_asin", "split").iter_rows()) == expected
+    strata = got.group_by("category", "rating_bin").agg(
+        pl.len().alias("n"),
+        (pl.col("split") == "train").sum().alias("train"),
+        (pl.col("split") == "val").sum().alias("val"),
     )
+    assert {(c, _rating_bin(r)): n for (c, r), n in STRATA.items()} == {
+        (c, b): n for c, b, n in strata.select("category", "rating_bin", "n").iter_rows()
+    }
+    checked = 0
     for row in strata.filter(pl.col("n") >= 40).iter_rows(named=True):
-        assert abs(row["train"] - 0.8 * row["n"]) <= 3, row
+        assert abs(row["train"] - 0.8 * row["n"]) <= 0.5, row
+        assert abs(row["val"] - 0.1 * row["n"]) <= 1, row
+        checked += 1
+    assert checked == 4  # the loop ran over every large stratum
 
 
 def test_near_duplicates_stay_in_one_split(tmp_path):

@@ -1,0 +1,105 @@
+"""The slice suite's cross-table expectations, each shown failing on one planted row.
+
+The value-level expectations (a rating outside [1, 5], ...) are shown in test_slices.py; here,
+the ones that compare a slice with other tables: every val and test item of the split table
+is in the slice, each item's split is the split table's, and each train item lies inside the
+next larger slice of the same settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from curate.cli import app
+from curation.slices import Slice, build_slice
+from curation.validate import validate_slice
+from tests.conftest import copy_catalog
+
+SEED = 3
+
+
+@pytest.fixture(scope="module")
+def validated(split_catalog, tmp_path_factory) -> Path:
+    """Slices "small" (20%) and "large" (50%) of one seed, and "donor" (45% of another seed:
+    between them in size, but not of the same settings). Tests edit copies of it."""
+    root = copy_catalog(split_catalog, tmp_path_factory.mktemp("validate") / "catalog")
+    build_slice(root, 0.2, seed=SEED, name="small")
+    build_slice(root, 0.5, seed=SEED, name="large")
+    build_slice(root, 0.45, seed=SEED + 1, name="donor")
+    return root
+
+
+@pytest.fixture
+def catalog(validated, tmp_path) -> Path:
+    return copy_catalog(validated, tmp_path / "catalog")
+
+
+def _items(root: Path, name: str) -> pl.DataFrame:
+    return pl.read_parquet(Slice.open(root, name).path)
+
+
+def _drop_a_val_item(root: Path) -> str:
+    frame = _items(root, "small")
+    victim = frame.filter(pl.col("split") == "val")["parent_asin"][0]
+    frame.filter(pl.col("parent_asin") != victim).write_parquet(Slice.open(root, "small").path)
+    return victim
+
+
+def _move_an_item_to_another_split(root: Path) -> str:
+    frame = _items(root, "small")
+    victim = frame.filter(pl.col("split") == "val")["parent_asin"][0]
+    frame.with_columns(
+        pl.when(pl.col("parent_asin") == victim)
+        .then(pl.lit("test"))
+        .otherwise(pl.col("split"))
+        .alias("split")
+    ).write_parquet(Slice.open(root, "small").path)
+    return victim
+
+
+def _add_a_train_item_the_larger_slice_lacks(root: Path) -> str:
+    small, large, donor = (_items(root, n) for n in ("small", "large", "donor"))
+    outside = donor.filter(
+        (pl.col("split") == "train") & ~pl.col("parent_asin").is_in(large["parent_asin"].implode())
+    )
+    # A real train item of the split table, whole and well formed, only not in "large". It is
+    # in "donor", a larger slice but of another seed, which the check must not consult.
+    row = outside.head(1)
+    pl.concat([small, row]).write_parquet(Slice.open(root, "small").path)
+    return row["parent_asin"][0]
+
+
+def test_the_slice_as_built_validates_clean(catalog):
+    report = validate_slice(catalog, "small")  # "donor" is larger but not its next larger
+    assert report.success, report.summary()
+
+
+@pytest.mark.parametrize(
+    "plant,column",
+    [
+        (_drop_a_val_item, "in_slice"),
+        (_move_an_item_to_another_split, "split_matches"),
+        (_add_a_train_item_the_larger_slice_lacks, "inside_next_larger"),
+    ],
+    ids=["holdout", "split-equality", "nesting"],
+)
+def test_a_planted_row_fails_its_expectation_and_only_that(catalog, plant, column):
+    victim = plant(catalog)
+    report = validate_slice(catalog, "small")
+    assert not report.success
+    [failure] = report.failures
+    assert (failure.expectation, failure.column) == ("expect_column_values_to_be_in_set", column)
+    assert failure.unexpected == 1
+    assert [e["parent_asin"] for e in failure.examples] == [victim]
+
+
+def test_the_validate_command_names_the_row_outside_the_larger_slice(catalog):
+    victim = _add_a_train_item_the_larger_slice_lacks(catalog)
+    result = CliRunner().invoke(app, ["validate", "-c", str(catalog), "--slice", "small"])
+    assert result.exit_code == 1, result.output
+    assert "FAILED expect_column_values_to_be_in_set(inside_next_larger): 1 of" in result.output
+    assert f"parent_asin={victim}" in result.output

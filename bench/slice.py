@@ -22,17 +22,15 @@ from pathlib import Path
 
 from _measure import ROOT, run_measured
 
+from curation.paths import CatalogLayout
+
 FRAC = 0.4
 
 CURATE = """
 import sys
 
-from curation.catalog import Catalog
 from curation.slices import build_slice
-catalog = Catalog.open(sys.argv[1])
-for name in ("silver_items", "rejections", "splits", "leakage"):
-    catalog.tables.pop(name, None)
-catalog.save()
+
 build_slice(sys.argv[1], float(sys.argv[2]), profile="effiminivlm", min_per_category=10000,
             name="bench")
 """
@@ -101,7 +99,12 @@ def main() -> None:
     args = parser.parse_args()
     catalog = catalog_for(args.workdir, args.items)
     ours, theirs = [], []
+    layout = CatalogLayout(catalog)
     for run in range(args.runs):
+        # from scratch: build-slice cleans and splits only what is not on disk already
+        for folder in (layout.silver_dir("effiminivlm"), layout.split_dir("effiminivlm", 0),
+                       layout.slice_dir("bench")):
+            shutil.rmtree(folder, ignore_errors=True)
         out = args.workdir / "pandas-out"
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)

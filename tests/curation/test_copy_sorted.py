@@ -42,7 +42,7 @@ def test_same_bytes_whatever_the_chunking(tmp_path, monkeypatch):
         FROM range(50000) AS t(i)"""
     outputs = []
     for share in (1, 64):
-        monkeypatch.setattr(catalog, "SORT_CHUNK_SHARE", share)
+        monkeypatch.setattr(catalog, "SORT_RUN_SHARE", share)
         con = _connect(tmp_path, "256MB")
         out = tmp_path / f"share{share}.parquet"
         copy_sorted(con, select, "k", out)

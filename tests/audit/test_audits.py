@@ -143,7 +143,7 @@ def test_label_quality_by_cleanlearning_lets_cleanlab_decide(planted):
                         strict=True))
     assert {a: v for a, v in table.select("parent_asin", "is_label_issue").iter_rows()} == \
         expected
-    print(f"cleanlearning flagged {flagged} of 2000 (the residual rule "
+    print(f"cleanlearning flagged {flagged} of {table.height} (the residual rule "
           f"{int(by_residual['is_label_issue'].sum())})")
     assert flagged != int(by_residual["is_label_issue"].sum())  # not the residual rule's flags
 

@@ -173,9 +173,22 @@ def test_frozen_mode_learns_the_synthetic_signal(train_catalog, tmp_path):
         result.metrics["epochs_run"]
 
 
+@pytest.fixture(scope="module")
+def small_catalog(tmp_path_factory):
+    """600 items: end-to-end finetuning steps on every item, so the smaller the better."""
+    corpus = tmp_path_factory.mktemp("small-corpus")
+    synthesize(corpus, SynthConfig(n_items=600, seed=12))
+    root = tmp_path_factory.mktemp("small") / "catalog"
+    ingest(str(corpus / "raw"), root)
+    build_slice(root, 0.5, name=SMALL)
+    return root
+
+
 @pytest.mark.parametrize("mode", ["frozen", "finetune"])
-def test_a_resumed_run_ends_as_an_uninterrupted_one(train_catalog, tmp_path, mode):
-    config = TrainConfig(catalog=str(train_catalog), slice=SMALL, weights="effiminivlm",
+def test_a_resumed_run_ends_as_an_uninterrupted_one(train_catalog, small_catalog, tmp_path,
+                                                    mode):
+    catalog = small_catalog if mode == "finetune" else train_catalog
+    config = TrainConfig(catalog=str(catalog), slice=SMALL, weights="effiminivlm",
                          mode=mode, seed=3, epochs=2 if mode == "finetune" else 3, patience=5,
                          lr=1e-3 if mode == "finetune" else None, **TINY)
     whole = train(config, tmp_path / "whole", log=lambda _: None)

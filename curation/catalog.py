@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -187,8 +188,15 @@ class Catalog:
         views["quarantine"] = _union_or_empty(quarantined, QUARANTINE_COLUMNS)
         views["ingest_files"] = self._ingest_files_view()
         for name, table in sorted(self.tables.items()):
-            views[name] = _union_or_empty(table["files"], None)
+            if all((self.layout.root / f).exists() for f in table["files"]):
+                views[name] = _union_or_empty(table["files"], None)
         return views
+
+    def missing_tables(self) -> dict[str, list[str]]:
+        """Catalog tables whose files are gone (deleted by hand, say): they get no view, so
+        that one lost file does not break every later command, and say so."""
+        return {name: gone for name, table in sorted(self.tables.items())
+                if (gone := [f for f in table["files"] if not (self.layout.root / f).exists()])}
 
     def _ingest_files_view(self) -> str:
         columns = [
@@ -277,6 +285,9 @@ class Catalog:
             con.execute("COMMIT")
         finally:
             con.close()
+        for name, gone in self.missing_tables().items():
+            print(f"note: view {name} left out: {', '.join(gone)} missing in {self.layout.root}",
+                  file=sys.stderr)
 
 
 def parquet_source(path: Path | str) -> str:

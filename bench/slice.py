@@ -22,8 +22,6 @@ from pathlib import Path
 
 from _measure import ROOT, run_measured
 
-from curation.paths import CatalogLayout
-
 FRAC = 0.4
 
 CURATE = """
@@ -84,7 +82,7 @@ def catalog_for(workdir: Path, items: int) -> Path:
     if not (corpus / "ground_truth" / "manifest.json").exists():
         print(f"generating {items:,} items (metadata only) ...", flush=True)
         synthesize(corpus, SynthConfig(n_items=items, seed=0, images=False, review_share=0.0))
-    catalog = workdir / f"catalog-items-{items}"
+    catalog = workdir / f"catalog-items-{items}"  # ingested only: the runs slice copies of it
     if not (catalog / "catalog.json").exists():
         print("ingesting ...", flush=True)
         ingest(str(corpus / "raw"), catalog)
@@ -99,16 +97,16 @@ def main() -> None:
     args = parser.parse_args()
     catalog = catalog_for(args.workdir, args.items)
     ours, theirs = [], []
-    layout = CatalogLayout(catalog)
+    fresh = args.workdir / f"catalog-items-{args.items}-run"
     for run in range(args.runs):
-        # from scratch: build-slice cleans and splits only what is not on disk already
-        for folder in (layout.silver_dir("effiminivlm"), layout.split_dir("effiminivlm", 0),
-                       layout.slice_dir("bench")):
-            shutil.rmtree(folder, ignore_errors=True)
+        # from scratch: each run slices a fresh copy of the ingested catalog (build-slice
+        # cleans and splits only what is not on disk already)
+        shutil.rmtree(fresh, ignore_errors=True)
+        shutil.copytree(catalog, fresh)
         out = args.workdir / "pandas-out"
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        ours.append(run_measured(CURATE, str(catalog), str(FRAC)))
+        ours.append(run_measured(CURATE, str(fresh), str(FRAC)))
         theirs.append(run_measured(PANDAS, str(catalog), str(FRAC), str(out)))
         print(
             f"  run {run + 1}: curate {ours[-1][0]:.1f}s {ours[-1][1]:.0f} MB | "

@@ -20,6 +20,10 @@ from curation.catalog import parquet_source, sql_literal
 # to write and tens of MB per column to read, on every thread, whatever the memory limit.
 ROW_GROUP_BYTES = 4 * 2**20
 SORT_RUN_SHARE = 8  # a run of wide rows sorted in memory takes at most this share of the limit
+# Python holds about this many runs' worth while it scatters and appends (a run read, sorted and
+# concatenated): DuckDB's limit is lowered by as much meanwhile, so the two together stay
+# within the limit instead of each taking all of it.
+PYTHON_RUNS_HELD = 4
 SCRATCH_ROWS = 2048  # row groups of the scratch file (one DuckDB vector): small read buffers
 SCATTER_BATCH_ROWS = 16_384  # rows handed from DuckDB to the scatter at a time
 
@@ -61,16 +65,18 @@ def copy_sorted(con, select: str, order_by: str, path: Path | str) -> int:
             FROM {rows_source}
         """)
         rows = con.execute("SELECT count(*) FROM _curate_order").fetchone()[0]
-        budget = memory_limit_bytes(con) / SORT_RUN_SHARE
+        limit = memory_limit_bytes(con)
+        budget = limit / SORT_RUN_SHARE
         run = rows_per(budget, _row_bytes(con, parquet_source(rows_file)))
-        with insertion_order(con, False):
+        duckdb_share = max(limit / 4, limit - PYTHON_RUNS_HELD * budget)
+        with insertion_order(con, False), memory_limit(con, duckdb_share):
             batches = con.sql(f"""
                 SELECT r.* EXCLUDE (file_row_number), o._pos FROM {rows_source} AS r
                 JOIN _curate_order AS o ON r.file_row_number = o._row
             """).to_arrow_reader(SCATTER_BATCH_ROWS)
             run_files = _scatter(batches, run, -(-rows // run), scratch, budget)
-        con.execute("DROP TABLE _curate_order")
-        return _append_runs(run_files, batches.schema, path)
+            con.execute("DROP TABLE _curate_order")
+            return _append_runs(run_files, batches.schema, path)
     finally:
         con.execute("DROP TABLE IF EXISTS _curate_order")
         shutil.rmtree(scratch, ignore_errors=True)
@@ -131,6 +137,7 @@ def _append_runs(run_files: list[Path], schema: Any, path: Path) -> int:
         for run_file in run_files:
             table = pq.read_table(run_file).sort_by("_pos").drop_columns(["_pos"])
             run_file.unlink()
+            pa.default_memory_pool().release_unused()  # the unsorted copy, back to the system
             if group is None and table.num_rows:
                 first = table.slice(0, 2048)
                 group = rows_per(ROW_GROUP_BYTES, first.nbytes / first.num_rows)
@@ -157,6 +164,18 @@ def insertion_order(con, preserve: bool) -> Iterator[None]:
         yield
     finally:
         con.execute(f"SET preserve_insertion_order = {str(before).lower()}")
+
+
+@contextmanager
+def memory_limit(con, limit: float) -> Iterator[None]:
+    """Lower DuckDB's memory limit for a block (it spills what it holds past it), then put
+    back what it was."""
+    before = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    con.execute(f"SET memory_limit = '{int(limit)}B'")
+    try:
+        yield
+    finally:
+        con.execute(f"SET memory_limit = '{before}'")
 
 
 _UNITS = {

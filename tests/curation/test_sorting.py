@@ -27,6 +27,8 @@ def test_sorts_wide_rows_past_the_memory_limit(tmp_path):
     out = tmp_path / "sorted.parquet"
     assert copy_sorted(con, select, "k", out) == ROWS
     assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone()[0] == 0
+    # the limit lowered while Python sorted the runs is put back
+    assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "143.0 MiB"
     table = pq.read_table(out)
     keys = table["k"].to_pylist()
     assert keys == sorted(keys) and len(set(keys)) == ROWS

@@ -8,7 +8,19 @@ from __future__ import annotations
 
 import typer
 
-from curate import audit, corpus, demo, images, model, recsys, slicing, sql, study, weights
+from curate import (
+    audit,
+    corpus,
+    demo,
+    images,
+    model,
+    recsys,
+    slicing,
+    sql,
+    study,
+    verify,
+    weights,
+)
 
 app = typer.Typer(
     name="curate",
@@ -16,8 +28,9 @@ app = typer.Typer(
     "Raw JSONL -> bronze Parquet (ingest) -> silver items (clean) -> split and nested slices "
     "(build-slice, validate, slices) -> images (images) -> sample weights (weights) -> "
     "EffiMiniVLM runs (train, predict) -> studies of data scaling x weighting (study). "
-    "Beside them: audits (audit), recommendation-benchmark exports (recsys), queries (sql) "
-    "and the whole pipeline on a generated corpus (demo).",
+    "Beside them: audits (audit), recommendation-benchmark exports (recsys), queries (sql), "
+    "the whole pipeline on a generated corpus (demo), and a check of every output against "
+    "what the catalog recorded (verify).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -27,6 +40,7 @@ app.add_typer(corpus.commands)  # synth, ingest
 app.add_typer(sql.commands)  # sql
 app.add_typer(slicing.commands)  # clean, build-slice, validate
 app.add_typer(slicing.slices_app, name="slices")
+app.add_typer(verify.commands)  # verify
 app.add_typer(weights.weights_app, name="weights")
 app.add_typer(images.images_app, name="images")
 app.add_typer(recsys.recsys_app, name="recsys")

@@ -43,7 +43,8 @@ def user_facing(func: F) -> F:
         except UserError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        # typer's Exit is not click's (typer 0.2x): both are a chosen exit status, not a bug
+        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except Exception:
             traceback.print_exc()

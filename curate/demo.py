@@ -1,7 +1,8 @@
 """``curate demo``: the whole pipeline on a generated corpus, from raw JSONL to a study report.
 
 synth -> ingest -> clean -> nested slices -> validate -> weights -> a frozen-mode study of
-data scaling and weighting (every fraction x strategy x seed) -> report -> SQL exploration.
+data scaling and weighting (every fraction x strategy x seed) -> report -> SQL exploration
+-> verify.
 The study's config is written to ``WORKDIR/study.toml``, so it can be changed and rerun with
 ``curate study run``; a demo that is stopped and started again skips the runs it finished.
 """
@@ -35,7 +36,7 @@ DEMO_QUERIES = (
 DEMO_FRACTIONS = (0.2, 0.4)
 DEMO_WEIGHTS = ("uniform", "effiminivlm", "inverse_variance", "lds")
 DEMO_ITEMS = 4000
-STEPS = 9
+STEPS = 10
 
 
 def demo_study_config(
@@ -157,6 +158,15 @@ def run_demo(
             typer.echo(str(con.sql(resolve_query(None, name))))
     finally:
         con.close()
+
+    typer.secho(f"10/{STEPS} verify: every output against what the catalog recorded", bold=True)
+    from curation.integrity import verify_catalog
+
+    checked = verify_catalog(catalog_root)
+    for problem in checked.problems:  # pragma: no cover - only if the demo itself is broken
+        typer.echo(f"    {problem.path}: {problem.what}")
+    typer.echo(f"    {checked.files_checked:,} files checked (SHA-256): "
+               + ("all as recorded" if checked.ok else f"{len(checked.problems)} differ"))
     minutes = (time.perf_counter() - started) / 60
     typer.secho(f"done in {minutes:.1f} min.", bold=True)
     typer.secho(f"report: {result.folder / 'report' / 'report.md'} (and report.html)", bold=True)

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from curation.errors import UserError
-from curation.manifest import replace_path, sha256_file, versions, write_json_atomic
+from curation.manifest import (
+    output_stats,
+    replace_path,
+    sha256_file,
+    versions,
+    write_json_atomic,
+)
 from curation.paths import MANIFEST, CatalogLayout
 from curation.schema import KINDS, QUARANTINE_COLUMNS, bronze_columns
 
@@ -141,10 +147,12 @@ class Catalog:
         staged.path.mkdir(parents=True)
         try:
             yield staged
-            outputs = {p.name: sha256_file(p) for p in sorted(staged.path.iterdir())
-                       if p.is_file() and p.name != MANIFEST}
-            write_json_atomic(staged.path / MANIFEST,
-                              {**staged.manifest, "outputs": outputs, "versions": versions()})
+            files = [p for p in sorted(staged.path.iterdir()) if p.is_file() and p.name != MANIFEST]
+            write_json_atomic(staged.path / MANIFEST, {
+                **staged.manifest,
+                "outputs": {p.name: sha256_file(p) for p in files},
+                "output_stats": {p.name: output_stats(p) for p in files},  # quick checks
+                "versions": versions()})
             replace_path(staged.path, final)
         finally:
             shutil.rmtree(staged.path, ignore_errors=True)

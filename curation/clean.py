@@ -25,6 +25,7 @@ from typing import Any
 
 from curation.catalog import Catalog
 from curation.errors import UserError
+from curation.integrity import check_sources
 from curation.paths import MANIFEST, CatalogLayout
 from curation.sorting import copy_sorted, insertion_order
 
@@ -221,6 +222,7 @@ def clean(catalog: Catalog | Path | str, profile: str = "default") -> CleanResul
     catalog = Catalog.of(catalog)
     if not any(e["kind"] == "items" for e in catalog.sources.values()):
         raise UserError(f"{catalog.layout.root}: the catalog holds no item metadata to clean")
+    check_sources(catalog)  # bronze as ingest wrote it, or an error naming the part
     started = time.perf_counter()
     layout = catalog.layout
     first_rule = (

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 import uuid
 import zlib
@@ -28,6 +29,7 @@ import pyarrow.parquet as pq
 
 from curation.catalog import Catalog, duckdb_config
 from curation.framing import FrameStats, LineBlock, frame_block, iter_line_blocks, shown_text
+from curation.integrity import check_source, full_checks
 from curation.manifest import replace_path, sha256_file, sha256_parts, versions
 from curation.schema import (
     FIELDS_BY_KIND,
@@ -313,6 +315,12 @@ def ingest(
     try:
         for raw in files:
             previous = catalog.sources.get(raw.key)
+            if previous and previous["fingerprint"] == raw.fingerprint and not force:
+                _, problems = check_source(catalog, raw.key, hashes=full_checks())
+                if problems:  # the raw file is unchanged but what was made of it is not
+                    print(f"note: {raw.key}: {problems[0].path}: {problems[0].what}; "
+                          "ingesting it again", file=sys.stderr)
+                    previous = None
             if previous and previous["fingerprint"] == raw.fingerprint and not force:
                 result = FileResult(
                     raw.key,

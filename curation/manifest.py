@@ -58,6 +58,24 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def parquet_rows(path: Path) -> int | None:
+    """Rows of a Parquet file from its footer; None when it has none a reader can trust."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception:  # a truncated or overwritten file: the caller reports it
+        return None
+
+
+def output_stats(path: Path) -> dict[str, Any]:
+    """What a manifest records of an output besides its SHA-256: bytes and, for Parquet, rows."""
+    stats: dict[str, Any] = {"bytes": path.stat().st_size}
+    if path.suffix == ".parquet":
+        stats["rows"] = parquet_rows(path)
+    return stats
+
+
 def sha256_parts(folder: Path) -> str:
     """One digest for a folder of Parquet parts: over their names and contents, in order."""
     digest = hashlib.sha256()

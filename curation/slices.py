@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from curation.clean import (
     silver_views,
 )
 from curation.errors import UserError
+from curation.integrity import check_folder, check_output, full_checks
 from curation.manifest import sha256_file
 from curation.paths import MANIFEST, view_name
 from curation.sorting import copy_sorted
@@ -87,13 +89,17 @@ class Slice:
     manifest: dict[str, Any]
 
     @classmethod
-    def open(cls, catalog: Catalog | Path | str, name: str) -> Slice:
-        """The slice ``name``; an unknown name is a UserError listing the slices there are."""
+    def open(cls, catalog: Catalog | Path | str, name: str, *, check: bool = True) -> Slice:
+        """The slice ``name``; an unknown name is a UserError listing the slices there are, and
+        a file that differs from the manifest an IntegrityError (unless ``check`` is false:
+        for validation, which reports it among its failures)."""
         catalog = Catalog.of(catalog)
         path = catalog.layout.slice_dir(name) / MANIFEST
         if not re.fullmatch(r"[A-Za-z0-9._-]+", name) or not path.exists():
             names = ", ".join(m["name"] for m in list_slices(catalog)) or "none yet"
             raise UserError(f"no slice named {name!r} (slices: {names})")
+        if check:
+            check_output(path.parent, catalog.layout.slice_items(name).name, catalog.layout.root)
         return cls(catalog, name, json.loads(path.read_text()))
 
     @property
@@ -127,6 +133,15 @@ def slice_name(profile: str, frac: float, seed: int) -> str:
     return f"{profile}-frac{frac:g}-seed{seed}"
 
 
+def _altered(folder: Path, root: Path) -> bool:
+    """Whether a derived folder (silver, a split) differs from its manifest: then it is made
+    again from its inputs, with a note, rather than read."""
+    _, problems = check_folder(folder, root, hashes=full_checks())
+    for problem in problems:
+        print(f"note: {problem.path}: {problem.what}; making it again", file=sys.stderr)
+    return bool(problems)
+
+
 def prepare_split(catalog: Catalog, profile: str, split_seed: int) -> dict[str, dict[str, Any]]:
     """Clean and split only what is not on disk already, current: silver/<profile>/ is cleaned
     again only when the bronze it was cleaned from changed, splits/<profile>/seed<S>/ only
@@ -135,13 +150,15 @@ def prepare_split(catalog: Catalog, profile: str, split_seed: int) -> dict[str, 
     last)."""
     layout = catalog.layout
     cleaned = read_clean_manifest(layout, profile)
-    if cleaned is None or cleaned["inputs"] != bronze_fingerprint(catalog):
+    if (cleaned is None or cleaned["inputs"] != bronze_fingerprint(catalog)
+            or _altered(layout.silver_dir(profile), layout.root)):
         clean(catalog, profile)
         cleaned = read_clean_manifest(layout, profile)
         assert cleaned is not None
     split = read_split_manifest(layout, profile, split_seed)
     silver_sha = cleaned["outputs"][layout.silver_items(profile).name]
-    if split is None or split["inputs"][SILVER_ITEMS] != silver_sha:
+    if (split is None or split["inputs"][SILVER_ITEMS] != silver_sha
+            or _altered(layout.split_dir(profile, split_seed), layout.root)):
         build_split(catalog, profile=profile, seed=split_seed)
     wanted = {**silver_views(layout, profile), **split_views(layout, profile, split_seed)}
     return {k: v for k, v in wanted.items() if catalog.tables.get(k) != v}

@@ -26,6 +26,7 @@ from typing import Any
 
 from curation.catalog import Catalog, parquet_source
 from curation.clean import silver_shown
+from curation.integrity import check_folder
 from curation.manifest import write_json_atomic
 from curation.paths import CatalogLayout
 
@@ -220,7 +221,7 @@ def validate_slice(catalog: Catalog | Path | str, name: str) -> ValidationReport
     from curation.slices import Slice, list_slices
 
     catalog = Catalog.of(catalog)
-    slice_ = Slice.open(catalog, name)
+    slice_ = Slice.open(catalog, name, check=False)  # the check is one of the expectations
     params = slice_.parameters
     same = [
         m
@@ -272,10 +273,15 @@ def validate_slice(catalog: Catalog | Path | str, name: str) -> ValidationReport
         ["parent_asin", "split", "average_rating", "rating_number", "main_image_url"],
     )
     failures += _failures(holdout_result, holdout, ["parent_asin", "split"])
+    # the file itself, against what build-slice recorded (a hand edit can keep every value valid)
+    _, altered = check_folder(slice_.path.parent, catalog.layout.root, hashes=True,
+                              names=[slice_.path.name])
+    failures += [Failure("file_matches_its_manifest", None, len(frame),
+                         [{"file": p.path, "differs": p.what}]) for p in altered]
     report = ValidationReport(
         f"slice:{name}",
         len(frame),
-        len(rows_result.results) + len(holdout_result.results),
+        len(rows_result.results) + len(holdout_result.results) + 1,
         failures,
         docs_path=project.docs,
     )

@@ -33,6 +33,7 @@ STEP_LINES = [
     f"7/{STEPS} study: frozen EffiMiniVLM over 2 fractions x 2 weightings x 3 seeds",
     f"8/{STEPS} report: curves, fits, intervals",
     f"9/{STEPS} exploration queries",
+    f"10/{STEPS} verify: every output against what the catalog recorded",
 ]
 
 
@@ -80,6 +81,7 @@ def test_the_demo_runs_end_to_end_and_a_rerun_skips_finished_runs(tmp_path):
     for name in DEMO_QUERIES:
         assert f"-- {name}" in out
     assert f"explore further: curate sql --catalog {workdir / 'catalog'}" in out
+    assert re.search(r"\n    [\d,]+ files checked \(SHA-256\): all as recorded\n", out)
 
     finished = {p.parent.name: p.stat().st_mtime_ns
                 for p in (workdir / "study" / "runs").glob("*/manifest.json")}

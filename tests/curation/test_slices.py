@@ -188,7 +188,9 @@ def test_validation_passes_and_catches_a_hand_edited_row(catalog):
     frame.write_parquet(path)
     report = validate_slice(catalog, "edited")
     assert not report.success
-    [failure] = report.failures
+    failure, altered = report.failures  # the value out of range, and the file not as written
+    assert altered.expectation == "file_matches_its_manifest"
+    assert altered.examples[0]["file"] == "slices/edited/items.parquet"
     assert failure.expectation == "expect_column_values_to_be_between"
     assert failure.column == "average_rating" and failure.unexpected == 1
     assert failure.examples[0]["parent_asin"] == victim
@@ -197,6 +199,7 @@ def test_validation_passes_and_catches_a_hand_edited_row(catalog):
     assert result.exit_code == 1
     assert "FAILED expect_column_values_to_be_between(average_rating): 1 of" in result.output
     assert victim in result.output
+    assert "FAILED file_matches_its_manifest: " in result.output
 
 
 def test_build_slice_command_prints_a_summary_and_validates(catalog, tmp_path):
@@ -221,7 +224,7 @@ def test_build_slice_command_prints_a_summary_and_validates(catalog, tmp_path):
         "stratum",
         "rejections per rule",
         "duplicate_parent_asin",
-        "15/15 expectations met",
+        "16/16 expectations met",
     ):
         assert text in result.output
     import datasets

@@ -247,9 +247,11 @@ class _FileIngest:
         # Row groups of bounded bytes (a block of long item texts in one row group would need
         # tens of MB per column to read back, on every thread, whatever the memory limit).
         row_group = rows_per(ROW_GROUP_BYTES, len(block.data) / max(n, 1))
+        # ORDER BY: DuckDB's parallel read_json hands the block's vectors back in any order,
+        # and the same file must give the same bytes
         written = self.con.execute(
-            f"COPY (SELECT {columns} FROM typed WHERE {REASON} IS NULL AND NOT {SKIP}) "
-            f"TO '{part}' ({PARQUET_OPTIONS}, ROW_GROUP_SIZE {row_group})"
+            f"COPY (SELECT {columns} FROM typed WHERE {REASON} IS NULL AND NOT {SKIP} "
+            f"ORDER BY {LINE_COLUMN}) TO '{part}' ({PARQUET_OPTIONS}, ROW_GROUP_SIZE {row_group})"
         ).fetchone()[0]
         self.parts += 1
         self.rows += written

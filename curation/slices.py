@@ -129,8 +129,34 @@ class Slice:
         return pl.read_parquet(self.path, columns=list(columns) if columns else None)
 
 
-def slice_name(profile: str, frac: float, seed: int) -> str:
-    return f"{profile}-frac{frac:g}-seed{seed}"
+def slice_name(profile: str, frac: float, seed: int, *, split_seed: int = 0,
+               strata: Sequence[str] = DEFAULT_STRATA, min_per_category: int = 0,
+               excluded: bool = False) -> str:
+    """A slice's default name: every parameter that changes its content and is not the
+    default is in it (so two different slices never share a default name)."""
+    name = f"{profile}-frac{frac:g}-seed{seed}"
+    if split_seed:
+        name += f"-split{split_seed}"
+    if tuple(strata) != tuple(DEFAULT_STRATA):
+        name += "-by-" + ".".join(strata)
+    if min_per_category:
+        name += f"-min{min_per_category}"
+    return name + (EXCLUSION_SUFFIX if excluded else "")
+
+
+def _refuse_another_slice_of_that_name(catalog: Catalog, name: str,
+                                       parameters: dict[str, Any]) -> None:
+    """A name stands for one slice: building it again with the same parameters is a rebuild,
+    with others it would silently replace a slice that studies and nesting checks rely on."""
+    path = catalog.layout.slice_dir(name) / MANIFEST
+    if not path.exists():
+        return
+    have = json.loads(path.read_text())["parameters"]
+    differ = {k: (have.get(k), v) for k, v in parameters.items() if have.get(k) != v}
+    if differ:
+        shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in sorted(differ.items()))
+        raise UserError(f"slice {name!r} exists with other parameters ({shown}); give another "
+                        "--name, or delete slices/" + name + " first")
 
 
 def _altered(folder: Path, root: Path) -> bool:
@@ -192,10 +218,20 @@ def build_slice(
     started = time.perf_counter()
     catalog = Catalog.of(catalog)
     layout = catalog.layout
-    default_name = slice_name(profile, frac, seed) + (EXCLUSION_SUFFIX if exclude else "")
-    name = name or default_name
+    name = name or slice_name(profile, frac, seed, split_seed=split_seed, strata=strata,
+                              min_per_category=min_per_category, excluded=exclude is not None)
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
         raise UserError(f"slice name {name!r}: use letters, digits, '.', '_' and '-' only")
+    parameters = {
+        "frac": frac,
+        "seed": seed,
+        "strata": list(strata),
+        "min_per_category": min_per_category,
+        "exclude_label_issues": exclude.audited_slice if exclude else None,
+        "profile": profile,
+        "split_seed": split_seed,
+    }
+    _refuse_another_slice_of_that_name(catalog, name, parameters)
     views = prepare_split(catalog, profile, split_seed)
     silver = layout.silver_items(profile)
     assignments = layout.split_assignments(profile, split_seed)
@@ -272,15 +308,7 @@ def build_slice(
         staged.manifest = {
             "stage": "slice",
             "name": name,
-            "parameters": {
-                "frac": frac,
-                "seed": seed,
-                "strata": list(strata),
-                "min_per_category": min_per_category,
-                "exclude_label_issues": exclude.audited_slice if exclude else None,
-                "profile": profile,
-                "split_seed": split_seed,
-            },
+            "parameters": parameters,
             "inputs": {SILVER_ITEMS: sha256_file(silver), SPLITS: sha256_file(assignments)},
             "rows": {s: per_split.get(s, 0) for s in SPLIT_NAMES},
             "strata": [

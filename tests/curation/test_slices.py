@@ -252,3 +252,24 @@ def test_bad_parameters_are_clear_errors(catalog):
     ):
         result = runner.invoke(app, ["build-slice", *args, "-c", str(catalog)])
         assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_a_slice_name_covers_its_parameters_and_is_never_reused(catalog):
+    plain = build_slice(catalog, 0.2)
+    by_category = build_slice(catalog, 0.2, strata=("main_category",))
+    other_split = build_slice(catalog, 0.2, split_seed=1)
+    assert plain.name == "default-frac0.2-seed0"
+    assert by_category.name == "default-frac0.2-seed0-by-main_category"
+    assert other_split.name == "default-frac0.2-seed0-split1"
+    before = Slice.open(catalog, plain.name).path.read_bytes()
+    assert len({before, *(Slice.open(catalog, r.name).path.read_bytes()
+                          for r in (by_category, other_split))}) == 3  # three slices
+    build_slice(catalog, 0.2)  # the same parameters: a rebuild, to the same bytes
+    assert Slice.open(catalog, plain.name).path.read_bytes() == before
+    result = runner.invoke(app, ["build-slice", "-c", str(catalog), "--frac", "0.3",
+                                 "--name", plain.name, "--no-validate"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"error: slice 'default-frac0.2-seed0' exists with other parameters (frac 0.2 -> 0.3); "
+        f"give another --name, or delete slices/default-frac0.2-seed0 first"]
+    assert Slice.open(catalog, plain.name).path.read_bytes() == before

@@ -42,8 +42,7 @@ class PlannedRun:
 def slice_for(config: StudyConfig, fraction: float, seed: int) -> str:
     from curation.slices import slice_name
 
-    name = slice_name(config.profile, fraction, seed)
-    return f"{name}-min{config.min_per_category}" if config.min_per_category else name
+    return slice_name(config.profile, fraction, seed, min_per_category=config.min_per_category)
 
 
 def plan(config: StudyConfig) -> list[PlannedRun]:

@@ -82,6 +82,12 @@ AUDIT_INPUTS = {
 }
 
 
+def try_weights(slice_: Slice, spec: str) -> None:
+    """Compute ``spec``'s weights on a slice without writing them: a UserError if it cannot
+    run there (a missing audit or column, weights that are not finite)."""
+    compute_with_stats(_with_audits(slice_, slice_.items(text=False), spec), spec)
+
+
 def _with_audits(slice_: Slice, frame: pl.DataFrame, spec: str) -> pl.DataFrame:
     """The slice with the columns of the audits its spec needs. An audit of this slice is
     used, else the largest audit of another slice that covers all of this one's train items

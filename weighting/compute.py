@@ -59,6 +59,7 @@ def compute_with_stats(
     temperature: 0 flattens every weight to 1, 1 keeps them), ``clip`` (lower, upper), and
     ``normalise`` (divide by the mean over the train rows, so that it is 1 there).
     """
+    _check_transforms(clip, power)
     if isinstance(frame, pl.LazyFrame):
         frame = frame.collect()
     train = frame.filter(pl.col(SPLIT) == TRAIN) if SPLIT in frame.columns else frame
@@ -104,6 +105,22 @@ def compute_with_stats(
             f"{spec!r} gave {int(bad.sum())} weights that are negative, NaN or infinite"
         )
     return weights.rename("weight"), stats
+
+
+def _check_transforms(clip: tuple[float | None, float | None] | None,
+                      power: float | None) -> None:
+    """Transforms that would give negative, non-finite or silently constant weights."""
+    if power is not None and not math.isfinite(power):
+        raise UserError(f"--power must be a finite number, got {power}")
+    if clip is None:
+        return
+    low, high = clip
+    for name, bound in (("lower", low), ("upper", high)):
+        if bound is not None and not (math.isfinite(bound) and bound >= 0):
+            raise UserError(f"--clip: the {name} bound must be a finite number >= 0, got {bound}")
+    if low is not None and high is not None and low > high:
+        raise UserError(f"--clip {low},{high}: the lower bound is above the upper one "
+                        "(every weight would be the lower bound)")
 
 
 def compute(frame: pl.DataFrame, spec: str, **transforms: Any) -> pl.Series:

@@ -12,6 +12,7 @@ line on what it favours. It is split in two so that nothing leaks from val and t
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,21 @@ from typing import Any
 import polars as pl
 
 from curation.errors import UserError
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A range a numeric parameter must lie in, said the way an error message says it."""
+
+    text: str
+    ok: Callable[[Any], bool]
+
+
+POSITIVE = Limit("> 0", lambda v: v > 0)
+NON_NEGATIVE = Limit(">= 0", lambda v: v >= 0)
+OPEN_UNIT = Limit("in (0, 1)", lambda v: 0 < v < 1)
+ODD_POSITIVE = Limit("a positive odd integer", lambda v: v > 0 and v % 2 == 1)
+ZERO_OR_ONE = Limit("0 or 1", lambda v: v in (0, 1))
 
 FitFunction = Callable[..., dict[str, Any]]
 ExpressionFunction = Callable[..., pl.Expr]
@@ -33,8 +49,12 @@ class Strategy:
     fit: FitFunction | None = None
     family: str = "reliability"
     defaults: dict[str, Any] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)  # parameter -> its annotation's text
+    limits: dict[str, Limit] = field(default_factory=dict)
 
     def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The defaults with ``params`` over them, each checked: a known parameter, of its
+        type (numbers finite), within its limit."""
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             valid = ", ".join(f"{k}={v!r}" for k, v in self.defaults.items()) or "none"
@@ -42,7 +62,29 @@ class Strategy:
                 f"strategy {self.name!r} has no parameter {', '.join(unknown)}; "
                 f"its parameters: {valid}"
             )
+        for key, value in params.items():
+            self._check(key, value)
         return {**self.defaults, **params}
+
+    def _check(self, key: str, value: Any) -> None:
+        kinds = {k.strip() for k in self.types.get(key, "").split("|")}
+        where = f"{self.name}: {key}"
+        if value is None:
+            if "None" not in kinds:
+                raise UserError(f"{where} cannot be none")
+            return
+        if "float" in kinds:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise UserError(f"{where} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise UserError(f"{where} must be a finite number, got {value!r}")
+        elif "int" in kinds and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UserError(f"{where} must be an integer, got {value!r}")
+        elif "str" in kinds and not isinstance(value, str):
+            raise UserError(f"{where} must be text, got {value!r}")
+        limit = self.limits.get(key)
+        if limit is not None and not limit.ok(value):
+            raise UserError(f"{where} must be {limit.text}, got {value!r}")
 
 
 STRATEGIES: dict[str, Strategy] = {}
@@ -55,24 +97,33 @@ def register(
     requires: tuple[str, ...],
     family: str = "reliability",
     fit: FitFunction | None = None,
+    limits: dict[str, Limit] | None = None,
 ) -> Callable[[ExpressionFunction], ExpressionFunction]:
     """Register ``expression(stats, *, params...)`` as strategy ``name``.
 
     The keyword-only parameters of the expression function (and of ``fit``) are the
-    strategy's parameters; their defaults are the strategy's defaults.
+    strategy's parameters; their defaults are the strategy's defaults, their annotations
+    (float, int, str, ``| None``) the types a spec's values are checked against, and
+    ``limits`` the ranges numeric ones must lie in.
     """
 
     def decorator(expression: ExpressionFunction) -> ExpressionFunction:
         defaults: dict[str, Any] = {}
+        types: dict[str, str] = {}
         for function in (fit, expression):
             if function is None:
                 continue
             for p in inspect.signature(function).parameters.values():
                 if p.kind is inspect.Parameter.KEYWORD_ONLY:
                     defaults[p.name] = p.default
+                    types[p.name] = str(p.annotation)
         if name in STRATEGIES:
             raise ValueError(f"a weighting strategy named {name!r} is already registered")
-        STRATEGIES[name] = Strategy(name, favours, requires, expression, fit, family, defaults)
+        unknown = sorted(set(limits or {}) - set(defaults))
+        if unknown:
+            raise ValueError(f"strategy {name!r}: limits for unknown parameters {unknown}")
+        STRATEGIES[name] = Strategy(name, favours, requires, expression, fit, family, defaults,
+                                    types, dict(limits or {}))
         return expression
 
     return decorator

@@ -14,7 +14,14 @@ import numpy as np
 import polars as pl
 
 from curation.errors import UserError
-from weighting.registry import register
+from weighting.registry import (
+    NON_NEGATIVE,
+    ODD_POSITIVE,
+    OPEN_UNIT,
+    POSITIVE,
+    ZERO_OR_ONE,
+    register,
+)
 
 N = pl.col("rating_number").cast(pl.Float64).fill_null(0.0).clip(lower_bound=0.0)
 Y = "average_rating"
@@ -60,6 +67,7 @@ def effiminivlm(stats: dict[str, Any]) -> pl.Expr:
 
 @register(
     "log_count",
+    limits={"cap": POSITIVE},
     fit=_fit_mean_log,
     requires=("rating_number",),
     favours="items with many ratings, logarithmically: log(1+n) / mean_train log(1+n)",
@@ -77,6 +85,7 @@ def _fit_mean_sqrt(train: pl.DataFrame) -> dict[str, Any]:
 
 @register(
     "sqrt_count",
+    limits={"cap": POSITIVE},
     fit=_fit_mean_sqrt,
     requires=("rating_number",),
     favours="items with many ratings, by the square root: sqrt(n) / mean_train sqrt(n)",
@@ -89,12 +98,11 @@ def sqrt_count(stats: dict[str, Any], *, cap: float | None = 10.0) -> pl.Expr:
 
 @register(
     "capped_count",
+    limits={"c": POSITIVE},
     requires=("rating_number",),
     favours="items with up to c ratings, linearly; all items past c alike: min(n, c) / c",
 )
 def capped_count(stats: dict[str, Any], *, c: float = 100.0) -> pl.Expr:
-    if c <= 0:
-        raise UserError(f"capped_count: c must be positive, got {c}")
     return N.clip(upper_bound=c) / c
 
 
@@ -105,6 +113,7 @@ def _fit_median_n(train: pl.DataFrame, *, m: float | None = None) -> dict[str, A
 
 @register(
     "bayes_confidence",
+    limits={"m": POSITIVE},
     fit=_fit_median_n,
     requires=("rating_number",),
     favours="the confidence of a Bayesian average: n / (n + m), m the train median n",
@@ -130,6 +139,7 @@ def _fit_variances(train: pl.DataFrame, *, min_reviews: int = 5) -> dict[str, An
 
 @register(
     "inverse_variance",
+    limits={"min_reviews": POSITIVE},
     fit=_fit_variances,
     requires=("rating_number", "average_rating", "review_rating_std", "review_count"),
     favours="items whose average is precise: 1 / (tau^2 + sigma^2 / n), random effects",
@@ -146,17 +156,17 @@ def inverse_variance(stats: dict[str, Any]) -> pl.Expr:
 
 @register(
     "effective_number",
+    limits={"beta": OPEN_UNIT},
     requires=("rating_number",),
     favours="items with many ratings, saturating: (1 - beta^n) / (1 - beta) (Cui et al.)",
 )
 def effective_number(stats: dict[str, Any], *, beta: float = 0.999) -> pl.Expr:
-    if not 0 < beta < 1:
-        raise UserError(f"effective_number: beta must lie in (0, 1), got {beta}")
     return (1.0 - pl.lit(beta).pow(N)) / (1.0 - beta)
 
 
 @register(
     "wilson",
+    limits={"z": NON_NEGATIVE},
     requires=("review_positive_share", "review_count"),
     favours="items whose 4-5 star share is surely high: Wilson lower bound",
 )
@@ -171,6 +181,7 @@ def wilson(stats: dict[str, Any], *, z: float = 1.96) -> pl.Expr:
 
 @register(
     "helpful_verified",
+    limits={"prior": NON_NEGATIVE},
     requires=("review_count", "verified_share", "helpful_votes"),
     favours="items whose reviews are verified and found helpful",
 )
@@ -209,6 +220,7 @@ def _fit_lds(
 
 @register(
     "lds",
+    limits={"sigma": POSITIVE, "kernel_size": ODD_POSITIVE},
     fit=_fit_lds,
     requires=("average_rating",),
     family="re-balancing",
@@ -226,14 +238,13 @@ def _fit_bin_counts(train: pl.DataFrame) -> dict[str, Any]:
 
 @register(
     "inverse_effective_number",
+    limits={"beta": OPEN_UNIT},
     fit=_fit_bin_counts,
     requires=("average_rating",),
     family="re-balancing",
     favours="rare target values: (1 - beta) / (1 - beta^n_bin) per 0.1-wide target bin",
 )
 def inverse_effective_number(stats: dict[str, Any], *, beta: float = 0.999) -> pl.Expr:
-    if not 0 < beta < 1:
-        raise UserError(f"inverse_effective_number: beta must lie in (0, 1), got {beta}")
     table = {
         k: ((1 - beta) / (1 - beta**c) if c > 0 else 0.0) for k, c in stats["bin_counts"].items()
     }
@@ -245,6 +256,7 @@ def inverse_effective_number(stats: dict[str, Any], *, beta: float = 0.999) -> p
 
 @register(
     "label_quality",
+    limits={"exponent": NON_NEGATIVE, "drop_flagged": ZERO_OR_ONE},
     requires=("label_quality", "is_label_issue"),
     family="learned",
     favours="items whose label agrees with out-of-fold predictions (cleanlab's label-quality "
@@ -252,8 +264,6 @@ def inverse_effective_number(stats: dict[str, Any], *, beta: float = 0.999) -> p
 )
 def label_quality(stats: dict[str, Any], *, exponent: float = 1.0,
                   drop_flagged: int = 0) -> pl.Expr:
-    if exponent < 0:
-        raise UserError(f"label_quality: exponent must be >= 0, got {exponent}")
     # items the audit did not see (none, when the audited slice holds this one) weigh 1
     quality = pl.col("label_quality").cast(pl.Float64).fill_nan(None).fill_null(1.0)
     # scores below 1e-12 are 0: subnormal weights overflow when weights are normalised
@@ -265,6 +275,7 @@ def label_quality(stats: dict[str, Any], *, exponent: float = 1.0,
 
 @register(
     "data_map",
+    limits={"easy": NON_NEGATIVE, "ambiguous": NON_NEGATIVE, "hard": NON_NEGATIVE},
     requires=("dm_region",),
     family="learned",
     favours="a weight per data-map region of a run (curate audit data-map): easy, ambiguous, "
@@ -273,9 +284,6 @@ def label_quality(stats: dict[str, Any], *, exponent: float = 1.0,
 def data_map(stats: dict[str, Any], *, easy: float = 1.0, ambiguous: float = 1.0,
              hard: float = 0.0) -> pl.Expr:
     table = {"easy": easy, "ambiguous": ambiguous, "hard": hard}
-    for region, value in table.items():
-        if value < 0:
-            raise UserError(f"data_map: {region} must be >= 0, got {value}")
     # val and test items have no region (the map covers train items): weight 1
     return pl.col("dm_region").cast(pl.String).replace_strict(
         table, default=1.0, return_dtype=pl.Float64).fill_null(1.0)

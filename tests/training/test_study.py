@@ -133,6 +133,15 @@ def test_a_killed_study_resumes_without_redoing_finished_runs(study_catalog, tmp
         ({"fractions": [0.0, 0.5]}, "fractions must lie in (0, 1]"),
         ({"colour": "blue"}, "unknown key(s) colour"),
         ({"trainer": {"mode": "fast"}}, "mode must be frozen or finetune"),
+        ({"fractions": ["a", 0.5]}, "every item of fractions must be a number, got 'a'"),
+        ({"seeds": [0, 1, "2"]}, "every item of seeds must be an integer, got '2'"),
+        ({"min_per_category": "10"}, "min_per_category must be an integer, got '10'"),
+        ({"strategies": "uniform"}, "strategies must be a list, got 'uniform'"),
+        ({"strategies": ["uniform", "sqrt_count:cap=nan"]}, "cap must be a finite number"),
+        # tried on the slices before any encoding: the audit it needs was never made
+        ({"strategies": ["uniform", "label_quality"]},
+         "strategy 'label_quality' on slice default-frac0.2-seed0: strategy 'label_quality' "
+         "needs a label-quality audit"),
     ],
 )
 def test_a_bad_config_is_one_clear_line(study_catalog, tmp_path, overrides, message):
@@ -140,7 +149,7 @@ def test_a_bad_config_is_one_clear_line(study_catalog, tmp_path, overrides, mess
     result = CliRunner().invoke(app, ["study", "run", str(config)])
     assert result.exit_code == 2
     assert message in result.output and str(config) in result.output
-    assert "Traceback" not in result.output
+    assert "Traceback" not in result.output and "embedding cache" not in result.output
 
 
 def test_the_template_is_a_valid_config_and_report_needs_a_study(tmp_path):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import polars as pl
@@ -9,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import weighting
+from curation.errors import UserError
 
 LN2 = math.log(2)
 
@@ -360,9 +362,9 @@ def test_data_map_strategy():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("capped_count:c=0", "c must be positive"),
-        ("effective_number:beta=1", "beta must lie in"),
-        ("inverse_effective_number:beta=0", "beta must lie in"),
+        ("capped_count:c=0", "c must be > 0"),
+        ("effective_number:beta=1", r"beta must be in \(0, 1\)"),
+        ("inverse_effective_number:beta=0", r"beta must be in \(0, 1\)"),
         ("lds:reweight=log", "reweight must be 'inverse' or 'sqrt_inv'"),
         ("label_quality:exponent=-1", "exponent must be >= 0"),
         ("data_map:hard=-1", "hard must be >= 0"),
@@ -382,3 +384,44 @@ def test_a_strategy_name_is_registered_once():
         register("uniform", favours="x", requires=())(lambda stats: pl.lit(1.0))
     assert weighting.STRATEGIES["lds"].defaults == {"sigma": 2.0, "kernel_size": 5,
                                                     "reweight": "sqrt_inv"}
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("log_count:cap=abc", "log_count: cap must be a number, got 'abc'"),
+    ("sqrt_count:cap=nan", "sqrt_count: cap must be a finite number, got nan"),
+    ("sqrt_count:cap=inf", "sqrt_count: cap must be a finite number, got inf"),
+    ("sqrt_count:cap=0", "sqrt_count: cap must be > 0, got 0"),
+    ("lds:sigma=-1", "lds: sigma must be > 0, got -1"),
+    ("lds:kernel_size=4", "lds: kernel_size must be a positive odd integer, got 4"),
+    ("lds:kernel_size=2.5", "lds: kernel_size must be an integer, got 2.5"),
+    ("lds:reweight=3", "lds: reweight must be text, got 3"),
+    ("capped_count:c=none", "capped_count: c cannot be none"),
+    ("capped_count:c=true", "capped_count: c must be a number, got True"),
+    ("effective_number:beta=1", "effective_number: beta must be in (0, 1), got 1"),
+    ("bayes_confidence:m=0", "bayes_confidence: m must be > 0, got 0"),
+    ("label_quality:drop_flagged=2", "label_quality: drop_flagged must be 0 or 1, got 2"),
+    ("data_map:hard=-0.5", "data_map: hard must be >= 0, got -0.5"),
+])
+def test_a_bad_parameter_is_refused_with_its_name_and_range(spec, message):
+    df = frame(rating_number=[1, 5], average_rating=[4.0, 2.0], review_count=[3, 9],
+               review_rating_std=[0.5, 1.0], label_quality=[0.9, 0.1],
+               is_label_issue=[False, True], dm_region=["easy", "hard"])
+    with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+        weighting.compute(df, spec)
+
+
+@pytest.mark.parametrize("transforms,message", [
+    ({"clip": (10.0, 0.1)}, "--clip 10.0,0.1: the lower bound is above the upper one"),
+    ({"clip": (float("nan"), None)}, "--clip: the lower bound must be a finite number >= 0"),
+    ({"clip": (None, -1.0)}, "--clip: the upper bound must be a finite number >= 0"),
+    ({"power": float("inf")}, "--power must be a finite number, got inf"),
+    ({"power": float("nan")}, "--power must be a finite number, got nan"),
+])
+def test_transforms_that_would_silently_flatten_or_break_weights_are_refused(transforms, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        weighting.compute(frame(rating_number=[1, 5]), "sqrt_count", **transforms)
+
+
+def test_none_is_accepted_where_a_parameter_may_be_none():
+    close(weights(frame(rating_number=[0, 3]), "log_count:cap=none"),
+          weights(frame(rating_number=[0, 3]), "log_count"))

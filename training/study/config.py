@@ -110,6 +110,7 @@ def load_study_config(path: Path | str) -> tuple[StudyConfig, Path]:
         if extra:
             raise UserError(f"{path}: unknown [{key}] key(s) {', '.join(extra)}; valid: "
                             f"{', '.join(valid)}")
+    _check_types(data, path)
     base = path.resolve().parent
     for key in ("catalog", "corpus", "out"):
         value = data.get(key)
@@ -123,6 +124,29 @@ def load_study_config(path: Path | str) -> tuple[StudyConfig, Path]:
     _check(config, path)
     folder = Path(config.out) if config.out else base / "studies" / config.name
     return config, folder
+
+
+# Each top-level key's type, and for lists their items' (TOML gives these Python types).
+_TYPES: dict[str, tuple[type | tuple[type, ...], type | tuple[type, ...] | None]] = {
+    "name": (str, None), "catalog": (str, None), "corpus": (str, None), "out": (str, None),
+    "profile": (str, None), "min_per_category": (int, None),
+    "fractions": (list, (int, float)), "strategies": (list, str), "seeds": (list, int),
+    "trainer": (dict, None), "report": (dict, None),
+}
+_TYPE_NAMES = {str: "text", int: "an integer", list: "a list", dict: "a table",
+               (int, float): "a number"}
+
+
+def _check_types(data: dict[str, Any], path: Path) -> None:
+    """Every key of its type before anything is built or encoded (TOML has no schema)."""
+    for key, value in data.items():
+        kind, item = _TYPES[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise UserError(f"{path}: {key} must be {_TYPE_NAMES[kind]}, got {value!r}")
+        for element in value if item is not None else ():
+            if isinstance(element, bool) or not isinstance(element, item):
+                raise UserError(f"{path}: every item of {key} must be {_TYPE_NAMES[item]}, "
+                                f"got {element!r}")
 
 
 def _check(config: StudyConfig, path: Path) -> None:

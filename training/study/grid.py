@@ -119,6 +119,7 @@ def run_study(
         raise UserError(f"{config_path}: {exc}") from None
     _ensure_slices(catalog, config, log)
     runs = plan(config)
+    _try_strategies(catalog, runs, config_path)
     _write_study_json(folder, config, runs)
     done = [r for r in runs if run_folder(folder, r).is_complete()]
     todo = [r for r in runs if not run_folder(folder, r).is_complete()]
@@ -158,6 +159,20 @@ def run_study(
             after_run(run)
     _write_study_json(folder, config, runs)
     return StudyRunResult(folder, len(runs), len(todo), len(done), time.perf_counter() - started)
+
+
+def _try_strategies(catalog: Catalog, runs: list[PlannedRun], config_path: Path | str) -> None:
+    """Every strategy on every slice it will weigh, before anything is encoded or trained: one
+    that cannot run there (an audit not made yet, say) fails now, not after the encoding."""
+    from curation.slices import Slice
+    from weighting.catalog_io import try_weights
+
+    for slice_name, spec in sorted({(r.slice, r.strategy) for r in runs}):
+        try:
+            try_weights(Slice.open(catalog, slice_name), spec)
+        except UserError as exc:
+            raise UserError(f"{config_path}: strategy {spec!r} on slice {slice_name}: "
+                            f"{exc}") from None
 
 
 def _relay(line: str, seen: set[str], log: Callable[[str], None]) -> None:

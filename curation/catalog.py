@@ -77,6 +77,8 @@ class Catalog:
     @classmethod
     def open(cls, root: Path | str, create: bool = False) -> Catalog:
         layout = CatalogLayout(Path(root))
+        if layout.root.exists() and not layout.root.is_dir():
+            raise CatalogError(f"{layout.root} is a file, not a catalog folder")
         if layout.manifest.exists():
             catalog = cls(layout)
             catalog._read()
@@ -86,6 +88,12 @@ class Catalog:
                 f"no catalog at {layout.root} (no catalog.json): run `curate ingest RAW_DIR "
                 f"--catalog {layout.root}` first"
             )
+        foreign = sorted(p.name for p in layout.root.iterdir()
+                         if p.name not in layout.own_names) if layout.root.exists() else []
+        if foreign:  # a catalog is never made among someone else's files
+            raise CatalogError(f"{layout.root} holds no catalog.json but other files "
+                               f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}):"
+                               " give a new or empty folder for the catalog")
         layout.root.mkdir(parents=True, exist_ok=True)
         return cls(layout)
 
@@ -104,7 +112,11 @@ class Catalog:
 
     def _read(self) -> None:
         seen = self._stat()
-        payload = json.loads(self.layout.manifest.read_text())
+        try:
+            payload = json.loads(self.layout.manifest.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CatalogError(f"{self.layout.manifest}: not valid JSON ({exc}); "
+                               "`curate verify` says what else is damaged") from None
         if payload.get("format") != CATALOG_FORMAT:
             raise CatalogError(f"{self.layout.manifest}: unknown catalog format "
                                f"{payload.get('format')}")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curation.catalog import Catalog
+from curation.catalog import Catalog, sql_literal
 from curation.errors import UserError
 from curation.integrity import check_sources
 from curation.paths import MANIFEST, CatalogLayout
@@ -31,6 +31,7 @@ from curation.sorting import copy_sorted, insertion_order
 
 SILVER_ITEMS = "silver_items"  # catalog view names
 REJECTIONS = "rejections"
+REVIEW_REJECTIONS = "review_rejections"
 
 # The 9 categories the EffiMiniVLM authors left out (of 33 plus "Unknown").
 EFFIMINIVLM_EXCLUDED = (
@@ -203,6 +204,10 @@ FROM (SELECT *, round(rating * 1000)::BIGINT AS r1 FROM reviews)
 WHERE rating BETWEEN 1 AND 5
 GROUP BY parent_asin
 """
+# A review line counts in its item's aggregates when its rating is a star value; the others
+# go to review_rejections with one of these rules.
+_REVIEW_USED = "coalesce(rating BETWEEN 1 AND 5, false)"
+_REVIEW_RULE = "CASE WHEN rating IS NULL THEN 'rating_missing' ELSE 'rating_out_of_range' END"
 
 
 @dataclass
@@ -241,6 +246,7 @@ def clean(catalog: Catalog | Path | str, profile: str = "default") -> CleanResul
     with catalog.publish(out_dir, f"silver-{profile}") as staged:
         silver = staged.path / layout.silver_items(profile).name
         rejections = staged.path / layout.rejections(profile).name
+        review_rejections = staged.path / layout.review_rejections(profile).name
         con = catalog.connect(read_only=True)
         try:
             con.execute(TEXT_MACROS)
@@ -280,6 +286,22 @@ def clean(catalog: Catalog | Path | str, profile: str = "default") -> CleanResul
                 con.execute("SELECT coalesce(_rule, ''), count(*) FROM judged GROUP BY 1")
                 .fetchall()
             )
+            # reviews the aggregates leave out are kept beside, with the reason, and counted
+            con.execute(f"""
+                COPY (
+                    SELECT parent_asin, category, source_line, {_REVIEW_RULE} AS rule,
+                           CASE {_REVIEW_RULE} WHEN 'rating_missing' THEN 'no rating'
+                                ELSE 'a rating outside [1, 5]' END AS reason, rating
+                    FROM reviews WHERE NOT {_REVIEW_USED}
+                    ORDER BY category, source_line
+                ) TO {sql_literal(str(review_rejections))} (FORMAT parquet, COMPRESSION zstd)
+            """)
+            reviews_in, reviews_used = con.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE {_REVIEW_USED}) FROM reviews"
+            ).fetchone()
+            review_rules = dict(con.execute(
+                f"SELECT {_REVIEW_RULE}, count(*) FROM reviews WHERE NOT {_REVIEW_USED} "
+                "GROUP BY 1 ORDER BY 1").fetchall())
         finally:
             con.close()
         rows_in = sum(counts.values())
@@ -309,6 +331,8 @@ def clean(catalog: Catalog | Path | str, profile: str = "default") -> CleanResul
             "rows_in": rows_in,
             "kept": kept,
             "funnel": funnel,
+            # review lines in = used in the aggregates + left out (review_rejections.parquet)
+            "reviews": {"rows_in": reviews_in, "used": reviews_used, "left_out": review_rules},
         }
         staged.views = silver_views(layout, profile)
     return CleanResult(profile, rows_in, kept, funnel, time.perf_counter() - started, out_dir)
@@ -326,6 +350,8 @@ def silver_views(layout: CatalogLayout, profile: str) -> dict[str, dict[str, Any
         SILVER_ITEMS: {"files": [layout.relative(layout.silver_items(profile))],
                        "profile": profile},
         REJECTIONS: {"files": [layout.relative(layout.rejections(profile))], "profile": profile},
+        REVIEW_REJECTIONS: {"files": [layout.relative(layout.review_rejections(profile))],
+                            "profile": profile},
     }
 
 

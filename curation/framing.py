@@ -121,6 +121,9 @@ def shown_text(raw: bytes) -> str:
     return raw.rstrip(b"\r\n").decode("utf-8", errors="backslashreplace")[:RAW_TEXT_LIMIT]
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def iter_line_blocks(
     raw: BinaryIO, name: str, stats: FrameStats, chunk_bytes: int = CHUNK_BYTES
 ) -> Iterator[LineBlock]:
@@ -136,10 +139,14 @@ def iter_line_blocks(
         stream = _PlainStream(raw, stats)
         pending = head
     next_line = 1
+    first = True
     while True:
         data = stream.read(chunk_bytes)
         at_end = not data
         buffer = pending + data
+        if first and (len(buffer) >= len(UTF8_BOM) or at_end):
+            # a byte-order mark (some editors write one) is not part of the first line
+            buffer, first = buffer.removeprefix(UTF8_BOM), False
         if not buffer:
             break
         if at_end:

@@ -64,7 +64,7 @@ class CatalogLayout:
 
         catalog.json, catalog.duckdb
         bronze/<kind>/category=<C>/<version>/part-*.parquet   quarantine/<kind>/category=<C>/
-        silver/<profile>/{items,rejections}.parquet           (clean)
+        silver/<profile>/{items,rejections,review_rejections}.parquet   (clean)
         splits/<profile>/seed<S>/{assignments,leakage}.parquet, splits/<profile>/regroup.parquet
         slices/<name>/items.parquet                           (build-slice)
         weights/<slice>/<id>/weights.parquet                  (weights compute)
@@ -74,6 +74,14 @@ class CatalogLayout:
     """
 
     root: Path
+
+    @property
+    def own_names(self) -> frozenset[str]:
+        """What a catalog folder may hold before its catalog.json exists (an interrupted
+        first ingest): anything else means the folder is someone else's."""
+        return frozenset({self.manifest.name, self.database.name, f"{self.database.name}.wal",
+                          self.staging.name, self.spill.name,
+                          *(p.name for p in self.ingested_tops)})
 
     def relative(self, path: Path) -> str:
         """A path inside the catalog as catalog.json records it (relative to the root)."""
@@ -121,6 +129,10 @@ class CatalogLayout:
 
     def rejections(self, profile: str) -> Path:
         return self.silver_dir(profile) / "rejections.parquet"
+
+    def review_rejections(self, profile: str) -> Path:
+        """Review lines left out of the items' review aggregates, with the reason."""
+        return self.silver_dir(profile) / "review_rejections.parquet"
 
     # -- split -------------------------------------------------------------------------------
     def split_dir(self, profile: str, seed: int) -> Path:

@@ -194,6 +194,49 @@ def _as_list(value: Any) -> list[str]:
     return [text] if text else []
 
 
+def _read_strict_csv(path: Path) -> pl.DataFrame:
+    """A CSV of text columns (empty cells null), every row checked: a broken quote, a row
+    with another number of fields, an empty or repeated parent_asin is an error naming its
+    line (a prediction per item id, never two, never one silently shifted)."""
+    import csv
+
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, strict=True)
+            header = next(reader, None)
+            if not header:
+                raise UserError(f"{path}: empty (expected a header: "
+                                f"{', '.join(CHALLENGE_COLUMNS)})")
+            if len(set(header)) != len(header):
+                raise UserError(f"{path}:1: a column named twice in the header")
+            rows, first_line, seen = [], [], {}
+            while True:
+                line = reader.line_num + 1
+                row = next(reader, None)
+                if row is None:
+                    break
+                if len(row) != len(header):
+                    raise UserError(f"{path}:{line}: {len(row)} fields where the header has "
+                                    f"{len(header)}")
+                rows.append(row)
+                first_line.append(line)
+    except csv.Error as exc:
+        raise UserError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    columns = {name: [row[i] or None for row in rows] for i, name in enumerate(header)}
+    for asin, line in zip(columns.get("parent_asin", []), first_line, strict=True):
+        if asin is None:
+            raise UserError(f"{path}:{line}: empty parent_asin")
+        if asin in seen:
+            raise UserError(f"{path}:{line}: parent_asin {asin} again (first on line "
+                            f"{seen[asin]}): one row per item")
+        seen[asin] = line
+    return pl.DataFrame(columns, schema=dict.fromkeys(header, pl.String))
+
+
 def read_challenge_csv(path: Path | str, image_root: Path | str | None) -> pl.DataFrame:
     """The challenge's test-input CSV as trainer items (model_text built exactly as clean does;
     the first of the ';'-separated image paths, relative to ``image_root``)."""
@@ -202,14 +245,11 @@ def read_challenge_csv(path: Path | str, image_root: Path | str | None) -> pl.Da
     from curation.clean import DESCRIPTION_TEXT, FEATURES_TEXT, MODEL_TEXT, TEXT_MACROS
 
     path = Path(path)
-    raw = pl.read_csv(path, infer_schema=False)
+    raw = _read_strict_csv(path)
     absent = [c for c in CHALLENGE_COLUMNS if c not in raw.columns]
     if absent:
         raise UserError(f"{path}: missing column(s) {', '.join(absent)} (expected "
                         f"{', '.join(CHALLENGE_COLUMNS)})")
-    if raw["parent_asin"].is_null().any():
-        line = int(raw["parent_asin"].is_null().arg_true()[0]) + 2  # header is line 1
-        raise UserError(f"{path}:{line}: empty parent_asin")
     root = Path(image_root) if image_root is not None else path.parent
     first_images = [
         str(root / first) if (first := (cell or "").split(";")[0].strip()) else None

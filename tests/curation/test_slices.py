@@ -39,9 +39,9 @@ fractions = st.floats(min_value=0.01, max_value=1.0).map(lambda f: round(f, 3))
 @given(a=fractions, b=fractions, seed=st.integers(0, 3), min_per_category=st.sampled_from([0, 40]))
 def test_smaller_slices_lie_inside_larger_ones(catalog, a, b, seed, min_per_category):
     small, large = sorted((a, b))
-    names = [f"prop-{i}" for i in range(2)]
-    for name, frac in zip(names, (small, large), strict=True):
-        build_slice(catalog, frac, seed=seed, min_per_category=min_per_category, name=name)
+    # default names: examples with other parameters never reuse a name (which is refused)
+    names = [build_slice(catalog, frac, seed=seed, min_per_category=min_per_category).name
+             for frac in (small, large)]
     assert _train(catalog, names[0]) <= _train(catalog, names[1])
     diff = diff_slices(catalog, *names)
     assert diff["a_inside_b"]
@@ -122,9 +122,9 @@ def _expected_train(root, frac: float, seed: int, min_per_category: int = 0):
 @example(frac=1.0, seed=5, min_per_category=0)
 @example(frac=0.05, seed=6, min_per_category=25)  # small categories topped up
 def test_each_stratum_holds_round_half_up_of_its_share(catalog, frac, seed, min_per_category):
-    result = build_slice(catalog, frac, seed=seed, min_per_category=min_per_category, name="s")
+    result = build_slice(catalog, frac, seed=seed, min_per_category=min_per_category)
     expected, counts = _expected_train(catalog, frac, seed, min_per_category)
-    assert _train(catalog, "s") == expected
+    assert _train(catalog, result.name) == expected
     if min_per_category == 0:  # a top-up adds items beyond round(F n) on purpose
         manifest = {s["stratum"]: s["selected"] for s in result.manifest["strata"]}
         assert manifest == counts
@@ -270,6 +270,6 @@ def test_a_slice_name_covers_its_parameters_and_is_never_reused(catalog):
                                  "--name", plain.name, "--no-validate"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        f"error: slice 'default-frac0.2-seed0' exists with other parameters (frac 0.2 -> 0.3); "
-        f"give another --name, or delete slices/default-frac0.2-seed0 first"]
+        "error: slice 'default-frac0.2-seed0' exists with other parameters (frac 0.2 -> 0.3); "
+        "give another --name, or delete slices/default-frac0.2-seed0 first"]
     assert Slice.open(catalog, plain.name).path.read_bytes() == before

@@ -12,12 +12,13 @@ import json
 import shutil
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from curation.errors import UserError
+from curation.lock import writing
 from curation.manifest import replace_path, sha256_file, versions, write_json_atomic
 from curation.paths import MANIFEST, CatalogLayout
 from curation.schema import KINDS, QUARANTINE_COLUMNS, bronze_columns
@@ -119,13 +120,19 @@ class Catalog:
         if refresh_views:
             self.refresh_views()
 
+    def writing(self, job: str) -> AbstractContextManager[None]:
+        """The catalog's writer lock, held for the block (see curation.lock): a second writer
+        fails at once naming the holder; re-entrant within one process."""
+        return writing(self.layout, job)
+
     def register(self, views: dict[str, dict[str, Any]]) -> None:
         """Add (or replace) catalog tables and save; what another job saved since this
         catalog was read is read first, so it is kept."""
-        if self._stat() != self._seen:
-            self._read()
-        self.tables.update(views)
-        self.save()
+        with self.writing("register"):
+            if self._stat() != self._seen:
+                self._read()
+            self.tables.update(views)
+            self.save()
 
     @contextmanager
     def publish(self, final: Path, job: str) -> Iterator[Staged]:
@@ -135,21 +142,22 @@ class Catalog:
         manifest and views it sets. When the block ends without an error, the manifest is
         written with the SHA-256 of every file staged and the versions, the folder replaces
         ``final`` whole, and the views are registered. On an error the staging folder is
-        removed and ``final`` is left as it was."""
-        staged = Staged(self.layout.staging / job)
-        shutil.rmtree(staged.path, ignore_errors=True)
-        staged.path.mkdir(parents=True)
-        try:
-            yield staged
-            outputs = {p.name: sha256_file(p) for p in sorted(staged.path.iterdir())
-                       if p.is_file() and p.name != MANIFEST}
-            write_json_atomic(staged.path / MANIFEST,
-                              {**staged.manifest, "outputs": outputs, "versions": versions()})
-            replace_path(staged.path, final)
-        finally:
-            shutil.rmtree(staged.path, ignore_errors=True)
-        if staged.views:
-            self.register(staged.views)
+        removed and ``final`` is left as it was. The writer lock is held throughout."""
+        with self.writing(job):
+            staged = Staged(self.layout.staging / job)
+            shutil.rmtree(staged.path, ignore_errors=True)  # our own job's, never another's
+            staged.path.mkdir(parents=True)
+            try:
+                yield staged
+                outputs = {p.name: sha256_file(p) for p in sorted(staged.path.iterdir())
+                           if p.is_file() and p.name != MANIFEST}
+                write_json_atomic(staged.path / MANIFEST,
+                                  {**staged.manifest, "outputs": outputs, "versions": versions()})
+                replace_path(staged.path, final)
+            finally:
+                shutil.rmtree(staged.path, ignore_errors=True)
+            if staged.views:
+                self.register(staged.views)
 
     def referenced_files(self) -> set[Path]:
         files = set()
@@ -252,22 +260,37 @@ class Catalog:
     def connect(self, read_only: bool = True):
         import duckdb
 
-        if not self._views_are_current():
-            self.refresh_views()
+        current = self._views_are_current() or self.refresh_views()
         con = duckdb.connect(
             str(self.layout.database),
             read_only=read_only,
             config={"file_search_path": str(self.layout.root), **duckdb_config(self.layout.spill)},
         )
         con.execute("SET enable_progress_bar = false")  # a session option, not a global one
+        if not current:
+            # The stored views are behind catalog.json and another process keeps the database
+            # open: this connection gets current views of its own (temporary ones come first).
+            for name, select in self.view_definitions().items():
+                con.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {select}')
         return con
 
-    def refresh_views(self) -> None:
+    def refresh_views(self) -> bool:
+        """Bring the views in catalog.duckdb in line with catalog.json. False (with a note)
+        when another process has the database open, a `curate sql` prompt say: DuckDB lets
+        no one write a database file that another process reads, and a reader must not make
+        a writer fail. The next connect() brings them in line."""
         import duckdb
 
-        con = duckdb.connect(
-            str(self.layout.database), config={"file_search_path": str(self.layout.root)}
-        )
+        try:
+            con = duckdb.connect(
+                str(self.layout.database), config={"file_search_path": str(self.layout.root)}
+            )
+        except duckdb.IOException as exc:
+            if "Could not set lock" not in str(exc):
+                raise
+            print(f"note: {self.layout.database} is open in another process; its views are "
+                  "brought in line by the next command that opens it", file=sys.stderr)
+            return False
         try:
             con.execute("BEGIN")
             con.execute("CREATE TABLE IF NOT EXISTS _curate_views (name VARCHAR PRIMARY KEY)")
@@ -288,6 +311,7 @@ class Catalog:
         for name, gone in self.missing_tables().items():
             print(f"note: view {name} left out: {', '.join(gone)} missing in {self.layout.root}",
                   file=sys.stderr)
+        return True
 
 
 def parquet_source(path: Path | str) -> str:

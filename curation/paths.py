@@ -71,6 +71,7 @@ class CatalogLayout:
         audit/<audit>/<subject>/                              (audit ...)
         images/, embeddings/<encoder key>/, validation/       (images, train, validate)
         .staging/, .spill/                                    (work in progress, DuckDB spill)
+        .writer.lock, .writer.json                            (the writer lock and its holder)
     """
 
     root: Path
@@ -92,6 +93,16 @@ class CatalogLayout:
     def staging(self) -> Path:
         """Outputs being written; each job stages in a folder of its own under it."""
         return self.root / ".staging"
+
+    @property
+    def writer_lock(self) -> Path:
+        """Held by the one job writing to the catalog (see curation.lock)."""
+        return self.root / ".writer.lock"
+
+    @property
+    def writer_holder(self) -> Path:
+        """Who holds the writer lock: command line, job, PID, host, since (JSON)."""
+        return self.root / ".writer.json"
 
     @property
     def spill(self) -> Path:

@@ -8,6 +8,7 @@ The views use paths relative to the catalog folder and are opened with DuckDB's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -155,7 +156,7 @@ class Catalog:
                                   {**staged.manifest, "outputs": outputs, "versions": versions()})
                 replace_path(staged.path, final)
             finally:
-                shutil.rmtree(staged.path, ignore_errors=True)
+                remove_own_staging(staged.path)
             if staged.views:
                 self.register(staged.views)
 
@@ -312,6 +313,14 @@ class Catalog:
             print(f"note: view {name} left out: {', '.join(gone)} missing in {self.layout.root}",
                   file=sys.stderr)
         return True
+
+
+def remove_own_staging(folder: Path) -> None:
+    """Remove a job's own staging folder, and ``.staging`` itself once it is empty; never
+    another job's folder."""
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):  # not empty: another job of this process stages there
+        folder.parent.rmdir()
 
 
 def parquet_source(path: Path | str) -> str:

@@ -13,7 +13,6 @@ Per file the manifest records lines_read = rows_ingested + lines_quarantined.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import uuid
 import zlib
@@ -26,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.catalog import Catalog, duckdb_config
+from curation.catalog import Catalog, duckdb_config, remove_own_staging
 from curation.framing import FrameStats, LineBlock, frame_block, iter_line_blocks, shown_text
 from curation.lock import writing
 from curation.manifest import replace_path, sha256_file, sha256_parts, versions
@@ -345,7 +344,7 @@ def _ingest_file(
     try:
         return _ingest_staged(con, raw, catalog, progress, staging, started)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)  # this file's own staging, no other
+        remove_own_staging(staging)  # this file's own staging, no other
 
 
 def _ingest_staged(con, raw: RawFile, catalog: Catalog, progress: ProgressCallback | None,

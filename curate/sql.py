@@ -123,7 +123,8 @@ def session(catalog_root: Path, *, write: bool = False,
             allow_read: Sequence[Path] = ()) -> Iterator[object]:
     """A DuckDB connection to the catalog: read-write as today with ``write``, otherwise
     locked down as the module docstring says (and run inside the catalog folder)."""
-    catalog = Catalog.open(catalog_root)
+    # An absolute root: DuckDB's spill folder and search path stay right after the chdir below.
+    catalog = Catalog.open(Path(catalog_root).absolute())
     con = catalog.connect(read_only=not write)
     if write:
         try:

@@ -184,3 +184,13 @@ def test_views_still_read_their_files(messy_catalog):
     relative = sql(messy_catalog, "SELECT count(*) AS n FROM read_parquet("
                    "'bronze/items/*/*/*.parquet', hive_partitioning = false)", "--format", "csv")
     assert relative.stdout.splitlines() == ["n", str(rows)], relative.output
+
+
+def test_a_relative_catalog_path_keeps_the_spill_folder_inside_it(messy_catalog, monkeypatch):
+    """The session runs inside the catalog folder: DuckDB's own folders stay absolute."""
+    monkeypatch.chdir(messy_catalog.parent)
+    result = sql(Path(messy_catalog.name), "SELECT current_setting('temp_directory') AS t, "
+                 "count(*) AS n FROM items", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    spill, rows = result.stdout.splitlines()[1].split(",")
+    assert spill == str(CatalogLayout(messy_catalog).spill) and int(rows) > 0

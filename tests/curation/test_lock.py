@@ -216,15 +216,17 @@ def test_weights_compare_into_the_catalog_writes_and_slices_show_reads(split_cat
 
 
 def test_library_writers_take_the_lock(split_catalog, tmp_path):
-    """Not only the command line: publish(), register(), fetch_images() hold the lock (the
-    demo and the study call the library)."""
+    """Not only the command line: publish(), register(), fetch_images(), validate_all() hold
+    the lock (the demo and the study call the library)."""
     from curation.clean import clean
     from curation.images import fetch_images
+    from curation.validate import validate_all
 
     catalog = Path(shutil.copytree(split_catalog, tmp_path / "catalog"))
     with held_elsewhere(catalog, "holder-job") as holder:
         for write in (lambda: clean(catalog), lambda: fetch_images(catalog, []),
-                      lambda: Catalog.open(catalog).register({})):
+                      lambda: Catalog.open(catalog).register({}),
+                      lambda: validate_all(catalog)):
             with pytest.raises(CatalogBusy, match=f"PID {holder.pid} "):
                 write()
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ MEMORY_LIMIT_ENV = "CURATE_MEMORY_LIMIT"  # a user's (or a test's) own limit, e.
 # DuckDB's threads (default: one per core). Each thread holds vectors and row groups of its own,
 # so a limit under about 100 MB wants a single thread.
 THREADS_ENV = "CURATE_THREADS"
+# How long connect() waits for another process to let go of catalog.duckdb.
+DATABASE_WAIT_SECONDS = 10.0
 
 
 def duckdb_config(spill_dir: Path) -> dict[str, Any]:
@@ -262,11 +265,24 @@ class Catalog:
         import duckdb
 
         current = self._views_are_current() or self.refresh_views()
-        con = duckdb.connect(
-            str(self.layout.database),
-            read_only=read_only,
-            config={"file_search_path": str(self.layout.root), **duckdb_config(self.layout.spill)},
-        )
+        config = {"file_search_path": str(self.layout.root), **duckdb_config(self.layout.spill)}
+        # A writer holds catalog.duckdb alone for the moment it refreshes the views: wait that
+        # out rather than fail (a `curate sql --write` session holds it for longer).
+        waited = 0.0
+        while True:
+            try:
+                con = duckdb.connect(str(self.layout.database), read_only=read_only,
+                                     config=config)
+                break
+            except duckdb.IOException as exc:
+                if "Could not set lock" not in str(exc):
+                    raise
+                if waited >= DATABASE_WAIT_SECONDS:
+                    raise CatalogError(
+                        f"{self.layout.database} is held by another process: "
+                        f"{str(exc).splitlines()[0]}") from None
+                time.sleep(0.05)
+                waited += 0.05
         con.execute("SET enable_progress_bar = false")  # a session option, not a global one
         if not current:
             # The stored views are behind catalog.json and another process keeps the database

@@ -265,3 +265,26 @@ def test_an_open_reader_does_not_make_a_writer_fail(messy_catalog, tmp_path):
                            "AND NOT internal").fetchone()[0] == 0
     finally:
         con.close()
+
+
+HOLD_DATABASE = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])  # read-write: no other process may open it meanwhile
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+con.close()
+"""
+
+
+def test_a_reader_waits_out_a_writers_moment_on_the_database(messy_catalog, tmp_path):
+    catalog = Path(shutil.copytree(messy_catalog, tmp_path / "catalog"))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_DATABASE,
+                               str(CatalogLayout(catalog).database), "1.0"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        query = runner.invoke(app, ["sql", "SELECT count(*) AS n FROM items", "-c",
+                                    str(catalog), "--format", "csv"])
+        assert query.exit_code == 0 and int(query.stdout.splitlines()[1]) > 0, query.output
+    finally:
+        holder.wait(timeout=60)

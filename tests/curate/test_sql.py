@@ -95,6 +95,10 @@ def test_no_create_on_the_catalog_no_extensions_no_settings(catalog):
                     "SET autoload_known_extensions = true",
                     "PRAGMA enable_profiling = 'json'"):
         refused(sql(catalog, setting), "locked")
+    refused(sql(catalog, "CALL enable_logging()"), "locked")
+    variable = sql(catalog, "SET VARIABLE x = 41; SELECT getvariable('x') + 1 AS y",
+                   "--format", "csv")
+    assert variable.stdout.splitlines() == ["y", "42"], variable.output
     # temporary objects live in memory: allowed
     temp = sql(catalog, "CREATE TEMP TABLE t AS SELECT 41 AS x; SELECT x + 1 AS y FROM t",
                "--format", "csv")

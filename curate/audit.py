@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from curate.common import CatalogOption, command, workers_or_default
+from curate.common import CatalogOption, command, workers_or_default, writes_to
 from curation.paths import DEFAULT_CATALOG
 
 audit_app = typer.Typer(
@@ -40,9 +40,10 @@ def audit_label_quality(
     weighting and build-slice --exclude-label-issues."""
     from audit.label_quality import label_quality_audit
 
-    result = label_quality_audit(catalog, slice_name, image_encoder=image_encoder,
-                                 text_encoder=text_encoder, folds=folds, method=method, z=z,
-                                 workers=workers_or_default(workers))
+    with writes_to(catalog, "audit label-quality"):
+        result = label_quality_audit(catalog, slice_name, image_encoder=image_encoder,
+                                     text_encoder=text_encoder, folds=folds, method=method, z=z,
+                                     workers=workers_or_default(workers))
     typer.echo(f"{result.items:,} items; out-of-fold predictions correlate "
                f"{result.oof_pearson:.3f} with the label; {result.flagged:,} flagged "
                f"({result.seconds:.0f} s)")
@@ -62,7 +63,8 @@ def audit_duplicates(
     CATALOG/audit/duplicates/<profile>/pairs.parquet and summary.md."""
     from audit.duplicates import duplicates_audit
 
-    result = duplicates_audit(catalog, threshold=threshold, regroup=regroup)
+    with writes_to(catalog, "audit duplicates"):
+        result = duplicates_audit(catalog, threshold=threshold, regroup=regroup)
     kinds = ", ".join(f"{k} {v:,}" for k, v in result.by_kind.items())
     typer.echo(f"{result.items:,} items: {result.pairs:,} duplicate pairs ({kinds}); "
                f"{result.cross_split:,} across splits")
@@ -85,7 +87,8 @@ def audit_data_map(
     from audit.data_map import AUDIT, REGIONS, data_map_audit
     from curation.paths import CatalogLayout
 
-    folder = data_map_audit(catalog, run)
+    with writes_to(catalog, "audit data-map"):
+        folder = data_map_audit(catalog, run)
     table = pl.read_parquet(CatalogLayout(catalog).audit_table(AUDIT, folder.name))
     counts = ", ".join(f"{r} {int((table['region'] == r).sum()):,}" for r in REGIONS)
     typer.echo(f"{table.height:,} train items: {counts}")

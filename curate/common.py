@@ -6,7 +6,8 @@ from __future__ import annotations
 import functools
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -62,6 +63,16 @@ def command(app: typer.Typer, name: str | None = None, **options: Any) -> Callab
         return func
 
     return register
+
+
+@contextmanager
+def writes_to(catalog: Path, job: str) -> Iterator[None]:
+    """Hold the catalog's writer lock for a whole command (see curation.lock), so that a
+    second writer fails at once, before any work, naming the holder. The catalog must exist."""
+    from curation.catalog import Catalog
+
+    with Catalog.open(catalog).writing(job):
+        yield
 
 
 def split_list(value: str | None) -> list[str]:

@@ -70,8 +70,9 @@ def images_fetch(
         def on_result(_outcome: object, counts: Counter[str]) -> None:
             advance(1, " ".join(f"{k} {v:,}" for k, v in counts.most_common()))
 
-        result = fetch_images(opened, urls, settings, retry_failed=retry_failed,
-                              on_result=on_result)
+        with opened.writing("images fetch"):
+            result = fetch_images(opened, urls, settings, retry_failed=retry_failed,
+                                  on_result=on_result)
     tried = ", ".join(f"{k} {v:,}" for k, v in result.counts.most_common()) or "nothing"
     rate = result.fetched / result.seconds if result.seconds else 0.0
     typer.echo(f"{result.wanted:,} URLs: {result.skipped:,} already done, {result.fetched:,} "

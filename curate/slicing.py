@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from curate.common import CatalogOption, command, split_list
+from curate.common import CatalogOption, command, split_list, writes_to
 from curation.paths import DEFAULT_CATALOG
 
 if TYPE_CHECKING:
@@ -41,7 +41,8 @@ def clean_command(
     """
     from curation.clean import clean
 
-    result = clean(catalog, profile)
+    with writes_to(catalog, "clean"):
+        result = clean(catalog, profile)
     typer.echo(
         f"clean ({profile}): {result.rows_in:,} item lines -> {result.kept:,} items "
         f"in {result.seconds:.1f}s"
@@ -88,11 +89,21 @@ def build_slice_command(
     CATALOG/validation/. Exits 1 when validation fails.
     """
     from curation.catalog import Catalog
+
+    opened = Catalog.open(catalog)
+    with opened.writing("build-slice"):
+        _build_slice(opened, frac, seed=seed, strata=strata, min_per_category=min_per_category,
+                     profile=profile, split_seed=split_seed, name=name, export_hf=export_hf,
+                     exclude_label_issues=exclude_label_issues, validate=validate)
+
+
+def _build_slice(opened: Catalog, frac: float, *, seed: int, strata: str, min_per_category: int,
+                 profile: str, split_seed: int, name: str | None, export_hf: Path | None,
+                 exclude_label_issues: str | None, validate: bool) -> None:
     from curation.clean import read_clean_manifest
     from curation.slices import Exclusion, Slice, build_slice
     from curation.slices import export_hf as save_hf
 
-    opened = Catalog.open(catalog)
     exclude = None
     if exclude_label_issues is not None:
         from audit.label_quality import flagged_items
@@ -157,7 +168,8 @@ def validate_command(
     Saves JSON results and HTML data docs under CATALOG/validation/; exits 1 and names the
     failed expectations, with a few offending rows, when any fails.
     """
-    _run_validation(catalog, slice_name or None)
+    with writes_to(catalog, "validate"):
+        _run_validation(catalog, slice_name or None)
 
 
 slices_app = typer.Typer(help="Inspect slices: list, show, diff.", no_args_is_help=True)

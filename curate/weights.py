@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from curate.common import CatalogOption, command
+from curate.common import CatalogOption, command, writes_to
 from curation.errors import UserError
 from curation.paths import DEFAULT_CATALOG
 
@@ -61,10 +61,11 @@ def weights_compute(
     from curation.slices import Slice
     from weighting.catalog_io import compute_weights
 
-    table = compute_weights(
-        Slice.open(catalog, slice_name), strategy, clip=_clip(clip), power=power,
-        normalise=normalise
-    )
+    with writes_to(catalog, "weights compute"):
+        table = compute_weights(
+            Slice.open(catalog, slice_name), strategy, clip=_clip(clip), power=power,
+            normalise=normalise
+        )
     d = table.manifest["diagnostics"]
     typer.echo(f"weights {table.weights_id} for slice {slice_name}: {table.path}")
     typer.echo(
@@ -146,7 +147,11 @@ def weights_compare(
             f"{d['zero_weights']:>7,} {'n/a' if corr is None else f'{corr:+.3f}':>9} "
             f"{d['mass_per_count_decile'][-1]['mass']:>15.1%}"
         )
-    folder = out or slice_.catalog.layout.weights_plots(slice_name)
-    for path in compare_plot(frames, folder):
+    if out is not None:
+        paths = compare_plot(frames, out)
+    else:  # the default folder lies inside the catalog
+        with slice_.catalog.writing("weights compare"):
+            paths = compare_plot(frames, slice_.catalog.layout.weights_plots(slice_name))
+    for path in paths:
         typer.echo(f"plot: {path}")
 

@@ -8,16 +8,19 @@ The views use paths relative to the catalog folder and are opened with DuckDB's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from curation.errors import UserError
+from curation.lock import writing
 from curation.manifest import (
     output_stats,
     replace_path,
@@ -34,6 +37,8 @@ MEMORY_LIMIT_ENV = "CURATE_MEMORY_LIMIT"  # a user's (or a test's) own limit, e.
 # DuckDB's threads (default: one per core). Each thread holds vectors and row groups of its own,
 # so a limit under about 100 MB wants a single thread.
 THREADS_ENV = "CURATE_THREADS"
+# How long connect() waits for another process to let go of catalog.duckdb.
+DATABASE_WAIT_SECONDS = 10.0
 
 
 def duckdb_config(spill_dir: Path) -> dict[str, Any]:
@@ -88,14 +93,23 @@ class Catalog:
                 f"no catalog at {layout.root} (no catalog.json): run `curate ingest RAW_DIR "
                 f"--catalog {layout.root}` first"
             )
-        foreign = sorted(p.name for p in layout.root.iterdir()
-                         if p.name not in layout.own_names) if layout.root.exists() else []
+        cls.check_location(layout)
+        layout.root.mkdir(parents=True, exist_ok=True)
+        return cls(layout)
+
+    @staticmethod
+    def check_location(layout: CatalogLayout) -> None:
+        """Where a catalog may be made: a catalog, a new or empty folder, or one left by an
+        interrupted first ingest; never a file or someone else's folder."""
+        if layout.root.exists() and not layout.root.is_dir():
+            raise CatalogError(f"{layout.root} is a file, not a catalog folder")
+        if layout.manifest.exists() or not layout.root.exists():
+            return
+        foreign = sorted(p.name for p in layout.root.iterdir() if p.name not in layout.own_names)
         if foreign:  # a catalog is never made among someone else's files
             raise CatalogError(f"{layout.root} holds no catalog.json but other files "
                                f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}):"
                                " give a new or empty folder for the catalog")
-        layout.root.mkdir(parents=True, exist_ok=True)
-        return cls(layout)
 
     @classmethod
     def of(cls, catalog: Catalog | Path | str) -> Catalog:
@@ -137,13 +151,19 @@ class Catalog:
         if refresh_views:
             self.refresh_views()
 
+    def writing(self, job: str) -> AbstractContextManager[None]:
+        """The catalog's writer lock, held for the block (see curation.lock): a second writer
+        fails at once naming the holder; re-entrant within one process."""
+        return writing(self.layout, job)
+
     def register(self, views: dict[str, dict[str, Any]]) -> None:
         """Add (or replace) catalog tables and save; what another job saved since this
         catalog was read is read first, so it is kept."""
-        if self._stat() != self._seen:
-            self._read()
-        self.tables.update(views)
-        self.save()
+        with self.writing("register"):
+            if self._stat() != self._seen:
+                self._read()
+            self.tables.update(views)
+            self.save()
 
     @contextmanager
     def publish(self, final: Path, job: str) -> Iterator[Staged]:
@@ -153,23 +173,25 @@ class Catalog:
         manifest and views it sets. When the block ends without an error, the manifest is
         written with the SHA-256 of every file staged and the versions, the folder replaces
         ``final`` whole, and the views are registered. On an error the staging folder is
-        removed and ``final`` is left as it was."""
-        staged = Staged(self.layout.staging / job)
-        shutil.rmtree(staged.path, ignore_errors=True)
-        staged.path.mkdir(parents=True)
-        try:
-            yield staged
-            files = [p for p in sorted(staged.path.iterdir()) if p.is_file() and p.name != MANIFEST]
-            write_json_atomic(staged.path / MANIFEST, {
-                **staged.manifest,
-                "outputs": {p.name: sha256_file(p) for p in files},
-                "output_stats": {p.name: output_stats(p) for p in files},  # quick checks
-                "versions": versions()})
-            replace_path(staged.path, final)
-        finally:
-            shutil.rmtree(staged.path, ignore_errors=True)
-        if staged.views:
-            self.register(staged.views)
+        removed and ``final`` is left as it was. The writer lock is held throughout."""
+        with self.writing(job):
+            staged = Staged(self.layout.staging / job)
+            shutil.rmtree(staged.path, ignore_errors=True)  # our own job's, never another's
+            staged.path.mkdir(parents=True)
+            try:
+                yield staged
+                files = [p for p in sorted(staged.path.iterdir())
+                         if p.is_file() and p.name != MANIFEST]
+                write_json_atomic(staged.path / MANIFEST, {
+                    **staged.manifest,
+                    "outputs": {p.name: sha256_file(p) for p in files},
+                    "output_stats": {p.name: output_stats(p) for p in files},  # quick checks
+                    "versions": versions()})
+                replace_path(staged.path, final)
+            finally:
+                remove_own_staging(staged.path)
+            if staged.views:
+                self.register(staged.views)
 
     def referenced_files(self) -> set[Path]:
         files = set()
@@ -272,22 +294,50 @@ class Catalog:
     def connect(self, read_only: bool = True):
         import duckdb
 
-        if not self._views_are_current():
-            self.refresh_views()
-        con = duckdb.connect(
-            str(self.layout.database),
-            read_only=read_only,
-            config={"file_search_path": str(self.layout.root), **duckdb_config(self.layout.spill)},
-        )
+        current = self._views_are_current() or self.refresh_views()
+        config = {"file_search_path": str(self.layout.root), **duckdb_config(self.layout.spill)}
+        # A writer holds catalog.duckdb alone for the moment it refreshes the views: wait that
+        # out rather than fail (a `curate sql --write` session holds it for longer).
+        waited = 0.0
+        while True:
+            try:
+                con = duckdb.connect(str(self.layout.database), read_only=read_only,
+                                     config=config)
+                break
+            except duckdb.IOException as exc:
+                if "Could not set lock" not in str(exc):
+                    raise
+                if waited >= DATABASE_WAIT_SECONDS:
+                    raise CatalogError(
+                        f"{self.layout.database} is held by another process: "
+                        f"{str(exc).splitlines()[0]}") from None
+                time.sleep(0.05)
+                waited += 0.05
         con.execute("SET enable_progress_bar = false")  # a session option, not a global one
+        if not current:
+            # The stored views are behind catalog.json and another process keeps the database
+            # open: this connection gets current views of its own (temporary ones come first).
+            for name, select in self.view_definitions().items():
+                con.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {select}')
         return con
 
-    def refresh_views(self) -> None:
+    def refresh_views(self) -> bool:
+        """Bring the views in catalog.duckdb in line with catalog.json. False (with a note)
+        when another process has the database open, a `curate sql` prompt say: DuckDB lets
+        no one write a database file that another process reads, and a reader must not make
+        a writer fail. The next connect() brings them in line."""
         import duckdb
 
-        con = duckdb.connect(
-            str(self.layout.database), config={"file_search_path": str(self.layout.root)}
-        )
+        try:
+            con = duckdb.connect(
+                str(self.layout.database), config={"file_search_path": str(self.layout.root)}
+            )
+        except duckdb.IOException as exc:
+            if "Could not set lock" not in str(exc):
+                raise
+            print(f"note: {self.layout.database} is open in another process; its views are "
+                  "brought in line by the next command that opens it", file=sys.stderr)
+            return False
         try:
             con.execute("BEGIN")
             con.execute("CREATE TABLE IF NOT EXISTS _curate_views (name VARCHAR PRIMARY KEY)")
@@ -308,6 +358,15 @@ class Catalog:
         for name, gone in self.missing_tables().items():
             print(f"note: view {name} left out: {', '.join(gone)} missing in {self.layout.root}",
                   file=sys.stderr)
+        return True
+
+
+def remove_own_staging(folder: Path) -> None:
+    """Remove a job's own staging folder, and ``.staging`` itself once it is empty; never
+    another job's folder."""
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):  # not empty: another job of this process stages there
+        folder.parent.rmdir()
 
 
 def parquet_source(path: Path | str) -> str:

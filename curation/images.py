@@ -372,11 +372,19 @@ def fetch_images(
     retry_failed: bool = False,
     on_result: Callable[[Outcome, Counter[str]], None] | None = None,
 ) -> FetchResult:
-    """Fetch every URL not yet ``ok`` (and, with ``retry_failed``, the failed ones again)."""
+    """Fetch every URL not yet ``ok`` (and, with ``retry_failed``, the failed ones again),
+    holding the catalog's writer lock."""
     settings = settings or FetchSettings()
     settings.check()
-    started = time.perf_counter()
     catalog = Catalog.of(catalog)
+    with catalog.writing("images fetch"):
+        return _fetch_images(catalog, urls, settings, retry_failed, on_result)
+
+
+def _fetch_images(catalog: Catalog, urls: list[str], settings: FetchSettings,
+                  retry_failed: bool,
+                  on_result: Callable[[Outcome, Counter[str]], None] | None) -> FetchResult:
+    started = time.perf_counter()
     layout = catalog.layout
     layout.images.mkdir(parents=True, exist_ok=True)
     known = read_status(layout)

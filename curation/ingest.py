@@ -13,7 +13,6 @@ Per file the manifest records lines_read = rows_ingested + lines_quarantined.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 import uuid
@@ -27,10 +26,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.catalog import Catalog, duckdb_config
+from curation.catalog import Catalog, duckdb_config, remove_own_staging
 from curation.framing import FrameStats, LineBlock, frame_block, iter_line_blocks, shown_text
 from curation.integrity import check_source, full_checks
+from curation.lock import writing
 from curation.manifest import replace_path, sha256_file, sha256_parts, versions
+from curation.paths import CatalogLayout
 from curation.schema import (
     FIELDS_BY_KIND,
     LINE_COLUMN,
@@ -308,39 +309,39 @@ def ingest(
     import duckdb
 
     files = list_raw_files(raw_root, categories)
-    catalog = Catalog.open(catalog_root, create=True)
-    layout = catalog.layout
-    shutil.rmtree(layout.staging, ignore_errors=True)  # left by an interrupted run
-    con = duckdb.connect(config=duckdb_config(layout.spill))
-    con.execute("SET enable_progress_bar = false")
-    results = []
-    try:
-        for raw in files:
-            previous = catalog.sources.get(raw.key)
-            if previous and previous["fingerprint"] == raw.fingerprint and not force:
-                _, problems = check_source(catalog, raw.key, hashes=full_checks())
-                if problems:  # the raw file is unchanged but what was made of it is not
-                    print(f"note: {raw.key}: {problems[0].path}: {problems[0].what}; "
-                          "ingesting it again", file=sys.stderr)
-                    previous = None
-            if previous and previous["fingerprint"] == raw.fingerprint and not force:
-                result = FileResult(
-                    raw.key,
-                    skipped=True,
-                    lines_read=previous["lines_read"],
-                    rows_ingested=previous["rows_ingested"],
-                    lines_quarantined=previous["lines_quarantined"],
-                )
-            else:
-                result = _ingest_file(con, raw, catalog, progress)
-            results.append(result)
-            if on_file_done:
-                on_file_done(result)
-    finally:
-        con.close()
-        shutil.rmtree(layout.staging, ignore_errors=True)
-    catalog.refresh_views()
-    catalog.collect_garbage()
+    Catalog.check_location(CatalogLayout(Path(catalog_root)))  # before the lock file is made
+    # The lock first, then catalog.json: what we read is what no one else changes until we end.
+    with writing(CatalogLayout(Path(catalog_root)), "ingest"):
+        catalog = Catalog.open(catalog_root, create=True)
+        con = duckdb.connect(config=duckdb_config(catalog.layout.spill))
+        con.execute("SET enable_progress_bar = false")
+        results = []
+        try:
+            for raw in files:
+                previous = catalog.sources.get(raw.key)
+                if previous and previous["fingerprint"] == raw.fingerprint and not force:
+                    _, problems = check_source(catalog, raw.key, hashes=full_checks())
+                    if problems:  # the raw file is unchanged but what was made of it is not
+                        print(f"note: {raw.key}: {problems[0].path}: {problems[0].what}; "
+                              "ingesting it again", file=sys.stderr)
+                        previous = None
+                if previous and previous["fingerprint"] == raw.fingerprint and not force:
+                    result = FileResult(
+                        raw.key,
+                        skipped=True,
+                        lines_read=previous["lines_read"],
+                        rows_ingested=previous["rows_ingested"],
+                        lines_quarantined=previous["lines_quarantined"],
+                    )
+                else:
+                    result = _ingest_file(con, raw, catalog, progress)
+                results.append(result)
+                if on_file_done:
+                    on_file_done(result)
+        finally:
+            con.close()
+        catalog.refresh_views()
+        catalog.collect_garbage()
     return results
 
 
@@ -349,8 +350,17 @@ def _ingest_file(
 ) -> FileResult:
     layout = catalog.layout
     started = time.perf_counter()
-    staging = layout.staging / uuid.uuid4().hex
+    staging = layout.staging / f"ingest-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
+    try:
+        return _ingest_staged(con, raw, catalog, progress, staging, started)
+    finally:
+        remove_own_staging(staging)  # this file's own staging, no other
+
+
+def _ingest_staged(con, raw: RawFile, catalog: Catalog, progress: ProgressCallback | None,
+                   staging: Path, started: float) -> FileResult:
+    layout = catalog.layout
     job = _FileIngest(con, raw, staging)
     stats, file_errors = job.run(progress)
     if stats.lines != job.rows + job.quarantined:  # pragma: no cover - an internal bug

@@ -71,6 +71,7 @@ class CatalogLayout:
         audit/<audit>/<subject>/                              (audit ...)
         images/, embeddings/<encoder key>/, validation/       (images, train, validate)
         .staging/, .spill/                                    (work in progress, DuckDB spill)
+        .writer.lock, .writer.json                            (the writer lock and its holder)
     """
 
     root: Path
@@ -80,8 +81,8 @@ class CatalogLayout:
         """What a catalog folder may hold before its catalog.json exists (an interrupted
         first ingest): anything else means the folder is someone else's."""
         return frozenset({self.manifest.name, self.database.name, f"{self.database.name}.wal",
-                          self.staging.name, self.spill.name,
-                          *(p.name for p in self.ingested_tops)})
+                          self.staging.name, self.spill.name, self.writer_lock.name,
+                          self.writer_holder.name, *(p.name for p in self.ingested_tops)})
 
     def relative(self, path: Path) -> str:
         """A path inside the catalog as catalog.json records it (relative to the root)."""
@@ -100,6 +101,16 @@ class CatalogLayout:
     def staging(self) -> Path:
         """Outputs being written; each job stages in a folder of its own under it."""
         return self.root / ".staging"
+
+    @property
+    def writer_lock(self) -> Path:
+        """Held by the one job writing to the catalog (see curation.lock)."""
+        return self.root / ".writer.lock"
+
+    @property
+    def writer_holder(self) -> Path:
+        """Who holds the writer lock: command line, job, PID, host, since (JSON)."""
+        return self.root / ".writer.json"
 
     @property
     def spill(self) -> Path:

@@ -298,4 +298,5 @@ def validate_all(
     names = (
         slice_names if slice_names is not None else [m["name"] for m in list_slices(catalog)]
     )
-    return [validate_items(catalog)] + [validate_slice(catalog, n) for n in names]
+    with catalog.writing("validate"):  # results and data docs go under validation/
+        return [validate_items(catalog)] + [validate_slice(catalog, n) for n in names]

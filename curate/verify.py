@@ -3,16 +3,17 @@ re-derived (bronze from an unchanged raw file; silver, splits and slices from th
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from curate.common import CatalogOption, command
-from curation.catalog import Catalog
-from curation.integrity import Problem, VerifyReport, verify_catalog
-from curation.paths import DEFAULT_CATALOG, MANIFEST
+from curation.catalog import Catalog, CatalogError
+from curation.errors import IntegrityError
+from curation.integrity import Problem, VerifyReport, restore_catalog_json, verify_catalog
+from curation.manifest import read_record
+from curation.paths import DEFAULT_CATALOG, MANIFEST, CatalogLayout
 
 commands = typer.Typer()
 
@@ -34,10 +35,16 @@ def verify(
     files against catalog.json (parts, rows, SHA-256, reconciliation), every output folder's
     files against its manifest.json (bytes, rows, SHA-256), and every file a view reads.
     Exits 0 when all match, 1 naming each file that differs."""
-    opened = Catalog.open(catalog)
+    try:
+        opened = Catalog.open(catalog)
+    except CatalogError:  # catalog.json missing or damaged: its copy, if --repair
+        if not (repair and restore_catalog_json(CatalogLayout(catalog))):
+            raise
+        typer.echo(f"repair: {catalog / 'catalog.json'} restored from its copy", err=True)
+        opened = Catalog.open(catalog)
     report = verify_catalog(opened, hashes=not quick)
     if report.problems and repair:
-        _repair(opened, report.problems)
+        repair_catalog(opened, report.problems)
         report = verify_catalog(Catalog.open(catalog), hashes=not quick)
     _print(report)
     if report.problems:
@@ -55,16 +62,23 @@ def _print(report: VerifyReport) -> None:
     typer.echo(f"{report.root}: {report.files_checked:,} files checked ({depth}): {verdict}")
 
 
-def _repair(catalog: Catalog, problems: list[Problem]) -> None:
+def repair_catalog(catalog: Catalog, problems: list[Problem]) -> None:
     """Re-derive each broken record's outputs, bronze first (the rest is made from it)."""
     root = catalog.layout.root
     for owner in sorted({p.owner for p in problems}, key=_stage_order):
+        if owner == "catalog.json":
+            restore_catalog_json(CatalogLayout(root))
+            typer.echo("repair: catalog.json restored from its copy", err=True)
+            continue
         catalog = Catalog.open(root)  # as the repairs before this one left it
         if owner in catalog.sources:
             _reingest(catalog, owner)
             continue
         manifest_path = root / owner / MANIFEST
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+        try:
+            manifest = read_record(manifest_path) if manifest_path.exists() else {}
+        except IntegrityError:
+            manifest = {}  # its stage is unknown: named below as not re-derivable
         stage = manifest.get("stage")
         typer.echo(f"repair: {owner} ({stage or 'unknown stage'}) ...", err=True)
         if stage == "clean":
@@ -108,11 +122,12 @@ def _reingest(catalog: Catalog, key: str) -> None:
                    "ingested; run `curate ingest` on the corpus you mean", err=True)
         return
     typer.echo(f"repair: {key}: ingesting {source} again", err=True)
-    ingest(raw_root, catalog.layout.root, [category])
+    ingest(raw_root, catalog.layout.root, [category], force=True)  # its outputs may look whole
 
 
 def _stage_order(owner: str) -> tuple[int, str]:
     top = Path(owner).parts[0]
-    order = {"items": 0, "reviews": 0, "silver": 1, "splits": 2, "slices": 3}
+    order = {"catalog.json": -1, "items": 0, "reviews": 0, "silver": 1, "splits": 2,
+             "slices": 3}
     return order.get(top, 4), owner
 

@@ -9,6 +9,7 @@ The views use paths relative to the catalog folder and are opened with DuckDB's
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import shutil
 import sys
@@ -76,6 +77,9 @@ class Catalog:
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # "kind/category" -> entry
     # Further Parquet-backed views added by later stages (slices, weights): name -> files.
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Every output folder's manifest.json as written (folder -> SHA-256): a manifest edited,
+    # damaged or deleted afterwards is found by `curate verify`.
+    manifests: dict[str, str] = field(default_factory=dict)
     # (mtime, size) of catalog.json as last read or written: a change means another job wrote
     _seen: tuple[int, int] | None = field(default=None, repr=False, compare=False)
 
@@ -88,6 +92,10 @@ class Catalog:
             catalog = cls(layout)
             catalog._read()
             return catalog
+        if layout.catalog_backup.exists():
+            raise CatalogError(f"{layout.manifest} is missing (deleted?), its copy "
+                               f"{layout.catalog_backup.name} is there: `curate verify --repair "
+                               f"-c {layout.root}` restores it")
         if not create:
             raise CatalogError(
                 f"no catalog at {layout.root} (no catalog.json): run `curate ingest RAW_DIR "
@@ -129,23 +137,28 @@ class Catalog:
         try:
             payload = json.loads(self.layout.manifest.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CatalogError(f"{self.layout.manifest}: not valid JSON ({exc}); "
-                               "`curate verify` says what else is damaged") from None
+            raise CatalogError(f"{self.layout.manifest}: not valid JSON ({exc}); `curate verify "
+                               "--repair` restores it from its copy") from None
         if payload.get("format") != CATALOG_FORMAT:
             raise CatalogError(f"{self.layout.manifest}: unknown catalog format "
                                f"{payload.get('format')}")
         self.sources = payload.get("sources", {})
         self.tables = payload.get("tables", {})
+        self.manifests = payload.get("manifests", {})
         self._seen = seen
 
     def _payload(self) -> dict[str, Any]:
-        return {"format": CATALOG_FORMAT, "sources": self.sources, "tables": self.tables}
+        return {"format": CATALOG_FORMAT, "sources": self.sources, "tables": self.tables,
+                "manifests": self.manifests}
 
     def save(self, refresh_views: bool = True) -> None:
         """Swap in the new catalog.json, then bring the DuckDB views in line with it.
 
         With refresh_views=False the views are brought in line later (at the end of a job, or
         by the next connect(), which notices that catalog.json changed)."""
+        # the copy first: a crash between the two leaves a copy that is newer, never older,
+        # than catalog.json, and every file it names is already in place
+        write_catalog_backup(self.layout, self._payload())
         write_json_atomic(self.layout.manifest, self._payload())
         self._seen = self._stat()
         if refresh_views:
@@ -187,11 +200,17 @@ class Catalog:
                     "outputs": {p.name: sha256_file(p) for p in files},
                     "output_stats": {p.name: output_stats(p) for p in files},  # quick checks
                     "versions": versions()})
+                manifest_sha = sha256_file(staged.path / MANIFEST)
                 replace_path(staged.path, final)
             finally:
                 remove_own_staging(staged.path)
+            if self._stat() != self._seen:  # another job saved since: keep what it recorded
+                self._read()
+            self.manifests[self.layout.relative(final)] = manifest_sha
             if staged.views:
                 self.register(staged.views)
+            else:
+                self.save()
 
     def referenced_files(self) -> set[Path]:
         files = set()
@@ -367,6 +386,19 @@ def remove_own_staging(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     with contextlib.suppress(OSError):  # not empty: another job of this process stages there
         folder.parent.rmdir()
+
+
+def write_catalog_backup(layout: CatalogLayout, payload: dict[str, Any]) -> None:
+    """Beside catalog.json, a copy of it with the SHA-256 of its bytes: `curate verify` tells
+    a catalog.json changed or damaged after curate wrote it, and `--repair` restores it."""
+    text = catalog_text(payload)
+    write_json_atomic(layout.catalog_backup, {
+        "catalog_sha256": hashlib.sha256(text.encode()).hexdigest(), "catalog": payload})
+
+
+def catalog_text(payload: dict[str, Any]) -> str:
+    """catalog.json's bytes for a payload (what write_json_atomic writes)."""
+    return json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
 
 
 def parquet_source(path: Path | str) -> str:

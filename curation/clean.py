@@ -26,6 +26,7 @@ from typing import Any
 from curation.catalog import Catalog, sql_literal
 from curation.errors import UserError
 from curation.integrity import check_sources
+from curation.manifest import read_record
 from curation.paths import MANIFEST, CatalogLayout
 from curation.sorting import copy_sorted, insertion_order
 
@@ -367,7 +368,6 @@ def silver_shown(catalog: Catalog) -> tuple[str, Path]:
 
 def read_clean_manifest(layout: CatalogLayout, profile: str) -> dict[str, Any] | None:
     """The manifest of silver/<profile>/, or None if that profile was never cleaned."""
-    import json
 
     path = layout.silver_dir(profile) / MANIFEST
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_record(path) if path.exists() else None

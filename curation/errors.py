@@ -10,3 +10,7 @@ from __future__ import annotations
 
 class UserError(ValueError):
     """A mistake the user can fix; the message says what and how, in one line."""
+
+
+class IntegrityError(UserError):
+    """An input differs from what the catalog recorded when it was written."""

@@ -14,24 +14,19 @@ and stages do when ``CURATE_VERIFY`` is set).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from curation.catalog import Catalog
-from curation.errors import UserError
-from curation.manifest import parquet_rows, sha256_file, sha256_parts
-from curation.paths import MANIFEST
+from curation.errors import IntegrityError
+from curation.manifest import parquet_rows, read_record, sha256_file, sha256_parts
+from curation.paths import MANIFEST, CatalogLayout
 
 VERIFY_ENV = "CURATE_VERIFY"  # set (to 1) for stages to hash their inputs, not only size them
 # Folders of work in progress or scratch, never checked.
 UNCHECKED_TOPS = (".staging", ".spill")
-
-
-class IntegrityError(UserError):
-    """An input differs from what the catalog recorded when it was written."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +63,10 @@ def check_folder(folder: Path, root: Path, *, hashes: bool,
     """Check the files a folder's manifest records (or only ``names`` of them). Returns how
     many were checked and what differs."""
     owner = _relative(folder, root)
-    manifest = json.loads((folder / MANIFEST).read_text())
+    try:
+        manifest = read_record(folder / MANIFEST)
+    except IntegrityError:
+        return 1, [Problem(_relative(folder / MANIFEST, root), "not valid JSON", owner)]
     recorded: dict[str, str] = manifest.get("outputs", {})
     stats: dict[str, dict[str, Any]] = manifest.get("output_stats", {})
     problems, checked = [], 0
@@ -163,19 +161,76 @@ def check_sources(catalog: Catalog, keys: list[str] | None = None) -> None:
                                  + " (`curate verify --repair` ingests it again from its raw file)")
 
 
+# -- catalog.json and the manifests ------------------------------------------------------------
+def check_records(catalog: Catalog) -> tuple[int, list[Problem]]:
+    """catalog.json against its copy, and every output folder's manifest against the SHA-256
+    catalog.json recorded when it was written."""
+    layout, problems = catalog.layout, []
+    backup = _read_backup(layout)
+    if backup is not None and sha256_file(layout.manifest) != backup["catalog_sha256"]:
+        problems.append(Problem(layout.manifest.name, "changed after curate wrote it (it "
+                                f"differs from its copy {layout.catalog_backup.name})",
+                                layout.manifest.name))
+    for folder, sha in sorted(catalog.manifests.items()):
+        path = layout.root / folder / MANIFEST
+        if not path.is_file():
+            problems.append(Problem(_relative(path, layout.root), "missing", folder))
+        elif sha256_file(path) != sha:
+            problems.append(Problem(_relative(path, layout.root), "changed after curate "
+                                    "wrote it (SHA-256 differs from catalog.json's record)",
+                                    folder))
+    return 1 + len(catalog.manifests), problems
+
+
+def _read_backup(layout: CatalogLayout) -> dict[str, Any] | None:
+    """catalog.json's copy, if there is one and it is whole (its payload gives its hash)."""
+    import hashlib
+
+    from curation.catalog import catalog_text
+
+    try:
+        backup = read_record(layout.catalog_backup)
+        text = catalog_text(backup["catalog"])
+    except (IntegrityError, FileNotFoundError, KeyError, TypeError):
+        return None
+    if hashlib.sha256(text.encode()).hexdigest() != backup.get("catalog_sha256"):
+        return None
+    return backup
+
+
+def restore_catalog_json(layout: CatalogLayout) -> bool:
+    """Put catalog.json back from its copy; False when there is no whole copy."""
+    from curation.catalog import catalog_text
+    from curation.manifest import atomic_file
+
+    backup = _read_backup(layout)
+    if backup is None:
+        return False
+    with atomic_file(layout.manifest) as tmp:
+        tmp.write_text(catalog_text(backup["catalog"]))
+    return True
+
+
 # -- the whole catalog ------------------------------------------------------------------------
 def verify_catalog(catalog: Catalog | Path | str, *, hashes: bool = True) -> VerifyReport:
     """Every recorded output of the catalog against its record, and every file the views read."""
     catalog = Catalog.of(catalog)
     root = catalog.layout.root
     report = VerifyReport(root, hashed=hashes)
+    checked, problems = check_records(catalog)
+    report.files_checked += checked
+    report.problems += problems
     for key in sorted(catalog.sources):
         checked, problems = check_source(catalog, key, hashes=hashes)
         report.files_checked += checked
         report.problems += problems
     for manifest in manifest_files(root):
         folder = manifest.parent
-        if "outputs" not in json.loads(manifest.read_text()):
+        try:
+            recorded = "outputs" in read_record(manifest)
+        except IntegrityError:
+            recorded = True  # check_folder reports it
+        if not recorded:
             report.unrecorded.append(_relative(folder, root))
             continue
         checked, problems = check_folder(folder, root, hashes=hashes)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from curation import __version__
+from curation.errors import IntegrityError
 
 
 @contextmanager
@@ -35,6 +36,19 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     """Write JSON (sorted keys, so the same payload gives the same bytes) atomically."""
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A manifest (or catalog.json) as curate wrote it; a damaged one is an IntegrityError
+    naming it, not a traceback."""
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IntegrityError(f"{path}: not valid JSON ({exc}); it was changed after curate "
+                             "wrote it (`curate verify` checks the whole catalog)") from None
+    if not isinstance(record, dict):
+        raise IntegrityError(f"{path}: not a JSON object; it was changed after curate wrote it")
+    return record
 
 
 def replace_path(src: Path, dst: Path) -> None:

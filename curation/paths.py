@@ -62,7 +62,7 @@ class CatalogLayout:
 
     ::
 
-        catalog.json, catalog.duckdb
+        catalog.json, catalog.duckdb, .catalog.backup.json (a copy of catalog.json)
         bronze/<kind>/category=<C>/<version>/part-*.parquet   quarantine/<kind>/category=<C>/
         silver/<profile>/{items,rejections,review_rejections}.parquet   (clean)
         splits/<profile>/seed<S>/{assignments,leakage}.parquet, splits/<profile>/regroup.parquet
@@ -82,6 +82,7 @@ class CatalogLayout:
         first ingest): anything else means the folder is someone else's."""
         return frozenset({self.manifest.name, self.database.name, f"{self.database.name}.wal",
                           self.staging.name, self.spill.name, self.writer_lock.name,
+                          self.catalog_backup.name,
                           self.writer_holder.name, *(p.name for p in self.ingested_tops)})
 
     def relative(self, path: Path) -> str:
@@ -92,6 +93,11 @@ class CatalogLayout:
     @property
     def manifest(self) -> Path:
         return self.root / "catalog.json"
+
+    @property
+    def catalog_backup(self) -> Path:
+        """catalog.json's copy, with the SHA-256 of catalog.json's bytes."""
+        return self.root / ".catalog.backup.json"
 
     @property
     def database(self) -> Path:

@@ -15,7 +15,6 @@ The val and test splits are in every slice, whole and identical.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import time
@@ -33,9 +32,9 @@ from curation.clean import (
     read_clean_manifest,
     silver_views,
 )
-from curation.errors import UserError
+from curation.errors import IntegrityError, UserError
 from curation.integrity import check_folder, check_output, full_checks
-from curation.manifest import sha256_file
+from curation.manifest import read_record, sha256_file
 from curation.paths import MANIFEST, view_name
 from curation.sorting import copy_sorted
 from curation.split import (
@@ -100,7 +99,7 @@ class Slice:
             raise UserError(f"no slice named {name!r} (slices: {names})")
         if check:
             check_output(path.parent, catalog.layout.slice_items(name).name, catalog.layout.root)
-        return cls(catalog, name, json.loads(path.read_text()))
+        return cls(catalog, name, read_record(path))
 
     @property
     def path(self) -> Path:
@@ -151,7 +150,7 @@ def _refuse_another_slice_of_that_name(catalog: Catalog, name: str,
     path = catalog.layout.slice_dir(name) / MANIFEST
     if not path.exists():
         return
-    have = json.loads(path.read_text())["parameters"]
+    have = read_record(path)["parameters"]
     differ = {k: (have.get(k), v) for k, v in parameters.items() if have.get(k) != v}
     if differ:
         shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in sorted(differ.items()))
@@ -168,6 +167,15 @@ def _altered(folder: Path, root: Path) -> bool:
     return bool(problems)
 
 
+def _derived_record(read: Any, *args: Any) -> dict[str, Any] | None:
+    """A derived folder's manifest, or None (made again) when it is damaged."""
+    try:
+        return read(*args)
+    except IntegrityError as exc:
+        print(f"note: {exc}; making it again", file=sys.stderr)
+        return None
+
+
 def prepare_split(catalog: Catalog, profile: str, split_seed: int) -> dict[str, dict[str, Any]]:
     """Clean and split only what is not on disk already, current: silver/<profile>/ is cleaned
     again only when the bronze it was cleaned from changed, splits/<profile>/seed<S>/ only
@@ -175,13 +183,13 @@ def prepare_split(catalog: Catalog, profile: str, split_seed: int) -> dict[str, 
     views ``silver_items``, ``rejections``, ``splits`` and ``leakage`` show the profile used
     last)."""
     layout = catalog.layout
-    cleaned = read_clean_manifest(layout, profile)
+    cleaned = _derived_record(read_clean_manifest, layout, profile)
     if (cleaned is None or cleaned["inputs"] != bronze_fingerprint(catalog)
             or _altered(layout.silver_dir(profile), layout.root)):
         clean(catalog, profile)
         cleaned = read_clean_manifest(layout, profile)
         assert cleaned is not None
-    split = read_split_manifest(layout, profile, split_seed)
+    split = _derived_record(read_split_manifest, layout, profile, split_seed)
     silver_sha = cleaned["outputs"][layout.silver_items(profile).name]
     if (split is None or split["inputs"][SILVER_ITEMS] != silver_sha
             or _altered(layout.split_dir(profile, split_seed), layout.root)):
@@ -318,14 +326,14 @@ def build_slice(
         }
         staged.views = {**views, view_name(SLICE_VIEW, name): {
             "files": [layout.relative(layout.slice_items(name))], "slice": name}}
-    manifest = json.loads((layout.slice_dir(name) / MANIFEST).read_text())
+    manifest = read_record(layout.slice_dir(name) / MANIFEST)
     return SliceResult(name, layout.slice_dir(name), manifest, time.perf_counter() - started)
 
 
 def list_slices(catalog: Catalog | Path | str) -> list[dict[str, Any]]:
     """Every slice's manifest, by name."""
     catalog = Catalog.of(catalog)
-    return [json.loads(p.read_text())
+    return [read_record(p)
             for p in sorted(catalog.layout.slices_root.glob(f"*/{MANIFEST}"))]
 
 

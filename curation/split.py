@@ -23,7 +23,7 @@ from typing import Any
 
 from curation.catalog import Catalog, parquet_source
 from curation.errors import UserError
-from curation.manifest import sha256_file
+from curation.manifest import read_record, sha256_file
 from curation.paths import MANIFEST, CatalogLayout
 
 SPLITS = "splits"  # catalog view names
@@ -235,7 +235,6 @@ def split_views(layout: CatalogLayout, profile: str, seed: int) -> dict[str, dic
 
 def read_split_manifest(layout: CatalogLayout, profile: str, seed: int) -> dict[str, Any] | None:
     """The manifest of splits/<profile>/seed<S>/, or None if that split was never made."""
-    import json
 
     path = layout.split_dir(profile, seed) / MANIFEST
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_record(path) if path.exists() else None

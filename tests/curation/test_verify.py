@@ -129,3 +129,29 @@ def test_stages_check_only_what_they_read(built):
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and str(part.parent) in done.stderr
+
+
+def test_a_manifest_deleted_or_edited_is_named(built):
+    folder = Catalog.open(built).layout.slice_dir(SLICE)
+    manifest = folder / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"frac": 0.5', '"frac": 0.4'))
+    [problem] = verify_catalog(built).problems
+    assert problem.path == f"slices/{SLICE}/manifest.json"
+    assert problem.what.startswith("changed after curate wrote it")
+    manifest.unlink()
+    assert [(p.path, p.what) for p in verify_catalog(built, hashes=False).problems] == [
+        (f"slices/{SLICE}/manifest.json", "missing")]
+
+
+def test_catalog_json_deleted_or_edited_is_found_and_restored_from_its_copy(built):
+    before = _files(built)
+    path = built / "catalog.json"
+    path.write_text(path.read_text().replace('"lines_read": ', '"lines_read": 1', 1))
+    assert [p.path for p in verify_catalog(built).problems][0] == "catalog.json"
+    path.unlink()
+    done = _curate("verify", root=built)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "catalog.json is missing (deleted?)" in done.stderr and "--repair" in done.stderr
+    fixed = _curate("verify", "--repair", root=built)
+    assert fixed.returncode == 0, fixed.stderr
+    assert "all as recorded" in fixed.stdout and _files(built) == before

@@ -38,8 +38,10 @@ from curation.paths import CatalogLayout
 from curation.synth import SynthConfig, synthesize
 from curation.synth.image_server import ENDLESS_BYTES, ImageServer
 
+# the test server is on 127.0.0.1, which is refused unless opened
 SETTINGS = FetchSettings(concurrency=4, connect_timeout=2.0, read_timeout=0.4, retries=2,
-                         backoff=0.01, max_bytes=60_000, max_pixels=1_000_000)
+                         backoff=0.01, max_bytes=60_000, max_pixels=1_000_000,
+                         allow_private_network=True)
 FAULTS = {
     "/missing.jpg": "status:404",
     "/flaky.jpg": "flaky:1",
@@ -123,7 +125,8 @@ def test_each_fault_ends_with_its_status_and_nothing_else_is_affected(site, cata
         good = [server.url + f"good-{i}.jpg" for i in range(6)]
         urls = good + [server.url + name for name in EXPECTED] + ["ftp://example.com/a.jpg",
                                                                  site.as_uri() + "/good-1.jpg"]
-        result = fetch_images(catalog, urls, SETTINGS)
+        result = fetch_images(catalog, urls, dataclasses.replace(SETTINGS,
+                                                                 allow_file_roots=(site,)))
         requests = dict(server.requests)
     status = read_status(CatalogLayout(catalog))
     assert status.height == len(urls) and set(status["url"]) == set(urls)  # one row per URL
@@ -158,7 +161,7 @@ def test_resizing_keeps_the_shape_and_limits_the_shorter_side(tmp_path, catalog)
     root = tmp_path / "big"
     root.mkdir()
     (root / "wide.jpg").write_bytes(jpeg(1000, 500, 3))
-    settings = FetchSettings(resize=256, max_bytes=10_000_000)
+    settings = FetchSettings(resize=256, max_bytes=10_000_000, allow_file_roots=(root,))
     fetch_images(catalog, [(root / "wide.jpg").as_uri()], settings)
     row = read_status(CatalogLayout(catalog)).row(0, named=True)
     with Image.open(catalog / "images" / row["path"]) as image:
@@ -194,7 +197,7 @@ def test_a_killed_fetch_resumes_without_fetching_again(tmp_path):
         journal = catalog / "images" / ".journal"
         proc = subprocess.Popen(
             [sys.executable, "-m", "curate", "images", "fetch", "-c", str(catalog),
-             "--concurrency", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "--concurrency", "2", "--allow-private-network"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 60
             while not list(journal.glob("part-*.parquet")):
@@ -255,7 +258,7 @@ def test_the_byte_cap_stops_a_body_while_it_streams(site, catalog):
         names = ["endless.jpg", "huge.jpg", "unsized-big.jpg", "unsized-good.jpg"]
         urls = [server.url + name for name in names] + [site.as_uri() + "/big.jpg",
                                                        site.as_uri() + "/absent.jpg"]
-        rows = fetch_rows(catalog, urls, SETTINGS)
+        rows = fetch_rows(catalog, urls, dataclasses.replace(SETTINGS, allow_file_roots=(site,)))
         requests, sent = dict(server.requests), dict(server.sent)
     for name in ("endless.jpg", "huge.jpg", "unsized-big.jpg", "big.jpg"):
         row = rows[name]

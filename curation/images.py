@@ -36,6 +36,7 @@ import http.client
 import io
 import ipaddress
 import os
+import re
 import socket
 import ssl
 import stat
@@ -85,6 +86,7 @@ MAGIC = (
     (b"GIF89a", "GIF"),
     (b"BM", "BMP"),
 )
+MEDIA_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]{0,40}/[A-Za-z0-9][\w.+-]{0,60}")
 USER_AGENT = "curate-images/0.1 (+https://github.com/)"
 
 
@@ -246,7 +248,10 @@ def _download(url: str, settings: FetchSettings, deadline: float) -> _Body:
     """The bytes behind ``url``, its final HTTP status and Content-Type; raises _Failure."""
     parts = _parse_url(url)
     if parts.scheme.lower() == "file":
-        return _Body(_read_file(Path(unquote(parts.path)), settings))
+        path = unquote(parts.path)
+        if "\0" in path:
+            raise _Failure("bad_url", "a file URL with a NUL byte")
+        return _Body(_read_file(Path(path), settings))
     seen = {url}
     current = parts
     for _ in range(settings.max_redirects + 1):
@@ -266,7 +271,11 @@ def _download(url: str, settings: FetchSettings, deadline: float) -> _Body:
 def _read_file(path: Path, settings: FetchSettings) -> bytes:
     """A local image, only under an allowed folder (checked after ``..`` and links are
     resolved, before the file is touched: a refusal says nothing of whether it exists)."""
-    real = path.resolve()
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError) as exc:  # a loop of links, say
+        raise _Failure(REFUSED, f"file {path} cannot be resolved ({exc.__class__.__name__})"
+                       ) from None
     roots = [Path(root).resolve() for root in settings.allow_file_roots]
     if not any(real == root or root in real.parents for root in roots):
         where = ", ".join(map(str, roots)) if roots else "none (no local corpus in the catalog)"
@@ -360,7 +369,9 @@ def _connection(parts: SplitResult, settings: FetchSettings,
                 deadline: float) -> http.client.HTTPConnection:
     """An HTTP(S) connection whose socket comes from _guarded_socket. For HTTPS the TLS
     handshake runs after ``sock`` is set, so the deadline's watchdog can cut it too."""
-    host, port = parts.hostname or "", parts.port
+    https = parts.scheme.lower() == "https"
+    # an explicit port: http.client would read the last group of a bare IPv6 host as one
+    host, port = parts.hostname or "", parts.port or (443 if https else 80)
 
     class Guarded(http.client.HTTPConnection):
         def connect(self) -> None:
@@ -374,7 +385,7 @@ def _connection(parts: SplitResult, settings: FetchSettings,
                 self.sock, server_hostname=self.host, do_handshake_on_connect=False)
             self.sock.do_handshake()
 
-    if parts.scheme.lower() == "https":
+    if https:
         return GuardedTLS(host, port, timeout=settings.connect_timeout,
                           context=ssl.create_default_context())
     return Guarded(host, port, timeout=settings.connect_timeout)
@@ -438,7 +449,7 @@ def _http_get(parts: SplitResult, settings: FetchSettings,
                 ) from None
             status = response.status
             if status in (301, 302, 303, 307, 308):
-                return status, response.getheader("Location"), _Body(b"")  # body unread
+                return status, response.getheader("Location"), _Body(b"", status)  # unread
             if status == 404 or status == 410:
                 raise _Failure("http_404", f"HTTP {status}", status)
             if status == 429:
@@ -499,7 +510,8 @@ def process_image(data: bytes, settings: FetchSettings,
     never quote the data: what a server or a file sends is not copied into the catalog."""
     from PIL import Image
 
-    described = f"{_one_line(content_type.split(';')[0], 60)}, " if content_type else ""
+    media = (content_type or "").split(";")[0].strip()
+    described = f"{media}, " if MEDIA_TYPE.fullmatch(media) else ""  # a type, never free text
     described += f"{len(data):,} bytes"
     if _image_format(data) is None:
         raise _Failure("not_an_image", f"not an image ({described}): not an image format")

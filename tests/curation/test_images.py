@@ -514,11 +514,12 @@ def test_a_local_address_is_refused_by_default_and_fetched_when_opened(site, cat
         port = server.httpd.server_address[1]
         urls = [server.url + "good-0.jpg", f"http://localhost:{port}/good-1.jpg",
                 f"http://[::1]:{port}/good-2.jpg", f"http://0.0.0.0:{port}/good-3.jpg",
-                f"http://[::ffff:127.0.0.1]:{port}/good-4.jpg"]
+                f"http://[::ffff:127.0.0.1]:{port}/good-4.jpg", "http://[::1]/good-5.jpg"]
         rows = fetch_rows(catalog, urls, PUBLIC_ONLY)
         assert dict(server.requests) == {}  # nothing reached the server
         assert {name: row["status"] for name, row in rows.items()} == {
-            f"good-{i}.jpg": "refused" for i in range(5)}
+            f"good-{i}.jpg": "refused" for i in range(6)}
+        assert "::1 (loopback)" in rows["good-5.jpg"]["error"]  # a bare IPv6 host, port 80
         assert "127.0.0.1 (loopback)" in rows["good-0.jpg"]["error"]
         assert "--allow-private-network" in rows["good-0.jpg"]["error"]
         assert "0.0.0.0 (unspecified)" in rows["good-3.jpg"]["error"]
@@ -526,10 +527,11 @@ def test_a_local_address_is_refused_by_default_and_fetched_when_opened(site, cat
         # opened by the flag, or by naming the one network
         fetch_images(catalog, urls[:2], SETTINGS, retry_failed=True)
         narrow = dataclasses.replace(PUBLIC_ONLY, allow_networks=("127.0.0.1",))
-        fetch_images(catalog, urls[4:], narrow, retry_failed=True)  # mapped: judged as v4
+        fetch_images(catalog, urls[4:5], narrow, retry_failed=True)  # mapped: judged as v4
         requests = dict(server.requests)
     rows = {row["url"]: row for row in read_status(CatalogLayout(catalog)).iter_rows(named=True)}
-    assert [rows[url]["status"] for url in urls] == ["ok", "ok", "refused", "refused", "ok"]
+    assert [rows[url]["status"] for url in urls] == ["ok", "ok", "refused", "refused", "ok",
+                                                      "refused"]
     assert requests == {"/good-0.jpg": 1, "/good-1.jpg": 1, "/good-4.jpg": 1}
 
 
@@ -640,3 +642,20 @@ def test_the_safety_options_have_help_and_bad_values_are_one_line(catalog):
         result = runner.invoke(app, ["images", "fetch", "-c", str(catalog), *args])
         assert result.exit_code == 2 and message in result.output, result.output
         assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_cli_defaults_are_the_library_defaults():
+    """One place for each default: every fetch option the CLI shares with FetchSettings has
+    the same default there (the safe ones included)."""
+    import inspect
+
+    from curate.images import images_fetch
+
+    cli = inspect.signature(images_fetch).parameters
+    library = {f.name: f.default for f in dataclasses.fields(FetchSettings)}
+    shared = set(cli) & set(library)
+    assert {"url_deadline", "allow_private_network", "read_timeout"} <= shared
+    assert {name: cli[name].default for name in shared} == {name: library[name]
+                                                             for name in shared}
+    assert cli["allow_file_root"].default is None and cli["allow_network"].default is None
+    assert library["allow_file_roots"] == library["allow_networks"] == ()

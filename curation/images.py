@@ -175,9 +175,7 @@ def corpus_folders(catalog: Catalog) -> list[Path]:
     return list(folders)
 
 
-def address_refusal(
-    address: str, settings: FetchSettings,
-) -> str | None:
+def address_refusal(address: str, settings: FetchSettings) -> str | None:
     """Why an IP address may not be connected to (``None``: it may). Public addresses may;
     loopback, private, link-local, multicast, reserved, unspecified and other non-global ones
     may not, unless ``allow_private_network`` or one of ``allow_networks`` holds them. An

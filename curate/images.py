@@ -46,10 +46,34 @@ def images_fetch(
     resize: Annotated[
         int, typer.Option(help="Shorter side of the stored image at most this (0: keep).")
     ] = 256,
+    url_deadline: Annotated[
+        float, typer.Option(help="Seconds for one URL in all (attempts, redirects, waits), "
+                            "however slowly a server sends: past it the URL is 'deadline'.")
+    ] = 60.0,
+    allow_file_root: Annotated[
+        list[Path] | None, typer.Option(
+            "--allow-file-root", metavar="PATH",
+            help="Also read file:// URLs under this folder (repeatable). By default only "
+                 "the corpus's own folder (from the catalog's sources); others are 'refused'.")
+    ] = None,
+    allow_private_network: Annotated[
+        bool, typer.Option("--allow-private-network",
+                           help="Also connect to loopback, private, link-local, multicast and "
+                                "reserved addresses (e.g. curate images serve on 127.0.0.1); "
+                                "by default they are 'refused'.")
+    ] = False,
+    allow_network: Annotated[
+        list[str] | None, typer.Option(
+            "--allow-network", metavar="CIDR",
+            help="Also connect to addresses in this network only, e.g. 10.1.2.3 or "
+                 "10.0.0.0/8 (repeatable; narrower than --allow-private-network).")
+    ] = None,
 ) -> None:
     """Fetch product images into CATALOG/images/ (content-addressed JPEGs) with a status row
     per URL in CATALOG/images/status.parquet (view image_status in curate sql). Resumable:
-    URLs already fetched are skipped; a killed fetch picks up where it stopped."""
+    URLs already fetched are skipped; a killed fetch picks up where it stopped. Safe by
+    default: file:// only under the corpus's folder, http(s) only to public addresses (each
+    redirect checked), a deadline per URL; a malformed URL is a 'bad_url' row."""
     from collections import Counter
 
     from curation.catalog import Catalog
@@ -60,7 +84,11 @@ def images_fetch(
 
     settings = FetchSettings(concurrency=concurrency, connect_timeout=connect_timeout,
                              read_timeout=read_timeout, retries=retries, backoff=backoff,
-                             max_bytes=max_bytes, max_pixels=max_pixels, resize=resize)
+                             max_bytes=max_bytes, max_pixels=max_pixels, resize=resize,
+                             url_deadline=url_deadline,
+                             allow_file_roots=tuple(p.resolve() for p in allow_file_root or ()),
+                             allow_private_network=allow_private_network,
+                             allow_networks=tuple(allow_network or ()))
     settings.check()
     opened = Catalog.open(catalog)
     items = Slice.open(opened, slice_name).path if slice_name else silver_shown(opened)[1]
@@ -102,7 +130,9 @@ def images_serve(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free one).")] = 8765,
 ) -> None:
     """Serve a folder of images over HTTP on 127.0.0.1, to try curate images fetch without
-    the internet (curate synth --image-base-url http://127.0.0.1:PORT/)."""
+    the internet (curate synth --image-base-url http://127.0.0.1:PORT/; fetch with
+    --allow-private-network, or --allow-network 127.0.0.1, since 127.0.0.1 is refused by
+    default)."""
     import time
 
     from curation.synth.image_server import ImageServer

@@ -18,6 +18,9 @@ paths, each the way a real server misbehaves:
   ``ENDLESS_BYTES``, a safety net for a client that reads it all);
 - ``huge``: a Content-Length of a terabyte, then nothing until the client hangs up;
 - ``html``: an HTML page with ``Content-Type: image/jpeg``;
+- ``trickle:S``: the headers, then the file one byte every S seconds (each byte well within a
+  read timeout, the whole far beyond any deadline);
+- ``trickle-head:S``: the status line and headers themselves one byte every S seconds;
 - ``redirect:URL``: a 302 to URL, a path or any URL (a path redirecting to itself is a loop).
 
 Every request is counted per path (``server.requests``), so a test can tell what was
@@ -52,7 +55,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 class ImageServer:
     def __init__(self, root: Path | str, faults: dict[str, str] | None = None,
-                 delay: float = 0.0, port: int = 0) -> None:
+                 delay: float = 0.0, port: int = 0, host: str = "127.0.0.1") -> None:
         self.root = Path(root).resolve()
         self.faults = dict(faults or {})
         self.delay = delay  # seconds added to every response (for benchmarks)
@@ -62,14 +65,15 @@ class ImageServer:
         self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
         handler = self._handler()
-        self.httpd = _QuietServer(("127.0.0.1", port), handler)
+        self.httpd = _QuietServer((host, port), handler)  # any 127.x.y.z is this machine
         # shutdown() waits for the serve loop's next poll: a short one keeps tests quick
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
                                        daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/"
 
     def __enter__(self) -> ImageServer:
         self.thread.start()
@@ -136,6 +140,8 @@ class ImageServer:
                 if kind == "html":
                     return self._send(200, b"<!doctype html><html><body>Sign in</body></html>",
                                       "image/jpeg")
+                if kind in ("trickle", "trickle-head"):
+                    return self._trickle(path, kind, float(arg))
                 if kind == "redirect":
                     self.send_response(302)
                     self.send_header("Location", arg)
@@ -178,6 +184,21 @@ class ImageServer:
                 if self._write(path, b"\xff\xd8\xff\xe0" + chunk[4:]):
                     while server.sent[path] < ENDLESS_BYTES and self._write(path, chunk):
                         pass
+
+            def _trickle(self, path: str, kind: str, every: float) -> None:
+                file = (server.root / path.lstrip("/")).resolve()
+                body = file.read_bytes() if file.is_file() else b"\xff\xd8\xff" + b"\0" * 4096
+                head = (f"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n").encode()
+                self.close_connection = True
+                if kind == "trickle":
+                    self.wfile.write(head)
+                    head = b""
+                for i in range(len(head) + len(body)):
+                    time.sleep(every)
+                    byte = head[i:i + 1] if i < len(head) else body[i - len(head):][:1]
+                    if not self._write(path, byte):
+                        return
 
             def _write(self, path: str, data: bytes) -> bool:
                 """Write body bytes and count them; False once the client has hung up."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
@@ -27,6 +28,8 @@ from curation.catalog import Catalog
 from curation.clean import clean, silver_shown
 from curation.images import (
     FetchSettings,
+    address_refusal,
+    corpus_folders,
     fetch_images,
     fetch_one,
     read_status,
@@ -38,8 +41,10 @@ from curation.paths import CatalogLayout
 from curation.synth import SynthConfig, synthesize
 from curation.synth.image_server import ENDLESS_BYTES, ImageServer
 
+# the test server is on 127.0.0.1, which is refused unless opened
 SETTINGS = FetchSettings(concurrency=4, connect_timeout=2.0, read_timeout=0.4, retries=2,
-                         backoff=0.01, max_bytes=60_000, max_pixels=1_000_000)
+                         backoff=0.01, max_bytes=60_000, max_pixels=1_000_000,
+                         allow_private_network=True)
 FAULTS = {
     "/missing.jpg": "status:404",
     "/flaky.jpg": "flaky:1",
@@ -123,7 +128,8 @@ def test_each_fault_ends_with_its_status_and_nothing_else_is_affected(site, cata
         good = [server.url + f"good-{i}.jpg" for i in range(6)]
         urls = good + [server.url + name for name in EXPECTED] + ["ftp://example.com/a.jpg",
                                                                  site.as_uri() + "/good-1.jpg"]
-        result = fetch_images(catalog, urls, SETTINGS)
+        result = fetch_images(catalog, urls, dataclasses.replace(SETTINGS,
+                                                                 allow_file_roots=(site,)))
         requests = dict(server.requests)
     status = read_status(CatalogLayout(catalog))
     assert status.height == len(urls) and set(status["url"]) == set(urls)  # one row per URL
@@ -158,7 +164,7 @@ def test_resizing_keeps_the_shape_and_limits_the_shorter_side(tmp_path, catalog)
     root = tmp_path / "big"
     root.mkdir()
     (root / "wide.jpg").write_bytes(jpeg(1000, 500, 3))
-    settings = FetchSettings(resize=256, max_bytes=10_000_000)
+    settings = FetchSettings(resize=256, max_bytes=10_000_000, allow_file_roots=(root,))
     fetch_images(catalog, [(root / "wide.jpg").as_uri()], settings)
     row = read_status(CatalogLayout(catalog)).row(0, named=True)
     with Image.open(catalog / "images" / row["path"]) as image:
@@ -194,7 +200,8 @@ def test_a_killed_fetch_resumes_without_fetching_again(tmp_path):
         journal = catalog / "images" / ".journal"
         proc = subprocess.Popen(
             [sys.executable, "-m", "curate", "images", "fetch", "-c", str(catalog),
-             "--concurrency", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "--concurrency", "2", "--allow-private-network"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 60
             while not list(journal.glob("part-*.parquet")):
@@ -255,7 +262,7 @@ def test_the_byte_cap_stops_a_body_while_it_streams(site, catalog):
         names = ["endless.jpg", "huge.jpg", "unsized-big.jpg", "unsized-good.jpg"]
         urls = [server.url + name for name in names] + [site.as_uri() + "/big.jpg",
                                                        site.as_uri() + "/absent.jpg"]
-        rows = fetch_rows(catalog, urls, SETTINGS)
+        rows = fetch_rows(catalog, urls, dataclasses.replace(SETTINGS, allow_file_roots=(site,)))
         requests, sent = dict(server.requests), dict(server.sent)
     for name in ("endless.jpg", "huge.jpg", "unsized-big.jpg", "big.jpg"):
         row = rows[name]
@@ -417,3 +424,238 @@ def _no_proxy(monkeypatch):
     for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
         monkeypatch.delenv(name, raising=False)
     os.environ.setdefault("NO_PROXY", "127.0.0.1")
+
+
+# --- safe by default: what the metadata may not make a fetch do --------------------------------
+
+PUBLIC_ONLY = dataclasses.replace(SETTINGS, allow_private_network=False)  # the default's policy
+
+
+def leaks(error: str | None, *secrets: str) -> list[str]:
+    return [s for s in secrets if error and s.lower() in error.lower()]
+
+
+def test_file_urls_are_read_only_under_the_corpus_folder_or_an_allowed_root(tmp_path):
+    """The corpus folder comes from the catalog's sources (CORPUS/raw/meta_categories/...):
+    synth's own file:// image URLs work out of the box, through the CLI too; /etc/passwd, an
+    image elsewhere, a ``..`` way out and a link out of the corpus are refused without being
+    read (a refusal does not even say whether the file exists)."""
+    corpus, catalog = tmp_path / "corpus", tmp_path / "catalog"
+    synthesize(corpus, SynthConfig(n_items=30, seed=2))
+    ingest(str(corpus / "raw"), catalog)
+    assert corpus_folders(Catalog.open(catalog)) == [corpus.resolve()]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "photo.jpg").write_bytes(jpeg(64, 48, 1))
+    inside = sorted((corpus / "images").glob("*/*.jpg"))[0]
+    (corpus / "images" / "link.jpg").symlink_to(elsewhere / "photo.jpg")
+    urls = {
+        "inside": inside.as_uri(),
+        "passwd": "file:///etc/passwd",
+        "absent": "file:///etc/no-such-file-here",
+        "outside": (elsewhere / "photo.jpg").as_uri(),
+        "dotdot": corpus.as_uri() + "/images/../../elsewhere/photo.jpg",
+        "link": (corpus / "images" / "link.jpg").as_uri(),
+        "host": "file://otherhost/etc/passwd",
+    }
+    fetch_images(catalog, list(urls.values()), PUBLIC_ONLY)
+    rows = {row["url"]: row for row in read_status(CatalogLayout(catalog)).iter_rows(named=True)}
+    got = {name: rows[url]["status"] for name, url in urls.items()}
+    assert got == {"inside": "ok", "passwd": "refused", "absent": "refused",
+                   "outside": "refused", "dotdot": "refused", "link": "refused",
+                   "host": "bad_url"}
+    passwd = rows[urls["passwd"]]
+    assert "outside the corpus folder" in passwd["error"] and str(corpus) in passwd["error"]
+    assert passwd["source_bytes"] is None and passwd["path"] is None
+    assert not leaks(passwd["error"], "root:", "/bin/", "nologin")
+    assert len(stored_files(catalog)) == 1
+
+    # --allow-file-root opens that folder (and only it) to a retry
+    opened = dataclasses.replace(PUBLIC_ONLY, allow_file_roots=(elsewhere,))
+    fetch_images(catalog, list(urls.values()), opened, retry_failed=True)
+    rows = {row["url"]: row for row in read_status(CatalogLayout(catalog)).iter_rows(named=True)}
+    assert rows[urls["outside"]]["status"] == rows[urls["link"]]["status"] == "ok"
+    assert rows[urls["dotdot"]]["status"] == "ok"  # it resolves into the allowed folder
+    assert rows[urls["passwd"]]["status"] == "refused"
+
+    # the CLI, with its defaults: every silver item's synth image is corpus-local, so fetched
+    clean(catalog)
+    result = CliRunner().invoke(app, ["images", "fetch", "-c", str(catalog)])
+    assert result.exit_code == 0, result.output
+    silver = read_status(CatalogLayout(catalog)).filter(
+        pl.col("url").is_in(urls_for(silver_shown(Catalog.open(catalog))[1], False)))
+    assert silver.height > 0 and (silver["status"] == "ok").all()
+
+
+@pytest.mark.parametrize(("address", "refusal"), [
+    ("127.0.0.1", "loopback"), ("127.8.9.10", "loopback"), ("10.1.2.3", "private"),
+    ("172.16.0.1", "private"), ("192.168.1.1", "private"), ("169.254.169.254", "link-local"),
+    ("224.0.0.251", "multicast"), ("0.0.0.0", "unspecified"), ("240.0.0.1", "private"),
+    ("255.255.255.255", "private"), ("100.64.0.1", "not-global"), ("192.0.2.1", "private"),
+    ("::1", "loopback"), ("::", "unspecified"), ("fe80::1%lo", "link-local"),
+    ("fc00::1", "private"), ("ff02::1", "multicast"), ("::ffff:127.0.0.1", "loopback"),
+    ("::ffff:169.254.169.254", "link-local"), ("::ffff:10.0.0.1", "private"),
+    ("2002:7f00:1::1", "loopback"), ("2002:a9fe:a9fe::1", "link-local"),
+    ("::127.0.0.1", "reserved"),
+    ("8.8.8.8", None), ("93.184.216.34", None), ("2606:4700::1111", None),
+    ("::ffff:8.8.8.8", None),
+])
+def test_address_refusal_judges_each_kind_of_address(address, refusal):
+    assert address_refusal(address, FetchSettings()) == refusal
+    assert address_refusal(address, FetchSettings(allow_private_network=True)) is None
+    narrow = FetchSettings(allow_networks=("127.0.0.1/32", "169.254.169.254"))
+    opened = address in ("127.0.0.1", "169.254.169.254", "::ffff:127.0.0.1",  # v4 inside v6
+                         "::ffff:169.254.169.254", "2002:7f00:1::1", "2002:a9fe:a9fe::1")
+    assert address_refusal(address, narrow) == (None if opened else refusal)
+
+
+def test_a_local_address_is_refused_by_default_and_fetched_when_opened(site, catalog):
+    with ImageServer(site) as server:
+        port = server.httpd.server_address[1]
+        urls = [server.url + "good-0.jpg", f"http://localhost:{port}/good-1.jpg",
+                f"http://[::1]:{port}/good-2.jpg", f"http://0.0.0.0:{port}/good-3.jpg",
+                f"http://[::ffff:127.0.0.1]:{port}/good-4.jpg", "http://[::1]/good-5.jpg"]
+        rows = fetch_rows(catalog, urls, PUBLIC_ONLY)
+        assert dict(server.requests) == {}  # nothing reached the server
+        assert {name: row["status"] for name, row in rows.items()} == {
+            f"good-{i}.jpg": "refused" for i in range(6)}
+        assert "::1 (loopback)" in rows["good-5.jpg"]["error"]  # a bare IPv6 host, port 80
+        assert "127.0.0.1 (loopback)" in rows["good-0.jpg"]["error"]
+        assert "--allow-private-network" in rows["good-0.jpg"]["error"]
+        assert "0.0.0.0 (unspecified)" in rows["good-3.jpg"]["error"]
+
+        # opened by the flag, or by naming the one network
+        fetch_images(catalog, urls[:2], SETTINGS, retry_failed=True)
+        narrow = dataclasses.replace(PUBLIC_ONLY, allow_networks=("127.0.0.1",))
+        fetch_images(catalog, urls[4:5], narrow, retry_failed=True)  # mapped: judged as v4
+        requests = dict(server.requests)
+    rows = {row["url"]: row for row in read_status(CatalogLayout(catalog)).iter_rows(named=True)}
+    assert [rows[url]["status"] for url in urls] == ["ok", "ok", "refused", "refused", "ok",
+                                                      "refused"]
+    assert requests == {"/good-0.jpg": 1, "/good-1.jpg": 1, "/good-4.jpg": 1}
+
+
+def test_every_redirect_hop_is_checked_at_the_address_connected_to(site, catalog):
+    """The first hop's 127.0.0.1 is opened by --allow-network 127.0.0.1, nothing else: a
+    redirect to another loopback server (127.0.0.2, which is listening), to the cloud
+    metadata address, to ::1 or to a mapped ::ffff:127.0.0.2 is refused before any
+    connection, while a redirect on the same host is followed."""
+    opened = dataclasses.replace(PUBLIC_ONLY, allow_networks=("127.0.0.1/32",))
+    with ImageServer(site) as first, ImageServer(site, host="127.0.0.2") as other:
+        port = other.httpd.server_address[1]
+        first.faults.update({
+            "/to-other.jpg": f"redirect:{other.url}good-0.jpg",
+            "/to-metadata.jpg": "redirect:http://169.254.169.254/latest/meta-data/",
+            "/to-v6.jpg": f"redirect:http://[::1]:{port}/good-0.jpg",
+            "/to-mapped.jpg": f"redirect:http://[::ffff:127.0.0.2]:{port}/good-0.jpg",
+            "/to-same.jpg": "redirect:/good-1.jpg",
+        })
+        rows = fetch_rows(catalog, [first.url + n for n in (
+            "to-other.jpg", "to-metadata.jpg", "to-v6.jpg", "to-mapped.jpg", "to-same.jpg")],
+            opened)
+        assert dict(other.requests) == {}  # the listening server behind the hop saw nothing
+        assert all(count == 1 for count in first.requests.values())
+    assert {name: row["status"] for name, row in rows.items()} == {
+        "to-other.jpg": "refused", "to-metadata.jpg": "refused", "to-v6.jpg": "refused",
+        "to-mapped.jpg": "refused", "to-same.jpg": "ok"}
+    assert "127.0.0.2 (loopback)" in rows["to-other.jpg"]["error"]
+    assert "169.254.169.254 (link-local)" in rows["to-metadata.jpg"]["error"]
+
+
+def test_malformed_urls_are_bad_url_rows_and_the_rest_is_fetched(site, catalog):
+    with ImageServer(site, {"/to-bad.jpg": "redirect:http://127.0.0.1:99999/x.jpg"}) as server:
+        bad = ["http://exa mple.com/a.jpg", "http://127.0.0.1:99999/a.jpg", "http:///a.jpg",
+               "http://[::1/a.jpg", "no-scheme.jpg", server.url + "a b.jpg",
+               "http://example.com:abc/a.jpg", "http://127.0.0.1:0/a.jpg",
+               server.url + "to-bad.jpg"]
+        good = [server.url + f"good-{i}.jpg" for i in range(3)]
+        result = fetch_images(catalog, bad + good + ["gopher://example.com/a.jpg"], SETTINGS)
+    status = read_status(CatalogLayout(catalog))
+    assert (catalog / "images" / "status.parquet").is_file()
+    assert status.height == len(bad) + len(good) + 1
+    rows = {row["url"]: row for row in status.iter_rows(named=True)}
+    assert [rows[url]["status"] for url in bad] == ["bad_url"] * len(bad)
+    assert all(rows[url]["status"] == "ok" for url in good)
+    assert rows["gopher://example.com/a.jpg"]["status"] == "bad_scheme"
+    assert "out of range" in rows["http://127.0.0.1:99999/a.jpg"]["error"]
+    assert "redirected" in rows[server.url + "to-bad.jpg"]["error"]
+    assert result.counts == {"bad_url": len(bad), "ok": 3, "bad_scheme": 1}
+
+
+def test_a_server_sending_a_byte_at_a_time_is_cut_at_the_url_deadline(site, catalog):
+    """Each byte comes well within the read timeout (2 s); the deadline (1 s) ends the URL
+    all the same, whether the bytes trickle in the body or in the headers, and retries stop
+    when their wait would pass it."""
+    settings = dataclasses.replace(SETTINGS, read_timeout=2.0, url_deadline=1.0, retries=5,
+                                   backoff=0.4)
+    faults = {"/drip.jpg": "trickle:0.1", "/drip-head.jpg": "trickle-head:0.1",
+              "/down.jpg": "status:503"}
+    with ImageServer(site, faults) as server:
+        started = time.monotonic()
+        rows = fetch_rows(catalog, [server.url + n for n in faults], settings)
+        seconds = time.monotonic() - started
+        sent = dict(server.sent)
+    assert 1.0 <= seconds < 2.5, seconds
+    for name in ("drip.jpg", "drip-head.jpg"):
+        assert (rows[name]["status"], rows[name]["attempts"]) == ("deadline", 1), rows[name]
+        assert "1 s deadline" in rows[name]["error"]
+        assert 3 <= sent["/" + name] < 20  # it was trickling, and was left mid-way
+    # 503, wait 0.4 s, 503, the next wait (0.8 s) would end past the deadline: no third try
+    assert (rows["down.jpg"]["status"], rows["down.jpg"]["attempts"]) == ("http_5xx", 2)
+
+
+def test_errors_never_quote_what_a_non_image_sent(site, catalog):
+    (site / "secret.jpg").write_bytes(b"password=hunter2 and more text")
+    with socket.socket() as banner:  # not HTTP at all: a service's greeting
+        banner.bind(("127.0.0.1", 0))
+        banner.listen(4)
+
+        def greet() -> None:
+            for _ in range(3):
+                with contextlib.suppress(OSError):
+                    peer, _ = banner.accept()
+                    peer.sendall(b"SSH-2.0-OpenSSH_9.6 secret-banner\r\n\r\n")
+                    peer.close()
+
+        threading.Thread(target=greet, daemon=True).start()
+        service = f"http://127.0.0.1:{banner.getsockname()[1]}/service.jpg"
+        with ImageServer(site, {"/page.jpg": "html"}) as server:
+            rows = fetch_rows(catalog, [server.url + "page.jpg", server.url + "secret.jpg",
+                                        service], SETTINGS)
+    assert rows["page.jpg"]["error"] == "not an image (image/jpeg, 48 bytes): not an image format"
+    assert rows["secret.jpg"]["error"] == ("not an image (image/jpeg, 30 bytes): not an image "
+                                           "format")
+    assert rows["service.jpg"]["status"] == "bad_response"
+    for row in rows.values():
+        assert not leaks(row["error"], "sign in", "doctype", "hunter2", "password", "OpenSSH",
+                         "banner"), row
+
+
+def test_the_safety_options_have_help_and_bad_values_are_one_line(catalog):
+    runner = CliRunner()
+    result = runner.invoke(app, ["images", "fetch", "--help"], env={"COLUMNS": "200"})
+    for option in ("--allow-file-root", "--allow-private-network", "--allow-network",
+                   "--url-deadline"):
+        assert option in result.output
+    for args, message in ((["--allow-network", "intranet"], "--allow-network 'intranet' is not"),
+                          (["--url-deadline", "0"], "--url-deadline must be positive")):
+        result = runner.invoke(app, ["images", "fetch", "-c", str(catalog), *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_cli_defaults_are_the_library_defaults():
+    """One place for each default: every fetch option the CLI shares with FetchSettings has
+    the same default there (the safe ones included)."""
+    import inspect
+
+    from curate.images import images_fetch
+
+    cli = inspect.signature(images_fetch).parameters
+    library = {f.name: f.default for f in dataclasses.fields(FetchSettings)}
+    shared = set(cli) & set(library)
+    assert {"url_deadline", "allow_private_network", "read_timeout"} <= shared
+    assert {name: cli[name].default for name in shared} == {name: library[name]
+                                                             for name in shared}
+    assert cli["allow_file_root"].default is None and cli["allow_network"].default is None
+    assert library["allow_file_roots"] == library["allow_networks"] == ()

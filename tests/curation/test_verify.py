@@ -147,7 +147,7 @@ def test_catalog_json_deleted_or_edited_is_found_and_restored_from_its_copy(buil
     before = _files(built)
     path = built / "catalog.json"
     path.write_text(path.read_text().replace('"lines_read": ', '"lines_read": 1', 1))
-    assert [p.path for p in verify_catalog(built).problems][0] == "catalog.json"
+    assert verify_catalog(built).problems[0].path == "catalog.json"
     path.unlink()
     done = _curate("verify", root=built)
     assert done.returncode == 2 and done.stderr.count("\n") == 1

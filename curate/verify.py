@@ -70,6 +70,10 @@ def repair_catalog(catalog: Catalog, problems: list[Problem]) -> None:
             restore_catalog_json(CatalogLayout(root))
             typer.echo("repair: catalog.json restored from its copy", err=True)
             continue
+        if owner == CatalogLayout(root).catalog_backup.name:  # catalog.json is the record
+            Catalog.open(root).write_backup()
+            typer.echo(f"repair: {owner} written again from catalog.json", err=True)
+            continue
         catalog = Catalog.open(root)  # as the repairs before this one left it
         if owner in catalog.sources:
             _reingest(catalog, owner)
@@ -127,7 +131,7 @@ def _reingest(catalog: Catalog, key: str) -> None:
 
 def _stage_order(owner: str) -> tuple[int, str]:
     top = Path(owner).parts[0]
-    order = {"catalog.json": -1, "items": 0, "reviews": 0, "silver": 1, "splits": 2,
-             "slices": 3}
+    order = {"catalog.json": -2, ".catalog.backup.json": -1, "items": 0, "reviews": 0,
+             "silver": 1, "splits": 2, "slices": 3}
     return order.get(top, 4), owner
 

@@ -147,6 +147,10 @@ class Catalog:
         self.manifests = payload.get("manifests", {})
         self._seen = seen
 
+    def write_backup(self) -> None:
+        """catalog.json's copy written again from catalog.json as it is (verify --repair)."""
+        write_catalog_backup(self.layout, self._payload())
+
     def _payload(self) -> dict[str, Any]:
         return {"format": CATALOG_FORMAT, "sources": self.sources, "tables": self.tables,
                 "manifests": self.manifests}

@@ -167,7 +167,11 @@ def check_records(catalog: Catalog) -> tuple[int, list[Problem]]:
     catalog.json recorded when it was written."""
     layout, problems = catalog.layout, []
     backup = _read_backup(layout)
-    if backup is not None and sha256_file(layout.manifest) != backup["catalog_sha256"]:
+    if backup is None:
+        what = "damaged" if layout.catalog_backup.exists() else "missing"
+        problems.append(Problem(layout.catalog_backup.name, f"{what}: catalog.json cannot be "
+                                "checked against its copy", layout.catalog_backup.name))
+    elif sha256_file(layout.manifest) != backup["catalog_sha256"]:
         problems.append(Problem(layout.manifest.name, "changed after curate wrote it (it "
                                 f"differs from its copy {layout.catalog_backup.name})",
                                 layout.manifest.name))

@@ -150,7 +150,11 @@ def _refuse_another_slice_of_that_name(catalog: Catalog, name: str,
     path = catalog.layout.slice_dir(name) / MANIFEST
     if not path.exists():
         return
-    have = read_record(path)["parameters"]
+    try:
+        have = read_record(path)["parameters"]
+    except IntegrityError as exc:  # a damaged slice is unusable: building it again repairs it
+        print(f"note: {exc}; building it again", file=sys.stderr)
+        return
     differ = {k: (have.get(k), v) for k, v in parameters.items() if have.get(k) != v}
     if differ:
         shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in sorted(differ.items()))

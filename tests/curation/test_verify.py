@@ -155,3 +155,12 @@ def test_catalog_json_deleted_or_edited_is_found_and_restored_from_its_copy(buil
     fixed = _curate("verify", "--repair", root=built)
     assert fixed.returncode == 0, fixed.stderr
     assert "all as recorded" in fixed.stdout and _files(built) == before
+
+
+def test_a_damaged_copy_of_catalog_json_is_named_and_written_again(built):
+    copy = built / ".catalog.backup.json"
+    copy.write_text(copy.read_text()[:100])
+    assert [(p.path, p.what.split(":")[0]) for p in verify_catalog(built).problems] == [
+        (".catalog.backup.json", "damaged")]
+    fixed = _curate("verify", "--repair", root=built)
+    assert fixed.returncode == 0 and "all as recorded" in fixed.stdout

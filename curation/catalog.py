@@ -252,16 +252,21 @@ class Catalog:
         quarantined = [e["quarantine"] for _, e in sorted(self.sources.items())]
         views["quarantine"] = _union_or_empty(quarantined, QUARANTINE_COLUMNS)
         views["ingest_files"] = self._ingest_files_view()
+        unreadable = self.missing_tables()
         for name, table in sorted(self.tables.items()):
-            if all((self.layout.root / f).exists() for f in table["files"]):
+            if name not in unreadable:
                 views[name] = _union_or_empty(table["files"], None)
         return views
 
     def missing_tables(self) -> dict[str, list[str]]:
-        """Catalog tables whose files are gone (deleted by hand, say): they get no view, so
-        that one lost file does not break every later command, and say so."""
+        """Catalog tables whose files are gone or unreadable (deleted or cut by hand, say):
+        they get no view, so that one lost file does not break every later command, and say
+        so (`curate verify` names them too)."""
+        from curation.manifest import parquet_rows
+
         return {name: gone for name, table in sorted(self.tables.items())
-                if (gone := [f for f in table["files"] if not (self.layout.root / f).exists()])}
+                if (gone := [f for f in table["files"]
+                             if parquet_rows(self.layout.root / f) is None])}
 
     def _ingest_files_view(self) -> str:
         columns = [
@@ -379,7 +384,8 @@ class Catalog:
         finally:
             con.close()
         for name, gone in self.missing_tables().items():
-            print(f"note: view {name} left out: {', '.join(gone)} missing in {self.layout.root}",
+            print(f"note: view {name} left out: {', '.join(gone)} missing or unreadable in "
+                  f"{self.layout.root}",
                   file=sys.stderr)
         return True
 

@@ -58,15 +58,16 @@ def full_checks() -> bool:
 
 
 # -- one output folder ------------------------------------------------------------------------
-def check_folder(folder: Path, root: Path, *, hashes: bool,
-                 names: list[str] | None = None) -> tuple[int, list[Problem]]:
-    """Check the files a folder's manifest records (or only ``names`` of them). Returns how
-    many were checked and what differs."""
+def check_folder(folder: Path, root: Path, *, hashes: bool, names: list[str] | None = None,
+                 manifest: dict[str, Any] | None = None) -> tuple[int, list[Problem]]:
+    """Check the files a folder's manifest records (or only ``names`` of them; ``manifest``
+    when the caller has read it already). Returns how many were checked and what differs."""
     owner = _relative(folder, root)
-    try:
-        manifest = read_record(folder / MANIFEST)
-    except IntegrityError:
-        return 1, [Problem(_relative(folder / MANIFEST, root), "not valid JSON", owner)]
+    if manifest is None:
+        try:
+            manifest = read_record(folder / MANIFEST)
+        except IntegrityError:
+            return 1, [Problem(_relative(folder / MANIFEST, root), "not valid JSON", owner)]
     recorded: dict[str, str] = manifest.get("outputs", {})
     stats: dict[str, dict[str, Any]] = manifest.get("output_stats", {})
     problems, checked = [], 0
@@ -102,12 +103,11 @@ def _differs(path: Path, sha256: str, stats: dict[str, Any] | None, *, hashes: b
     return ""
 
 
-def check_output(folder: Path, name: str, root: Path) -> None:
-    """Before a stage reads ``folder/name``: raise IntegrityError if it is not what its manifest
-    recorded (sizes and rows; every byte under CURATE_VERIFY=1)."""
-    if not (folder / MANIFEST).exists():
-        return  # written before manifests existed, or not an output of a stage
-    _, problems = check_folder(folder, root, hashes=full_checks(), names=[name])
+def check_output(folder: Path, name: str, root: Path, manifest: dict[str, Any]) -> None:
+    """Before a stage reads ``folder/name``: raise IntegrityError if it is not what the
+    folder's manifest recorded (sizes and rows; every byte under CURATE_VERIFY=1)."""
+    _, problems = check_folder(folder, root, hashes=full_checks(), names=[name],
+                               manifest=manifest)
     if problems:
         raise IntegrityError(_message(problems[0], root))
 
@@ -243,8 +243,9 @@ def verify_catalog(catalog: Catalog | Path | str, *, hashes: bool = True) -> Ver
     for name, gone in catalog.missing_tables().items():
         for path in gone:
             if not any(p.path == path for p in report.problems):
-                report.problems.append(Problem(path, f"missing (the view {name} reads it)",
-                                               str(Path(path).parent)))
+                report.problems.append(Problem(
+                    path, f"missing or unreadable (the view {name} reads it)",
+                    str(Path(path).parent)))
     return report
 
 

@@ -97,9 +97,11 @@ class Slice:
         if not re.fullmatch(r"[A-Za-z0-9._-]+", name) or not path.exists():
             names = ", ".join(m["name"] for m in list_slices(catalog)) or "none yet"
             raise UserError(f"no slice named {name!r} (slices: {names})")
+        manifest = read_record(path)
         if check:
-            check_output(path.parent, catalog.layout.slice_items(name).name, catalog.layout.root)
-        return cls(catalog, name, read_record(path))
+            check_output(path.parent, catalog.layout.slice_items(name).name, catalog.layout.root,
+                         manifest)
+        return cls(catalog, name, manifest)
 
     @property
     def path(self) -> Path:

@@ -101,3 +101,18 @@ def write_raw(
         lines = "".join(json.dumps(r) + "\n" for r in records)
         (raw / "review_categories" / f"{category}.jsonl").write_text(lines)
     return raw
+
+
+def record_outputs(folder: Path, **changes: object) -> None:
+    """Record a stage folder's files in its manifest as if the stage had written them (for a
+    test that builds a control or a planted bug by hand, not one that tests a hand edit)."""
+    import json
+
+    from curation.manifest import output_stats, sha256_file
+
+    path = folder / "manifest.json"
+    manifest = {**json.loads(path.read_text()), **changes}
+    for name in manifest["outputs"]:
+        manifest["outputs"][name] = sha256_file(folder / name)
+        manifest["output_stats"][name] = output_stats(folder / name)
+    path.write_text(json.dumps(manifest))

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from curate.cli import app
 from curation.slices import Slice, build_slice
 from curation.validate import validate_slice
-from tests.conftest import copy_catalog
+from tests.conftest import copy_catalog, record_outputs
 
 SEED = 3
 
@@ -45,17 +45,9 @@ def _items(root: Path, name: str) -> pl.DataFrame:
 def _write_as_built(root: Path, frame: pl.DataFrame) -> None:
     """Write "small" and record it in its manifest, as if build-slice had written it (a bug
     there, not a hand edit, which the file check would catch on its own)."""
-    import json
-
-    from curation.manifest import output_stats, sha256_file
-
     path = Slice.open(root, "small").path
     frame.write_parquet(path)
-    manifest_path = path.parent / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["outputs"][path.name] = sha256_file(path)
-    manifest["output_stats"][path.name] = output_stats(path)
-    manifest_path.write_text(json.dumps(manifest))
+    record_outputs(path.parent)
 
 
 def _drop_a_val_item(root: Path) -> str:

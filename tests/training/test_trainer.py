@@ -27,6 +27,7 @@ from curation.catalog import Catalog  # noqa: E402
 from curation.ingest import ingest  # noqa: E402
 from curation.slices import Slice, build_slice  # noqa: E402
 from curation.synth import SynthConfig, synthesize  # noqa: E402
+from tests.conftest import record_outputs  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.embeddings import embed_slice  # noqa: E402
 from training.loss import weighted_huber  # noqa: E402
@@ -128,8 +129,7 @@ def shuffled_label_slice(catalog: Path, name: str, seed: int = 0) -> str:
         train = (items["split"] == "train").to_numpy()
         labels[train] = np.random.default_rng(seed).permutation(labels[train])
         items.with_columns(average_rating=labels).write_parquet(target / "items.parquet")
-        manifest = json.loads((target / "manifest.json").read_text())
-        (target / "manifest.json").write_text(json.dumps({**manifest, "name": shuffled}))
+        record_outputs(target, name=shuffled)  # a control built on purpose, not a hand edit
     return shuffled
 
 

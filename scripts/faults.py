@@ -123,10 +123,11 @@ def damage(path: Path, how: str) -> None:
 
 
 def damage_faults(raw: Path, base: Path, work: Path, baseline: dict[str, str],
-                  files: list[str], log: Callable[[Outcome], None]) -> list[Outcome]:
+                  files: list[str], log: Callable[[Outcome], None],
+                  damages: tuple[str, ...] = DAMAGES) -> list[Outcome]:
     outcomes = []
     for rel in files:
-        for how in DAMAGES:
+        for how in damages:
             copy = work / "copy"
             shutil.rmtree(copy, ignore_errors=True)
             shutil.copytree(base, copy)

@@ -70,6 +70,11 @@ def repair_catalog(catalog: Catalog, problems: list[Problem]) -> None:
             restore_catalog_json(CatalogLayout(root))
             typer.echo("repair: catalog.json restored from its copy", err=True)
             continue
+        if owner == CatalogLayout(root).database.name:  # views only: made from catalog.json
+            CatalogLayout(root).database.unlink(missing_ok=True)
+            Catalog.open(root).refresh_views()
+            typer.echo(f"repair: {owner}: views made again from catalog.json", err=True)
+            continue
         if owner == CatalogLayout(root).catalog_backup.name:  # catalog.json is the record
             Catalog.open(root).write_backup()
             typer.echo(f"repair: {owner} written again from catalog.json", err=True)

@@ -297,7 +297,8 @@ class Catalog:
         names = ", ".join(n for n, _ in columns)
         return f"SELECT * FROM (VALUES {', '.join(rows)}) AS t({names})"
 
-    def _stamp(self) -> str:
+    def stamp(self) -> str:
+        """A hash of catalog.json's content: the views in catalog.duckdb were made from it."""
         import hashlib
 
         return hashlib.sha256(json.dumps(self._payload(), sort_keys=True).encode()).hexdigest()
@@ -309,15 +310,15 @@ class Catalog:
             return False
         try:
             con = duckdb.connect(str(self.layout.database), read_only=True)
-        except Exception:  # locked by a writer: use what is there
-            return True
+        except duckdb.Error as exc:  # locked by a writer: use what is there
+            return not _database_damaged(exc)
         try:
             row = con.execute("SELECT stamp FROM _curate_state").fetchone()
         except Exception:
             return False
         finally:
             con.close()
-        return row is not None and row[0] == self._stamp()
+        return row is not None and row[0] == self.stamp()
 
     def connect(self, read_only: bool = True):
         import duckdb
@@ -349,6 +350,24 @@ class Catalog:
                 con.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {select}')
         return con
 
+    def _open_database_for_views(self):
+        """catalog.duckdb to write views into. It holds only views made from catalog.json, so
+        a damaged one is made again (with a note) rather than failing every command."""
+        import duckdb
+
+        config = {"file_search_path": str(self.layout.root)}
+        try:
+            return duckdb.connect(str(self.layout.database), config=config)
+        except duckdb.Error as exc:
+            if not _database_damaged(exc):
+                raise
+            print(f"note: {self.layout.database} is damaged ({str(exc).splitlines()[0][:80]}); "
+                  "making its views again", file=sys.stderr)
+            for path in (self.layout.database, self.layout.database.with_name(
+                    self.layout.database.name + ".wal")):
+                path.unlink(missing_ok=True)
+            return duckdb.connect(str(self.layout.database), config=config)
+
     def refresh_views(self) -> bool:
         """Bring the views in catalog.duckdb in line with catalog.json. False (with a note)
         when another process has the database open, a `curate sql` prompt say: DuckDB lets
@@ -357,9 +376,7 @@ class Catalog:
         import duckdb
 
         try:
-            con = duckdb.connect(
-                str(self.layout.database), config={"file_search_path": str(self.layout.root)}
-            )
+            con = self._open_database_for_views()
         except duckdb.IOException as exc:
             if "Could not set lock" not in str(exc):
                 raise
@@ -378,7 +395,7 @@ class Catalog:
                 con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {select}')
                 con.execute("INSERT INTO _curate_views VALUES (?)", [name])
             con.execute(
-                "CREATE OR REPLACE TABLE _curate_state AS SELECT ? AS stamp", [self._stamp()]
+                "CREATE OR REPLACE TABLE _curate_state AS SELECT ? AS stamp", [self.stamp()]
             )
             con.execute("COMMIT")
         finally:
@@ -388,6 +405,11 @@ class Catalog:
                   f"{self.layout.root}",
                   file=sys.stderr)
         return True
+
+
+def _database_damaged(exc: Exception) -> bool:
+    """Whether DuckDB refused catalog.duckdb for its content, not for a lock held elsewhere."""
+    return "Could not set lock" not in str(exc)
 
 
 def remove_own_staging(folder: Path) -> None:

@@ -186,6 +186,34 @@ def check_records(catalog: Catalog) -> tuple[int, list[Problem]]:
     return 1 + len(catalog.manifests), problems
 
 
+def check_database(catalog: Catalog) -> list[Problem]:
+    """catalog.duckdb (only views, made from catalog.json): it opens, and its views are
+    catalog.json's. Skipped while another process holds it."""
+    import duckdb
+
+    name = catalog.layout.database.name
+    try:
+        con = duckdb.connect(str(catalog.layout.database), read_only=True,
+                             config={"file_search_path": str(catalog.layout.root)})
+    except duckdb.Error as exc:
+        if "Could not set lock" in str(exc):
+            return []
+        return [Problem(name, f"unreadable ({str(exc).splitlines()[0][:80]})", name)]
+    try:
+        # (not binding each view: a view over a damaged file is that file's problem)
+        views = {row[0] for row in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        stamp = con.execute("SELECT stamp FROM _curate_state").fetchone()
+    except duckdb.Error as exc:
+        return [Problem(name, f"unreadable ({str(exc).splitlines()[0][:80]})", name)]
+    finally:
+        con.close()
+    if stamp is None or stamp[0] != catalog.stamp() or set(catalog.view_definitions()) - views:
+        return [Problem(name, "its views are not catalog.json's (any command makes them again)",
+                        name)]
+    return []
+
+
 def _read_backup(layout: CatalogLayout) -> dict[str, Any] | None:
     """catalog.json's copy, if there is one and it is whole (its payload gives its hash)."""
     import hashlib
@@ -222,8 +250,8 @@ def verify_catalog(catalog: Catalog | Path | str, *, hashes: bool = True) -> Ver
     root = catalog.layout.root
     report = VerifyReport(root, hashed=hashes)
     checked, problems = check_records(catalog)
-    report.files_checked += checked
-    report.problems += problems
+    report.files_checked += checked + 1
+    report.problems += problems + check_database(catalog)
     for key in sorted(catalog.sources):
         checked, problems = check_source(catalog, key, hashes=hashes)
         report.files_checked += checked

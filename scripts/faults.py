@@ -93,13 +93,16 @@ def detect(catalog: Path) -> tuple[bool, str]:
 def recover(raw: Path, catalog: Path, baseline: dict[str, str]) -> tuple[bool, str]:
     """`curate verify --repair`, the user's commands again, then verify and compare bytes."""
     try:
-        try:
-            Catalog.open(catalog)
-        except UserError:  # what `curate verify --repair` does first
-            restore_catalog_json(CatalogLayout(catalog))
-        report = verify_catalog(catalog)
-        if report.problems:
-            repair_catalog(Catalog.open(catalog), report.problems)
+        layout = CatalogLayout(catalog)
+        if layout.manifest.exists() or layout.catalog_backup.exists():
+            try:
+                Catalog.open(catalog)
+            except UserError:  # what `curate verify --repair` does first
+                restore_catalog_json(layout)
+            report = verify_catalog(catalog)
+            if report.problems:
+                repair_catalog(Catalog.open(catalog), report.problems)
+        # else: killed before its first catalog.json: the rerun starts it afresh
         build(raw, catalog)
         final = verify_catalog(catalog)
     except UserError as exc:
@@ -199,6 +202,8 @@ def _without_weights(base: Path, target: Path) -> Path:
     shutil.rmtree(target / "weights")
     catalog = Catalog.open(target)
     catalog.tables = {k: v for k, v in catalog.tables.items() if not k.startswith("weights_")}
+    catalog.manifests = {k: v for k, v in catalog.manifests.items()
+                         if not k.startswith("weights/")}
     catalog.save()
     return target
 

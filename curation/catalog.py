@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -375,8 +376,17 @@ class Catalog:
         a writer fail. The next connect() brings them in line."""
         import duckdb
 
+        # A first catalog.duckdb is made under another name and renamed when whole: a job
+        # killed while DuckDB creates the file leaves none rather than a half-made one.
+        fresh = not self.layout.database.exists()
+        creating = self.layout.database.with_name(f".{self.layout.database.name}.new")
         try:
-            con = self._open_database_for_views()
+            if fresh:
+                creating.unlink(missing_ok=True)
+                con = duckdb.connect(str(creating),
+                                     config={"file_search_path": str(self.layout.root)})
+            else:
+                con = self._open_database_for_views()
         except duckdb.IOException as exc:
             if "Could not set lock" not in str(exc):
                 raise
@@ -400,6 +410,8 @@ class Catalog:
             con.execute("COMMIT")
         finally:
             con.close()
+        if fresh:
+            os.replace(creating, self.layout.database)
         for name, gone in self.missing_tables().items():
             print(f"note: view {name} left out: {', '.join(gone)} missing or unreadable in "
                   f"{self.layout.root}",

@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+import os
 import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, settings
 
 from curation.ingest import ingest
 from curation.synth import SynthConfig, synthesize
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "amazon2023"
+
+def _shared_data() -> Path:
+    """``../shared/data/amazon2023`` beside the checkout; from mutmut's copy of the tests
+    (``mutants/tests``) the nearest such folder further up."""
+    here = Path(__file__).resolve()
+    for folder in here.parents[1:]:
+        candidate = folder.parent / "shared" / "data" / "amazon2023"
+        if candidate.is_dir():
+            return candidate
+    return here.parents[1].parent / "shared" / "data" / "amazon2023"
+
+
+SHARED_DATA = _shared_data()
+
+# Under mutmut (scripts/mutation) a failing example is enough: no shrinking, which can take
+# longer than mutmut's time limit, no deadline (a loaded machine is not a failure), and no
+# example database written into mutants/.
+settings.register_profile(
+    "mutation", phases=[Phase.explicit, Phase.reuse, Phase.generate], deadline=None,
+    database=None,
+)
+if os.environ.get("MUTANT_UNDER_TEST"):
+    settings.load_profile("mutation")
 
 
 @pytest.fixture(scope="session")

@@ -77,9 +77,9 @@ def copy_sorted(con, select: str, order_by: str, path: Path | str) -> int:
     rows_file = scratch / "rows.parquet"
     try:
         with insertion_order(con, False):  # the order is made below
-            con.execute(f"COPY ({select}) TO {_sql_literal(str(rows_file))} "
+            con.execute(f"COPY ({select}) TO {sql_literal(str(rows_file))} "
                         f"(FORMAT parquet, ROW_GROUP_SIZE {SCRATCH_ROWS})")
-        rows_source = (f"read_parquet({_sql_literal(str(rows_file))}, file_row_number = true, "
+        rows_source = (f"read_parquet({sql_literal(str(rows_file))}, file_row_number = true, "
                        "hive_partitioning = false)")
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _curate_order AS
@@ -397,7 +397,7 @@ class Catalog:
                 e["lines_quarantined"],
                 "; ".join(e["file_errors"]),
             ]
-            rows.append("(" + ", ".join(_sql_literal(v) for v in values) + ")")
+            rows.append("(" + ", ".join(sql_literal(v) for v in values) + ")")
         names = ", ".join(n for n, _ in columns)
         return f"SELECT * FROM (VALUES {', '.join(rows)}) AS t({names})"
 
@@ -464,17 +464,18 @@ class Catalog:
 def parquet_source(path: Path | str) -> str:
     """SQL reading one Parquet file by path (never as a hive-partitioned folder, whatever the
     folder names on the way)."""
-    return f"read_parquet({_sql_literal(str(path))}, hive_partitioning = false)"
+    return f"read_parquet({sql_literal(str(path))}, hive_partitioning = false)"
 
 
-def _sql_literal(value: object) -> str:
+def sql_literal(value: object) -> str:
+    """A SQL literal: an int as is, anything else as a quoted string (a path may hold a ')."""
     if isinstance(value, int):
         return str(value)
     return "'" + str(value).replace("'", "''") + "'"
 
 
 def _sql_list(files: list[str]) -> str:
-    return "[" + ", ".join(_sql_literal(f) for f in files) + "]"
+    return "[" + ", ".join(sql_literal(f) for f in files) + "]"
 
 
 def _union_or_empty(files: list[str], columns: list[tuple[str, str]] | None) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curation.catalog import Catalog, copy_sorted, insertion_order
+from curation.catalog import Catalog, copy_sorted, insertion_order, sql_literal
 from curation.errors import UserError
 from curation.paths import MANIFEST, CatalogLayout
 
@@ -271,7 +271,7 @@ def clean(catalog: Catalog | Path | str, profile: str = "default") -> CleanResul
                            {reasons} AS reason, title, average_rating, rating_number
                     FROM judged WHERE _rule IS NOT NULL
                     ORDER BY category, source_line
-                ) TO '{rejections}' (FORMAT parquet, COMPRESSION zstd)
+                ) TO {sql_literal(str(rejections))} (FORMAT parquet, COMPRESSION zstd)
             """)
             counts = dict(
                 con.execute("SELECT coalesce(_rule, ''), count(*) FROM judged GROUP BY 1")

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.catalog import ROW_GROUP_BYTES, Catalog, duckdb_config, rows_per
+from curation.catalog import ROW_GROUP_BYTES, Catalog, duckdb_config, rows_per, sql_literal
 from curation.framing import FrameStats, LineBlock, frame_block, iter_line_blocks, shown_text
 from curation.manifest import replace_path, sha256_file, sha256_parts, versions
 from curation.schema import (
@@ -246,7 +246,7 @@ class _FileIngest:
         row_group = rows_per(ROW_GROUP_BYTES, len(block.data) / max(n, 1))
         written = self.con.execute(
             f"COPY (SELECT {columns} FROM typed WHERE {REASON} IS NULL AND NOT {SKIP}) "
-            f"TO '{part}' ({PARQUET_OPTIONS}, ROW_GROUP_SIZE {row_group})"
+            f"TO {sql_literal(str(part))} ({PARQUET_OPTIONS}, ROW_GROUP_SIZE {row_group})"
         ).fetchone()[0]
         self.parts += 1
         self.rows += written
@@ -265,7 +265,8 @@ class _FileIngest:
         """A file with no lines still gets one (empty, typed) bronze part."""
         select = ", ".join(f'CAST(NULL AS {t}) AS "{n}"' for n, t in bronze_columns(self.raw.kind))
         part = self.bronze_dir / "part-00000.parquet"
-        self.con.execute(f"COPY (SELECT {select} WHERE false) TO '{part}' ({PARQUET_OPTIONS})")
+        self.con.execute(f"COPY (SELECT {select} WHERE false) TO {sql_literal(str(part))} "
+                         f"({PARQUET_OPTIONS})")
         self.parts = 1
 
 

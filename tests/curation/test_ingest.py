@@ -482,3 +482,95 @@ def test_integer_fields_take_integral_numbers_and_quarantine_fractions(tmp_path_
                 assert got == ("absent", f"wrong_type:{field}"), (field, value, got)
             else:
                 assert got == (want, None), (field, value, got)
+
+
+# -- framing: raw bytes -> numbered lines, checked against bytes.split ------------------------
+
+
+def _frame_all(data: bytes, name: str, chunk_bytes: int):
+    import io
+
+    from curation.framing import FrameStats, iter_line_blocks
+
+    stats = FrameStats()
+    blocks = list(iter_line_blocks(io.BytesIO(data), name, stats, chunk_bytes=chunk_bytes))
+    return blocks, stats
+
+
+PLAIN = (b'{"a": 1}\n\n{"b": "x\r"}\r\n' + b"y" * 50 + b"\n \n{}\n" + b"last without newline")
+
+
+@pytest.mark.parametrize("chunk_bytes", [7, 16, 1 << 20])
+def test_lines_are_numbered_exactly_across_blocks(chunk_bytes):
+    blocks, stats = _frame_all(PLAIN, "x.jsonl", chunk_bytes)
+    expected = [line + b"\n" for line in PLAIN.split(b"\n")[:-1]] + [b"last without newline"]
+    got, numbers = [], []
+    for block in blocks:
+        assert block.count == len(block.offsets) - 1
+        assert block.first_line == len(got) + 1
+        got += [block.raw(i) for i in range(block.count)]
+        numbers += block.line_numbers().tolist()
+        assert block.as_binary().to_pylist() == [block.raw(i) for i in range(block.count)]
+    assert got == expected  # the 50-byte line is longer than the smallest chunks
+    assert numbers == list(range(1, len(expected) + 1))
+    assert (stats.lines, stats.bytes_in, stats.truncated_gzip) == (len(expected), len(PLAIN),
+                                                                   False)
+
+
+def test_an_empty_file_has_no_lines():
+    blocks, stats = _frame_all(b"", "x.jsonl", 16)
+    assert blocks == [] and (stats.lines, stats.bytes_in) == (0, 0)
+
+
+def test_gzip_members_and_a_cut_stream():
+    import gzip
+
+    first, second = b'{"a": 1}\n{"b": 2}\n', b'{"c": 3}\n' * 40
+    data = gzip.compress(first) + gzip.compress(second)  # two members, as pigz writes
+    for name in ("x.jsonl.gz", "x.jsonl"):  # the magic bytes tell it without the suffix
+        blocks, stats = _frame_all(data, name, 16)
+        lines = [b.raw(i) for b in blocks for i in range(b.count)]
+        assert lines == (first + second).splitlines(keepends=True), name
+        assert (stats.lines, stats.bytes_in, stats.truncated_gzip) == (42, len(data), False)
+    cut = gzip.compress(second * 50)
+    cut = cut[: len(cut) // 2]
+    blocks, stats = _frame_all(cut, "x.jsonl.gz", 1 << 20)
+    lines = [b.raw(i) for b in blocks for i in range(b.count)]
+    assert stats.truncated_gzip and stats.bytes_in == len(cut)
+    assert 0 < len(lines) < 2000 and all(line == b'{"c": 3}\n' for line in lines[:-1])
+    assert lines[-1] == b'{"c": 3}\n'[: len(lines[-1])]  # what was readable of the last line
+
+
+def test_replaced_lines_keep_the_block_aligned():
+    from curation.framing import frame_block
+
+    block = frame_block(b"a\nbb\nccc\ndd", 5)
+    assert block.replaced([], b"{}") == [b"a\nbb\nccc\ndd"]
+    assert b"".join(block.replaced([3, 1], b"{}")) == b"a\n{}\nccc\n{}"
+    assert b"".join(block.replaced([0], b"{}")) == b"{}\nbb\nccc\ndd"
+    assert block.line_numbers().tolist() == [5, 6, 7, 8]
+
+
+def test_a_quarantined_lines_text_is_decoded_escaped_and_capped():
+    from curation.framing import shown_text
+
+    assert shown_text(b"caf\xc3\xa9 \xff\r\n") == "café \\xff"
+    assert shown_text(b"x" * 1500 + b"\n") == "x" * 1000
+
+
+def test_a_catalog_in_a_folder_whose_name_holds_a_quote(tmp_path):
+    """Paths reach DuckDB as SQL string literals: a ' in them must be escaped, not end them."""
+    from curation.clean import clean
+    from curation.split import build_split
+
+    root = tmp_path / "O'Brien's data"
+    raw = write_raw(root, meta={"Toys_and_Games": [
+        {"parent_asin": f"a{i}", "title": f"Thing {i}", "average_rating": 4.0,
+         "rating_number": 3, "main_category": "Toys"} for i in range(5)]},
+        reviews={"Toys_and_Games": [{"user_id": "u", "parent_asin": "a1", "rating": 5.0,
+                                     "timestamp": 1}]})
+    result = ingest(str(raw), root / "catalog")
+    assert sum(r.rows_ingested for r in result) == 6
+    clean(root / "catalog")
+    assert sum(build_split(root / "catalog", seed=0).counts.values()) == 5
+    assert _query(root / "catalog", "SELECT count(*) AS n FROM splits")["n"].item() == 5

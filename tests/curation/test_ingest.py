@@ -512,6 +512,8 @@ def test_lines_are_numbered_exactly_across_blocks(chunk_bytes):
         numbers += block.line_numbers().tolist()
         assert block.as_binary().to_pylist() == [block.raw(i) for i in range(block.count)]
     assert got == expected  # the 50-byte line is longer than the smallest chunks
+    # read a chunk at a time: small chunks give many blocks, not one for the whole file
+    assert len(blocks) >= min(3, len(PLAIN) // chunk_bytes)
     assert numbers == list(range(1, len(expected) + 1))
     assert (stats.lines, stats.bytes_in, stats.truncated_gzip) == (len(expected), len(PLAIN),
                                                                    False)
@@ -555,6 +557,8 @@ def test_a_quarantined_lines_text_is_decoded_escaped_and_capped():
     from curation.framing import shown_text
 
     assert shown_text(b"caf\xc3\xa9 \xff\r\n") == "café \\xff"
+    assert shown_text(b"tail \t\r\n") == "tail \t"  # only the line break goes
+    assert shown_text(b"ends in X\n") == "ends in X"
     assert shown_text(b"x" * 1500 + b"\n") == "x" * 1000
 
 
@@ -574,3 +578,36 @@ def test_a_catalog_in_a_folder_whose_name_holds_a_quote(tmp_path):
     clean(root / "catalog")
     assert sum(build_split(root / "catalog", seed=0).counts.values()) == 5
     assert _query(root / "catalog", "SELECT count(*) AS n FROM splits")["n"].item() == 5
+
+
+@pytest.mark.parametrize("chunk_bytes", [512, 4096])
+def test_gzip_is_read_in_pieces_and_framed_in_blocks_of_about_chunk_bytes(monkeypatch,
+                                                                          chunk_bytes):
+    """Memory stays flat: each block holds about chunk_bytes of lines, however the compressed
+    stream is read (here 64 bytes at a time, to see many reads per block)."""
+    import gzip
+
+    import curation.framing as framing
+
+    monkeypatch.setattr(framing, "READ_BYTES", 64)
+    lines = [json.dumps({"i": i, "pad": "x" * (i % 17)}).encode() + b"\n" for i in range(2000)]
+    data = gzip.compress(b"".join(lines))
+    blocks, stats = _frame_all(data, "x.jsonl.gz", chunk_bytes)
+    assert [b.raw(i) for b in blocks for i in range(b.count)] == lines
+    assert (stats.lines, stats.bytes_in) == (2000, len(data))
+    total = sum(len(line) for line in lines)
+    assert len(blocks) >= total // (4 * chunk_bytes) >= 3  # not one block for the whole file
+    assert max(len(b.data) for b in blocks) < 4 * chunk_bytes
+
+
+def test_the_line_check_names_why_a_line_cannot_be_a_row():
+    import pyarrow as pa
+
+    from curation.typing_sql import line_check_query
+
+    block = pa.table({"idx": list(range(6)), "line": [
+        b'{"a": 1}\n', b"  \t\r\n", b"not json\n", b"[1, 2]\n", b"\xff{}\n", b' {"b": 2}']})
+    con = duckdb.connect()
+    con.register("block", block)  # the table the query reads by default
+    assert con.execute(line_check_query()).fetchall() == [
+        (1, "blank_line"), (2, "invalid_json"), (3, "not_an_object"), (4, "invalid_utf8")]

@@ -42,6 +42,12 @@ def results(path: str) -> dict[str, str] | None:
     return {name: STATUS.get(code, "suspicious") for name, code in codes.items()}
 
 
+def added_line(patch: str) -> str:
+    plus = [line[1:].strip() for line in patch.splitlines()
+            if line.startswith("+") and not line.startswith("+++")]
+    return plus[0] if plus else ""
+
+
 def diff(name: str, path: str) -> str:
     import os
 
@@ -56,9 +62,26 @@ def diff(name: str, path: str) -> str:
 
 
 def main() -> int:
-    accepted: dict[str, str] = tomllib.loads(ACCEPTED.read_text()) if ACCEPTED.exists() else {}
+    entries = tomllib.loads(ACCEPTED.read_text()) if ACCEPTED.exists() else {}
     rows, sections, problems = [], [], []
     known = set()
+    accepted: dict[str, str] = {}  # name -> reason, for entries that still match their mutant
+    mismatched = []
+    for path in core_modules():
+        for name in results(path) or {}:
+            if name in entries:
+                if added_line(diff(name, path)) == entries[name].get("mutated", ""):
+                    accepted[name] = entries[name]["reason"]
+                else:
+                    mismatched.append(name)
+    if mismatched:
+        problems.append("Entries of accepted.toml whose mutant no longer adds the line given "
+                        "there (renumbered or changed; fix them): "
+                        + ", ".join(f"`{n}`" for n in sorted(mismatched)))
+    missing = sorted(set(entries) - {n for p in core_modules() for n in results(p) or {}})
+    if missing:
+        problems.append("Entries of accepted.toml naming no mutant: "
+                        + ", ".join(f"`{n}`" for n in missing))
     for path in core_modules():
         found = results(path)
         if found is None:
@@ -90,12 +113,11 @@ def main() -> int:
         for name in left:
             reason = accepted.get(name)
             verdict = f"accepted: {reason}" if reason else "**not accepted** (counts)"
-            lines += [f"`{name}` ({found[name]}) {verdict}", "", "```diff", diff(name, path),
-                      "```", ""]
+            lines += [f"`{name}` ({found[name]}) {verdict}", "", "```diff",
+                      diff(name, path), "```", ""]
         sections.append("\n".join(lines))
-    stale = sorted(n for n in accepted if n in known and n not in
-                   {m for p in core_modules() for m, s in (results(p) or {}).items()
-                    if s not in DETECTED})
+    stale = sorted(n for p in core_modules() for n, s in (results(p) or {}).items()
+                   if n in accepted and s in DETECTED)
     if stale:
         problems.append("Accepted in accepted.toml but killed now (remove them): "
                         + ", ".join(f"`{n}`" for n in stale))

@@ -78,8 +78,8 @@ def test_inputs_that_cannot_be_fitted_are_named():
 def test_a_single_agreeing_start_is_a_failure_unless_agreement_is_waived():
     start = [(0.2, math.log(0.3), 0.6)]
     alone = fit_power_law(SIZES, curve(SIZES), starts=start)
-    assert (alone.ok, alone.reason, alone.starts_agreeing) == \
-        (False, "only one start reached the best objective", 1)
+    assert (alone.ok, alone.reason, alone.n_points, alone.starts_agreeing) == \
+        (False, "only one start reached the best objective", 7, 1)
     waived = fit_power_law(SIZES, curve(SIZES), starts=start, require_agreement=False)
     assert waived.ok and waived.starts_agreeing == 1
     assert waived.c == pytest.approx(0.6, rel=1e-9)
@@ -218,14 +218,14 @@ def test_intervals_are_sample_quantiles_and_the_band_the_curves_percentiles(monk
 
     def recording(sizes, means, **kw):
         fit = real(sizes, means, **kw)
-        calls.append((kw.get("require_agreement", True), fit))
+        calls.append((not kw.get("require_agreement", True), fit))
         return fit
 
     monkeypatch.setattr(scaling, "fit_power_law", recording)
     boot = bootstrap_fit(x, y, point, draws=10, seed=2, target=0.35, curve_x=[300, 3000])
     used = []  # per draw: the fit from the point start, else the grid's
     for waived, fit in calls:
-        if waived is False:
+        if waived:  # a draw starts from the point fit, agreement waived
             used.append(fit)
         elif not used[-1].ok:
             used[-1] = fit

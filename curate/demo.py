@@ -8,12 +8,15 @@ The study's config is written to ``WORKDIR/study.toml``, so it can be changed an
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from curate.common import command, workers_or_default
+from curate.common import command, split_list, workers_or_default
 from training.study.config import (
     DEFAULT_FRACTIONS,
     DEFAULT_SEEDS,
@@ -35,7 +38,37 @@ DEMO_ITEMS = 4000
 STEPS = 9
 
 
-def run_demo(workdir: Path, *, items: int = DEMO_ITEMS, seed: int = 0, workers: int = 1) -> None:
+def demo_study_config(
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    image_encoder: str | None = None,
+    text_encoder: str | None = None,
+) -> str:
+    """The demo's study config: the template (every default), with the grid and encoders
+    asked for written in place of the template's lines."""
+    text = study_template("demo", "catalog", "study")
+    if tuple(fractions) != DEFAULT_FRACTIONS:
+        text = re.sub(r"(?m)^fractions = \[.*?\]", f"fractions = {json.dumps(list(fractions))}",
+                      text)
+    if tuple(seeds) != DEFAULT_SEEDS:
+        text = re.sub(r"(?m)^seeds = \[.*?\]", f"seeds = {json.dumps(list(seeds))}", text)
+    for key, value in (("image_encoder", image_encoder), ("text_encoder", text_encoder)):
+        if value is not None:
+            text = re.sub(rf"(?m)^# {key} = .*$", f"{key} = {json.dumps(value)}", text)
+    return text
+
+
+def run_demo(
+    workdir: Path,
+    *,
+    items: int = DEMO_ITEMS,
+    seed: int = 0,
+    workers: int = 1,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    image_encoder: str | None = None,
+    text_encoder: str | None = None,
+) -> None:
     import os
     import time
 
@@ -98,9 +131,9 @@ def run_demo(workdir: Path, *, items: int = DEMO_ITEMS, seed: int = 0, workers: 
     study_config = workdir / "study.toml"
     study_config.write_text(f"# The demo's study (curate demo writes this file; edit it and run: "
                             f"curate study run {study_config})\n"
-                            + study_template("demo", "catalog", "study"))
-    typer.secho(f"7/{STEPS} study: frozen EffiMiniVLM over {len(DEFAULT_FRACTIONS)} fractions x "
-                f"{len(DEFAULT_STRATEGIES)} weightings x {len(DEFAULT_SEEDS)} seeds "
+                            + demo_study_config(fractions, seeds, image_encoder, text_encoder))
+    typer.secho(f"7/{STEPS} study: frozen EffiMiniVLM over {len(fractions)} fractions x "
+                f"{len(DEFAULT_STRATEGIES)} weightings x {len(seeds)} seeds "
                 f"({study_config})", bold=True)
     typer.echo("    every item is encoded once by the full model (the longest step), then "
                "each run trains the head on the cached embeddings")
@@ -143,11 +176,30 @@ def demo(
     workers: Annotated[
         int | None, typer.Option(help="DataLoader worker processes (decode, tokenise).")
     ] = None,
+    fractions: Annotated[
+        str | None, typer.Option(help="The study's fractions, comma-separated (default "
+                                 "0.025,0.05,0.1,0.2,0.4,0.8,1).")
+    ] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="The study's seeds, comma-separated (default 0,1,2; at "
+                                 "least 3).")
+    ] = None,
+    image_encoder: Annotated[
+        str | None, typer.Option(help="The study's image encoder (default: the model's; "
+                                 "tiny-efficientnet: a small random one for tests).")
+    ] = None,
+    text_encoder: Annotated[
+        str | None, typer.Option(help="The study's text encoder (default: the model's; "
+                                 "tiny-minilm: a small random one for tests).")
+    ] = None,
 ) -> None:
     """Run the whole pipeline on a generated corpus: synth, ingest, clean, nested slices,
     validation, weights, a frozen-mode study of data scaling x weighting (7 fractions x 2
     strategies x 3 seeds) with its report, and the exploration queries. About 10 minutes on
     2 cores; the report's location is printed at the end."""
     run_demo(workdir, items=DEMO_ITEMS if items is None else items, seed=seed,
-             workers=workers_or_default(workers))
+             workers=workers_or_default(workers),
+             fractions=tuple(float(f) for f in split_list(fractions)) or DEFAULT_FRACTIONS,
+             seeds=tuple(int(s) for s in split_list(seeds)) or DEFAULT_SEEDS,
+             image_encoder=image_encoder, text_encoder=text_encoder)
 

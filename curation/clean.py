@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curation.catalog import Catalog, copy_sorted, insertion_order, sql_literal
+from curation.catalog import Catalog, sql_literal
 from curation.errors import UserError
 from curation.paths import MANIFEST, CatalogLayout
+from curation.sorting import copy_sorted, insertion_order
 
 SILVER_ITEMS = "silver_items"  # catalog view names
 REJECTIONS = "rejections"

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.catalog import ROW_GROUP_BYTES, Catalog, duckdb_config, rows_per, sql_literal
+from curation.catalog import Catalog, duckdb_config, sql_literal
 from curation.framing import FrameStats, LineBlock, frame_block, iter_line_blocks, shown_text
 from curation.manifest import replace_path, sha256_file, sha256_parts, versions
 from curation.schema import (
@@ -41,6 +41,7 @@ from curation.schema import (
     REASON_UNREADABLE,
     bronze_columns,
 )
+from curation.sorting import ROW_GROUP_BYTES, rows_per
 from curation.sources import RawFile, list_raw_files
 from curation.typing_sql import (
     ALL_NULL,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from curation.catalog import Catalog, copy_sorted, parquet_source
+from curation.catalog import Catalog, parquet_source
 from curation.clean import (
     SILVER_ITEMS,
     TEXT_COLUMNS,
@@ -35,6 +35,7 @@ from curation.clean import (
 from curation.errors import UserError
 from curation.manifest import sha256_file
 from curation.paths import MANIFEST, view_name
+from curation.sorting import copy_sorted
 from curation.split import (
     COUNT_BIN_SQL,
     RATING_BIN_SQL,

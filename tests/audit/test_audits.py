@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from curation.slices import Exclusion, Slice, build_slice
 from curation.synth import SynthConfig, synthesize
 from tests.conftest import shared_file
 from training.config import TrainConfig
+from training.embeddings import embed_slice
 from training.trainer import train
 from weighting.catalog_io import compute_weights
 
@@ -32,15 +35,31 @@ FULL = "default-frac1-seed0"
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory) -> tuple[Path, pl.DataFrame]:
-    """2,000 items, 5% with a planted wrong average_rating, 2% relisted as near-copies."""
+def planted_source(tmp_path_factory) -> tuple[Path, pl.DataFrame]:
+    """2,000 items, 5% with a planted wrong average_rating, 2% relisted as near-copies; the
+    full slice built and every item embedded by the tiny encoders. Tests never change it: each
+    gets its own copy (``planted``)."""
     root = tmp_path_factory.mktemp("audit")
     synthesize(root / "corpus", SynthConfig(n_items=2000, seed=5, label_noise=0.05,
                                             near_duplicates=0.02))
     ingest(str(root / "corpus" / "raw"), root / "catalog")
     build_slice(root / "catalog", 1.0)
+    # Embedded once here, so that every test finds the same cache (cached and freshly computed
+    # embeddings differ in the 7th digit, which can move an item across a region's threshold).
+    embed_slice(Slice.open(root / "catalog", FULL), **TINY)
     truth = pl.read_parquet(root / "corpus" / "ground_truth" / "items.parquet")
     return root / "catalog", truth
+
+
+@pytest.fixture
+def planted(planted_source, tmp_path) -> tuple[Path, pl.DataFrame]:
+    """A copy of the planted catalog for one test: regrouping the split, building slices or
+    writing audits and weights in one test cannot change what another measures, whatever the
+    order they run in."""
+    source, truth = planted_source
+    catalog = tmp_path / "catalog"
+    shutil.copytree(source, catalog)
+    return catalog, truth
 
 
 def test_label_quality_flags_recover_the_planted_label_errors(planted):
@@ -77,6 +96,60 @@ def test_label_quality_flags_recover_the_planted_label_errors(planted):
     flagged_ids = set(table.filter(pl.col("is_label_issue"))["parent_asin"])
     assert clean_train == plain_train - flagged_ids  # inside the plain slice, flags out
     assert small.manifest["rows"]["test"] == plain.manifest["rows"]["test"]  # test whole
+
+
+def test_label_quality_by_cleanlearning_lets_cleanlab_decide(planted):
+    """`--method cleanlearning`: the scores are the same cleanlab scores, the flags are the
+    ones cleanlab's CleanLearning.find_label_issues gives on the same standardised embeddings
+    (its own refits decide how many), and the summary and manifest say so."""
+    import numpy as np
+    from cleanlab.regression.learn import CleanLearning
+    from sklearn.linear_model import Ridge, RidgeCV
+
+    from audit.label_quality import ALPHAS
+
+    catalog, _ = planted
+    runner = CliRunner()
+    base = ["audit", "label-quality", "--slice", FULL, "-c", str(catalog), "--image-encoder",
+            "tiny-efficientnet", "--text-encoder", "tiny-minilm", "--workers", "0"]
+    residual = runner.invoke(app, base)
+    assert residual.exit_code == 0, residual.output
+    folder = catalog / "audit" / "label_quality" / FULL
+    by_residual = pl.read_parquet(folder / "items.parquet")
+
+    result = runner.invoke(app, [*base, "--method", "cleanlearning"])
+    assert result.exit_code == 0, result.output
+    table = pl.read_parquet(folder / "items.parquet")
+    flagged = int(table["is_label_issue"].sum())
+    assert re.search(rf"{table.height:,} items; .* {flagged:,} flagged", result.output), \
+        result.output
+    assert "by cleanlab CleanLearning.find_label_issues" in (folder / "summary.md").read_text()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["parameters"]["method"] == "cleanlearning"
+    assert manifest["counts"]["flagged"] == flagged
+
+    # the same scores as the residual method; the flags are cleanlab's, computed here again
+    both = by_residual.join(table, on="parent_asin", suffix="_cl")
+    assert both.height == table.height == by_residual.height
+    assert (both["label_quality"] == both["label_quality_cl"]).all()
+    items, embedded = embed_slice(Slice.open(catalog, FULL), **TINY)
+    features = embedded.features
+    standardised = (features - features.mean(axis=0)) / np.maximum(features.std(axis=0), 1e-8)
+    labels = items["average_rating"].to_numpy().astype(np.float64)
+    alpha = float(RidgeCV(alphas=ALPHAS).fit(standardised, labels).alpha_)
+    issues = CleanLearning(model=Ridge(alpha=alpha), cv_n_folds=5, seed=0).find_label_issues(
+        standardised, labels)
+    expected = dict(zip(items["parent_asin"], issues["is_label_issue"].to_numpy().astype(bool),
+                        strict=True))
+    assert {a: v for a, v in table.select("parent_asin", "is_label_issue").iter_rows()} == \
+        expected
+    print(f"cleanlearning flagged {flagged} of {table.height} (the residual rule "
+          f"{int(by_residual['is_label_issue'].sum())})")
+    assert flagged != int(by_residual["is_label_issue"].sum())  # not the residual rule's flags
+
+    bad = runner.invoke(app, [*base, "--method", "nope"])
+    assert bad.exit_code == 2 and "unknown method 'nope'; choose from residual, " \
+        "cleanlearning" in bad.output
 
 
 def test_planted_near_duplicates_are_all_reported_and_regrouped(planted):

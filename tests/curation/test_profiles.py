@@ -64,3 +64,22 @@ def test_changed_bronze_is_cleaned_and_split_again(tmp_path):
 
     kept = pl.read_parquet(silver).filter(pl.col("category") == "Video_Games").height
     assert kept <= rows
+
+
+def test_a_deleted_table_folder_drops_its_view_and_says_so(messy_catalog, tmp_path, capsys):
+    import duckdb
+
+    root = tmp_path / "catalog"
+    shutil.copytree(messy_catalog, root)
+    build_slice(root, 0.5)
+    catalog = Catalog.open(root)
+    silver = catalog.layout.silver_items("default")
+    shutil.rmtree(silver.parent)  # a user deletes silver/default by hand
+    catalog.refresh_views()
+    assert "silver_items" in capsys.readouterr().err
+    con = duckdb.connect(str(catalog.layout.database), read_only=True)
+    views = {row[0] for row in con.execute("select view_name from duckdb_views()").fetchall()}
+    con.close()
+    assert "silver_items" not in views and "items" in views
+    build_slice(root, 0.4)  # and the next command cleans again instead of failing
+    assert silver.exists()

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
+import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,7 @@ import polars as pl  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from curate.cli import app  # noqa: E402
+from curation.catalog import Catalog  # noqa: E402
 from curation.ingest import ingest  # noqa: E402
 from curation.slices import Slice, build_slice  # noqa: E402
 from curation.synth import SynthConfig, synthesize  # noqa: E402
@@ -110,13 +115,48 @@ def test_metrics_and_ces_follow_their_definitions():
     assert sum(d["n"] for d in result["by_count_decile"]) == 4
 
 
+def shuffled_label_slice(catalog: Path, name: str, seed: int = 0) -> str:
+    """A copy of slice ``name`` whose train items' average_ratings are permuted among them (val
+    and test keep theirs): what an item looks like then says nothing about its train label."""
+    layout = Catalog.open(catalog).layout
+    shuffled = f"{name}-shuffled{seed}"
+    target = layout.slice_dir(shuffled)
+    if not target.exists():
+        shutil.copytree(layout.slice_dir(name), target)
+        items = pl.read_parquet(target / "items.parquet")
+        labels = items["average_rating"].to_numpy().copy()
+        train = (items["split"] == "train").to_numpy()
+        labels[train] = np.random.default_rng(seed).permutation(labels[train])
+        items.with_columns(average_rating=labels).write_parquet(target / "items.parquet")
+        manifest = json.loads((target / "manifest.json").read_text())
+        (target / "manifest.json").write_text(json.dumps({**manifest, "name": shuffled}))
+    return shuffled
+
+
+# Measured on this corpus with the tiny encoders, train seeds 1 to 5, each against the labels
+# shuffled with its own seed: test PLCC 0.302 to 0.344 with the real labels, -0.019 to 0.143
+# with shuffled ones (early stopping on the real val labels lets a little through), gaps 0.159
+# to 0.331 (seed 1: 0.307 against 0.085). A run that learns nothing from its labels scores as
+# its control does (exactly, when the labels are ignored). The assertion asks for a gap of 0.1
+# (0.06 under the smallest measured) and a PLCC of 0.2 (0.1 under the lowest with real labels,
+# 0.06 over the highest shuffled).
+LEARNING_MARGIN = 0.1
+LEARNED_PLCC = 0.2
+
+
 def test_frozen_mode_learns_the_synthetic_signal(train_catalog, tmp_path):
     config = TrainConfig(catalog=str(train_catalog), slice=FULL, weights="effiminivlm",
                          mode="frozen", seed=1, **TINY)
     result = train(config, tmp_path / "run", log=lambda _: None)
     test = result.metrics["test"]
-    print(f"frozen tiny model, test PLCC {test['plcc']:.3f}")
-    assert test["plcc"] > 0.3  # predicting the train mean scores 0 (no correlation)
+    # The control: the same run with the train labels shuffled has nothing to learn.
+    control = train(replace(config, slice=shuffled_label_slice(train_catalog, FULL, seed=1)),
+                    tmp_path / "control", log=lambda _: None)
+    shuffled = control.metrics["test"]["plcc"] or 0.0  # None: a constant prediction
+    print(f"frozen tiny model, test PLCC {test['plcc']:.3f}; with shuffled train labels "
+          f"{shuffled:.3f}")
+    assert test["plcc"] > shuffled + LEARNING_MARGIN
+    assert test["plcc"] > LEARNED_PLCC
     predictions = pl.read_parquet(tmp_path / "run" / "predictions.parquet")
     train_mean = predictions.filter(pl.col("split") == "train")["target"].mean()
     held = predictions.filter(pl.col("split") == "test")
@@ -133,9 +173,22 @@ def test_frozen_mode_learns_the_synthetic_signal(train_catalog, tmp_path):
         result.metrics["epochs_run"]
 
 
+@pytest.fixture(scope="module")
+def small_catalog(tmp_path_factory):
+    """600 items: end-to-end finetuning steps on every item, so the smaller the better."""
+    corpus = tmp_path_factory.mktemp("small-corpus")
+    synthesize(corpus, SynthConfig(n_items=600, seed=12))
+    root = tmp_path_factory.mktemp("small") / "catalog"
+    ingest(str(corpus / "raw"), root)
+    build_slice(root, 0.5, name=SMALL)
+    return root
+
+
 @pytest.mark.parametrize("mode", ["frozen", "finetune"])
-def test_a_resumed_run_ends_as_an_uninterrupted_one(train_catalog, tmp_path, mode):
-    config = TrainConfig(catalog=str(train_catalog), slice=SMALL, weights="effiminivlm",
+def test_a_resumed_run_ends_as_an_uninterrupted_one(train_catalog, small_catalog, tmp_path,
+                                                    mode):
+    catalog = small_catalog if mode == "finetune" else train_catalog
+    config = TrainConfig(catalog=str(catalog), slice=SMALL, weights="effiminivlm",
                          mode=mode, seed=3, epochs=2 if mode == "finetune" else 3, patience=5,
                          lr=1e-3 if mode == "finetune" else None, **TINY)
     whole = train(config, tmp_path / "whole", log=lambda _: None)
@@ -160,17 +213,118 @@ def test_a_resumed_run_ends_as_an_uninterrupted_one(train_catalog, tmp_path, mod
     assert again.already_complete
 
 
+def test_the_huber_delta_reaches_the_runs_loss(train_catalog, tmp_path):
+    """`curate train --huber-delta 0.25`: every train item's loss the run records is the Huber
+    loss with delta 0.25 of its prediction's error, and so is the train loss it reports."""
+    delta = 0.25
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "train", "-c", str(train_catalog), "--slice", SMALL, "--weights", "uniform",
+        "--image-encoder", TINY["image_encoder"], "--text-encoder", TINY["text_encoder"],
+        "--epochs", "2", "--huber-delta", str(delta), "--out", str(run), "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["huber_delta"] == delta
+    dynamics = pl.read_parquet(run / "training_dynamics.parquet")
+    error = (dynamics["prediction"] - dynamics["target"]).abs().to_numpy()
+
+    def huber(d: float) -> np.ndarray:
+        return np.where(error <= d, 0.5 * error**2, d * (error - 0.5 * d))
+
+    assert (error > delta).mean() > 0.3  # the delta matters for most items
+    loss = dynamics["loss"].to_numpy()
+    assert np.abs(loss - huber(delta)).max() < 1e-5
+    assert np.abs(loss - huber(1.0)).max() > 0.1  # what the default delta would have recorded
+    history = json.loads((run / "metrics.json").read_text())["history"]
+    for epoch in history:  # uniform weights: the train loss is the mean item loss
+        mean = float(dynamics.filter(pl.col("epoch") == epoch["epoch"])["loss"].mean())
+        assert epoch["train_loss"] == pytest.approx(mean, rel=1e-5)
+
+
+# `python -m curate` with a progress hook: the process SIGKILLs itself half way through the
+# items of epoch 2 (a kill at a known point, whatever the machine's load).
+KILL_IN_EPOCH_2 = """
+import os, runpy, signal, sys
+from contextlib import contextmanager
+import training.trainer as trainer
+
+original = trainer.progress_bar
+
+@contextmanager
+def progress_bar(label, total, **options):
+    with original(label, total, **options) as advance:
+        seen = [0]
+
+        def counted(n, note=None):
+            advance(n, note)
+            seen[0] += n
+            if label.startswith("epoch 2/") and seen[0] >= total // 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        yield counted
+
+trainer.progress_bar = progress_bar
+sys.argv = ["curate", *sys.argv[1:]]
+runpy.run_module("curate", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_train_process_killed_mid_epoch_resumes_to_the_same_model(train_catalog, tmp_path):
+    """A `curate train` process killed with SIGKILL half way through its second epoch (the
+    first one checkpointed, the second not) resumes after epoch 1 and ends with the same
+    model bytes, predictions and training dynamics as a run never stopped."""
+    embed_slice(Slice.open(train_catalog, SMALL), **TINY)  # both runs read the same cache
+    args = ["train", "-c", str(train_catalog), "--slice", SMALL, "--weights", "effiminivlm",
+            "--mode", "frozen", "--seed", "4", "--epochs", "3", "--patience", "3",
+            "--batch-size", "16", "--image-encoder", TINY["image_encoder"],
+            "--text-encoder", TINY["text_encoder"], "--workers", "0"]
+    cut = tmp_path / "cut"
+    killed = subprocess.run([sys.executable, "-c", KILL_IN_EPOCH_2, *args, "--out", str(cut)],
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert "epoch 1: train loss" in killed.stderr and "epoch 2:" not in killed.stderr
+    dynamics = cut / "checkpoint" / "dynamics"
+    assert (dynamics / "epoch-001.parquet").exists()
+    assert not (dynamics / "epoch-002.parquet").exists()  # killed inside epoch 2
+    assert not (cut / "manifest.json").exists()
+
+    runner = CliRunner()
+    resumed = runner.invoke(app, [*args, "--out", str(cut)])
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resuming {cut} after epoch 1" in resumed.output
+    whole = runner.invoke(app, [*args, "--out", str(tmp_path / "whole")])
+    assert whole.exit_code == 0, whole.output
+    for name in ("model.safetensors", "metrics.json"):
+        a, b = (tmp_path / "whole" / name), (cut / name)
+        if name == "metrics.json":  # the same scores and epochs; the seconds differ
+            a, b = json.loads(a.read_text()), json.loads(b.read_text())
+            for key in ("val", "test", "best_epoch", "epochs_run"):
+                assert a[key] == b[key], key
+            assert [e["train_loss"] for e in a["history"]] == \
+                [e["train_loss"] for e in b["history"]]
+        else:
+            assert a.read_bytes() == b.read_bytes()
+    for name in ("predictions.parquet", "training_dynamics.parquet"):
+        assert pl.read_parquet(tmp_path / "whole" / name).equals(pl.read_parquet(cut / name))
+
+
+def catalog_copy(catalog: Path, tmp_path: Path) -> Path:
+    """A copy of the shared catalog for a test that changes it (weights, the embedding cache),
+    so that no other test sees the change, whatever the order."""
+    copy = tmp_path / "catalog"
+    shutil.copytree(catalog, copy)
+    return copy
+
+
 def test_a_train_item_without_a_weight_is_an_error(train_catalog, tmp_path):
-    table = compute_weights(Slice.open(train_catalog, SMALL), "uniform")
+    catalog = catalog_copy(train_catalog, tmp_path)
+    table = compute_weights(Slice.open(catalog, SMALL), "uniform")
     frame = pl.read_parquet(table.path)
     first_train = frame.filter(pl.col("split") == "train")["parent_asin"][0]
     frame.filter(pl.col("parent_asin") != first_train).write_parquet(table.path)
-    try:
-        config = TrainConfig(catalog=str(train_catalog), slice=SMALL, weights="uniform", **TINY)
-        with pytest.raises(ValueError, match=f"no weight for 1 train items.*{first_train}"):
-            train(config, tmp_path / "run", log=lambda _: None)
-    finally:
-        compute_weights(Slice.open(train_catalog, SMALL), "uniform")
+    config = TrainConfig(catalog=str(catalog), slice=SMALL, weights="uniform", **TINY)
+    with pytest.raises(ValueError, match=f"no weight for 1 train items.*{first_train}"):
+        train(config, tmp_path / "run", log=lambda _: None)
 
 
 def test_train_and_predict_commands(train_catalog, tmp_path):
@@ -224,14 +378,13 @@ def test_train_and_predict_commands(train_catalog, tmp_path):
 def test_a_run_does_not_depend_on_what_the_cache_held(train_catalog, tmp_path):
     """Encoding (a DataLoader) and calibrating (EfficientNet in train mode) must not touch the
     global random stream: a run with a cold embedding cache equals one with a warm cache."""
-    import shutil
-
-    config = TrainConfig(catalog=str(train_catalog), slice=SMALL, weights="uniform",
+    catalog = catalog_copy(train_catalog, tmp_path)
+    config = TrainConfig(catalog=str(catalog), slice=SMALL, weights="uniform",
                          mode="frozen", seed=5, epochs=2, **TINY)
-    embed_slice(Slice.open(train_catalog, SMALL), **TINY)  # every item cached before the run
+    embed_slice(Slice.open(catalog, SMALL), **TINY)  # every item cached before the run
     warm = train(config, tmp_path / "warm", log=lambda _: None)
     assert warm.metrics["encoding"]["encoded_now"] == 0
-    shutil.rmtree(train_catalog / "embeddings")
+    shutil.rmtree(catalog / "embeddings")
     cold = train(config, tmp_path / "cold", log=lambda _: None)
     assert cold.metrics["encoding"]["encoded_now"] > 0  # it did encode
     # Embeddings computed in other batches differ in the 7th digit (padding, BLAS blocking);

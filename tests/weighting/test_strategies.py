@@ -251,3 +251,134 @@ def test_effiminivlm_equals_the_paper_formula(data):
     got = weighting.compute(df, "effiminivlm").to_list()
     for g, e in zip(got, expected, strict=True):
         assert abs(g - e) <= 1e-12
+
+
+# -- promises of the README's table and of compute's transforms ---------------------------------
+
+
+def test_transforms_apply_power_then_clip_then_normalise():
+    df = pl.DataFrame({"rating_number": [0, 3, 15, 3], "split": ["train"] * 3 + ["val"]})
+    # log_count: 0, 1, 2 (and 1 for val); power 2: 0, 1, 4, 1; clip to [0.5, 3]: 0.5, 1, 3, 1;
+    # normalised by the train mean 1.5: 1/3, 2/3, 2, 2/3. (Clip before power would give
+    # 0.25, 1, 4, 1; normalising first another answer again.)
+    w, stats = weighting.compute_with_stats(df, "log_count", power=2, clip=(0.5, 3.0),
+                                            normalise=True)
+    close(w.to_list(), [1 / 3, 2 / 3, 2.0, 2 / 3])
+    assert stats["transforms"] == {"power": 2, "clip": [0.5, 3.0], "normalise": True}
+    assert stats["train_mean_before_normalising"] == pytest.approx(1.5)
+    close(weights(df, "log_count", power=0.5), [0.0, 1.0, math.sqrt(2), 1.0])  # a temperature
+
+
+def test_compute_refuses_weights_a_transform_made_infinite():
+    df = frame(rating_number=[0, 5])
+    with pytest.raises(ValueError, match="gave 1 weights that are negative, NaN or infinite"):
+        weighting.compute(df, "capped_count:c=10", power=-1)  # 0 ** -1
+
+
+def test_the_statistics_come_back_with_the_weights():
+    df = pl.DataFrame({"rating_number": [0, 3, 10**6], "split": ["train", "train", "test"]})
+    w, stats = weighting.compute_with_stats(df, "effiminivlm*capped_count:c=2")
+    assert stats["spec"] == "effiminivlm*capped_count:c=2" and stats["train_rows"] == 2
+    first, second = stats["terms"]
+    assert first == {"strategy": "effiminivlm", "params": {}, "stats": {"mean_log1p_n": LN2}}
+    assert second == {"strategy": "capped_count", "params": {"c": 2}, "stats": {}}
+    close(w.to_list(), [0.0, 2.0 * 1.0, 5.0 * 1.0])
+
+
+def test_a_frame_without_splits_is_all_train_and_a_lazy_frame_is_collected():
+    df = pl.DataFrame({"rating_number": [0, 3]})
+    close(weights(df, "effiminivlm"), [0.0, 2.0])  # mu = ln 4 / 2 = ln 2 over both rows
+    close(weighting.compute(df.lazy(), "sqrt_count:cap=none", normalise=True).to_list(),
+          [0.0, 2.0])
+
+
+def test_default_caps_and_none():
+    many = frame(rating_number=[1] * 20 + [10**6])
+    mean_sqrt = (20 + 1000) / 21
+    # sqrt_count caps at 10 unless told otherwise (1000 / 48.6 would be 20.6) ...
+    close(weights(many, "sqrt_count")[-2:], [1 / mean_sqrt, 10.0])
+    close(weights(many, "sqrt_count:cap=none")[-2:], [1 / mean_sqrt, 1000 / mean_sqrt])
+    # ... log_count has no cap unless told
+    mu = (20 * LN2 + math.log1p(10**6)) / 21
+    close(weights(many, "log_count")[-2:], [LN2 / mu, math.log1p(10**6) / mu])
+    assert math.log1p(10**6) / mu > 10
+
+
+def test_bayes_confidence_prior_is_the_train_median_but_at_least_one():
+    close(weights(frame(rating_number=[0, 0, 3]), "bayes_confidence"), [0.0, 0.0, 0.75])
+    df = pl.DataFrame({"rating_number": [2, 4, 6, 1000], "split": ["train"] * 3 + ["val"]})
+    close(weights(df, "bayes_confidence"), [2 / 6, 4 / 8, 6 / 10, 1000 / 1004])  # m = 4
+
+
+def test_inverse_variance_min_reviews_decides_whose_own_spread_counts():
+    df = frame(
+        rating_number=[4, 100, 9],
+        average_rating=[3.0, 4.0, 3.5],
+        review_rating_std=[1.0, 0.5, 2.0],
+        review_count=[10, 10, 1],
+    )
+    # min_reviews=1: every item uses its own sigma (no pooling)
+    noise = (1.0 / 4 + 0.25 / 100 + 4.0 / 9) / 3
+    tau2 = float(np.var([3.0, 4.0, 3.5])) - noise
+    assert tau2 < 1e-3  # floored
+    close(weights(df, "inverse_variance:min_reviews=1"),
+          [1 / (1e-3 + 1.0 / 4), 1 / (1e-3 + 0.25 / 100), 1 / (1e-3 + 4.0 / 9)])
+
+
+def test_wilson_and_helpful_verified_parameters():
+    df = frame(review_positive_share=[0.75], review_count=[4])
+    close(weights(df, "wilson:z=0"), [0.75])  # no uncertainty: the share itself
+    df = frame(review_count=[2], verified_share=[1.0], helpful_votes=[0])
+    close(weights(df, "helpful_verified:prior=0"), [1.0])  # no smoothing
+    close(weights(df, "helpful_verified:prior=2"), [(2 + 2) / (2 + 4)])
+
+
+def test_lds_smooths_with_its_kernel():
+    df = pl.DataFrame({"average_rating": [4.0] * 4 + [4.1, 2.0],
+                       "split": ["train"] * 5 + ["val"]})
+    near = math.exp(-1 / 8)  # kernel at one bin from the centre, sigma 2
+    # sqrt counts: 4.0 -> 2, 4.1 -> 1; smoothed: 4.0 -> 2 + near, 4.1 -> 2 near + 1; 2.0 -> 0
+    close(weights(df, "lds"), [1 / (2 + near)] * 4 + [1 / (2 * near + 1), 0.0])
+    close(weights(df, "lds:kernel_size=1,reweight=inverse"), [1 / 4] * 4 + [1.0, 0.0])
+
+
+def test_label_quality_strategy():
+    df = frame(label_quality=[0.5, 1e-13, None, 0.9], is_label_issue=[False, True, None, True])
+    close(weights(df, "label_quality"), [0.5, 0.0, 1.0, 0.9])  # unaudited items weigh 1
+    close(weights(df, "label_quality:exponent=2"), [0.25, 0.0, 1.0, 0.81])
+    close(weights(df, "label_quality:drop_flagged=1"), [0.5, 0.0, 1.0, 0.0])
+    close(weights(df, "label_quality:exponent=0"), [1.0, 0.0, 1.0, 1.0])
+
+
+def test_data_map_strategy():
+    df = pl.DataFrame({"dm_region": ["easy", "ambiguous", "hard", None],
+                       "split": ["train", "train", "train", "test"]})
+    close(weights(df, "data_map"), [1.0, 1.0, 0.0, 1.0])  # val and test have no region: 1
+    close(weights(df, "data_map:easy=0.5,ambiguous=2,hard=0.25"), [0.5, 2.0, 0.25, 1.0])
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("capped_count:c=0", "c must be positive"),
+        ("effective_number:beta=1", "beta must lie in"),
+        ("inverse_effective_number:beta=0", "beta must lie in"),
+        ("lds:reweight=log", "reweight must be 'inverse' or 'sqrt_inv'"),
+        ("label_quality:exponent=-1", "exponent must be >= 0"),
+        ("data_map:hard=-1", "hard must be >= 0"),
+    ],
+)
+def test_a_parameter_out_of_range_is_an_error(spec, message):
+    df = frame(rating_number=[1, 2], average_rating=[4.0, 3.0], label_quality=[0.5, 0.5],
+               is_label_issue=[False, False], dm_region=["easy", "hard"])
+    with pytest.raises(ValueError, match=message):
+        weighting.compute(df, spec)
+
+
+def test_a_strategy_name_is_registered_once():
+    from weighting.registry import register
+
+    with pytest.raises(ValueError, match="'uniform' is already registered"):
+        register("uniform", favours="x", requires=())(lambda stats: pl.lit(1.0))
+    assert weighting.STRATEGIES["lds"].defaults == {"sigma": 2.0, "kernel_size": 5,
+                                                    "reweight": "sqrt_inv"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow.parquet as pq
 
-from curation.catalog import copy_sorted
+from curation.sorting import copy_sorted
 
 ROWS = 200_000  # about 220 MB of text, sorted under a 150 MB limit (the old way failed at 300 MB)
 
@@ -35,14 +35,14 @@ def test_sorts_wide_rows_past_the_memory_limit(tmp_path):
 
 
 def test_same_bytes_whatever_the_chunking(tmp_path, monkeypatch):
-    import curation.catalog as catalog
+    import curation.sorting as sorting
 
     select = """
         SELECT ('0x' || left(sha256(i::VARCHAR), 15))::BIGINT AS k, repeat('x', i % 97) AS text
         FROM range(50000) AS t(i)"""
     outputs = []
     for share in (1, 64):
-        monkeypatch.setattr(catalog, "SORT_RUN_SHARE", share)
+        monkeypatch.setattr(sorting, "SORT_RUN_SHARE", share)
         con = _connect(tmp_path, "256MB")
         out = tmp_path / f"share{share}.parquet"
         copy_sorted(con, select, "k", out)

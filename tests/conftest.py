@@ -37,7 +37,7 @@ if "MUTANT_UNDER_TEST" in os.environ:  # set by mutmut in all its runs (empty in
     settings.load_profile("mutation")
 
 
-def _shared_scope(fixture_name: str, config: pytest.Config) -> str:
+def shared_scope(fixture_name: str, config: pytest.Config) -> str:
     """Session, except while mutmut records which tests call which functions
     (MUTANT_UNDER_TEST=stats): a session fixture runs inside the first test that asks for it,
     so every other test using the shared catalog would never be run against a mutant of
@@ -52,7 +52,7 @@ def messy_corpus(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope=_shared_scope)
+@pytest.fixture(scope=shared_scope)
 def messy_catalog(messy_corpus, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("catalog")
     ingest(str(messy_corpus / "raw"), root)
@@ -101,7 +101,7 @@ def shared_file(name: str) -> Path:
     return path
 
 
-@pytest.fixture(scope=_shared_scope)
+@pytest.fixture(scope=shared_scope)
 def split_catalog(messy_catalog, tmp_path_factory) -> Path:
     """A copy of the messy catalog, cleaned (default profile) and split."""
     import shutil

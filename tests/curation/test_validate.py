@@ -17,12 +17,12 @@ from typer.testing import CliRunner
 from curate.cli import app
 from curation.slices import Slice, build_slice
 from curation.validate import validate_slice
-from tests.conftest import copy_catalog
+from tests.conftest import copy_catalog, shared_scope
 
 SEED = 3
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=shared_scope)  # per test under mutmut's stats run, as the catalogs
 def validated(split_catalog, tmp_path_factory) -> Path:
     """Slices "small" (20%) and "large" (50%) of one seed, and "donor" (45% of another seed:
     between them in size, but not of the same settings). Tests edit copies of it."""

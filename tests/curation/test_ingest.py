@@ -613,3 +613,42 @@ def test_the_line_check_names_why_a_line_cannot_be_a_row():
     con.register("block", block)  # the table the query reads by default
     assert con.execute(line_check_query()).fetchall() == [
         (1, "blank_line"), (2, "invalid_json"), (3, "not_an_object"), (4, "invalid_utf8")]
+
+
+def test_a_block_read_json_refuses_is_typed_line_by_line_with_the_same_outcomes(tmp_path):
+    """A lone surrogate escape makes read_json refuse the block: the line-by-line fallback
+    types the other lines, with their numbers, and the manifest counts the block."""
+    raw = write_raw(tmp_path, meta={"All_Beauty": []})
+    (raw / "meta_categories" / "meta_All_Beauty.jsonl").write_text(
+        '{"parent_asin": "A", "title": "a", "average_rating": 4.5}\n'
+        "not json\n"
+        '{"parent_asin": "\\ud800", "title": "s"}\n'
+        '{"parent_asin": "C", "rating_number": 7}\n'
+    )
+    [result] = ingest(str(raw), tmp_path / "cat")
+    assert (result.lines_read, result.rows_ingested, result.lines_quarantined) == (4, 2, 2)
+    assert Catalog.open(tmp_path / "cat").sources["items/All_Beauty"]["fallback_blocks"] == 1
+    items = _query(tmp_path / "cat", "SELECT parent_asin, source_line, title, average_rating, "
+                   "rating_number FROM items ORDER BY source_line")
+    assert items.rows() == [("A", 1, "a", 4.5, None), ("C", 4, None, None, 7)]
+    quarantined = _query(tmp_path / "cat", "SELECT source_line, reason, raw_text FROM quarantine "
+                         "ORDER BY source_line")
+    assert quarantined["source_line"].to_list() == [2, 3]
+    assert quarantined.row(0) == (2, "invalid_json", "not json")
+
+
+def test_an_empty_file_gets_an_empty_typed_bronze_part(tmp_path):
+    from curation.schema import bronze_columns
+
+    raw = write_raw(tmp_path, meta={"All_Beauty": []}, reviews={"All_Beauty": []})
+    results = ingest(str(raw), tmp_path / "cat")
+    counts = [(r.lines_read, r.rows_ingested, r.lines_quarantined) for r in results]
+    assert counts == [(0, 0, 0)] * 2
+    sources = Catalog.open(tmp_path / "cat").sources
+    for kind in ("items", "reviews"):
+        entry = sources[f"{kind}/All_Beauty"]
+        assert entry["bronze_parts"] == 1
+        part = tmp_path / "cat" / entry["bronze"] / "part-00000.parquet"
+        columns = duckdb.connect().execute(f"DESCRIBE FROM read_parquet('{part}')").fetchall()
+        assert [(c[0], c[1].replace('"', "")) for c in columns] == list(bronze_columns(kind))
+        assert len(_query(tmp_path / "cat", f"SELECT * FROM {kind}")) == 0

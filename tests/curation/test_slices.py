@@ -249,3 +249,31 @@ def test_bad_parameters_are_clear_errors(catalog):
     ):
         result = runner.invoke(app, ["build-slice", *args, "-c", str(catalog)])
         assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_a_slices_items_with_all_columns_some_or_none_of_the_text(catalog):
+    from curation.clean import TEXT_COLUMNS
+
+    build_slice(catalog, 0.3, name="cols")
+    half = Slice.open(catalog, "cols")
+    everything = pl.read_parquet(half.path)
+    assert half.items().equals(everything)  # text included by default
+    narrow = half.items(text=False)
+    assert narrow.columns == [c for c in everything.columns if c not in TEXT_COLUMNS]
+    assert set(TEXT_COLUMNS) <= set(everything.columns)
+    assert narrow.equals(everything.select(narrow.columns))
+    assert half.items(["parent_asin", "title"], text=False).columns == ["parent_asin", "title"]
+    assert half.items(["split"]).columns == ["split"]
+
+
+def test_export_hf_without_datasets_says_what_to_install(catalog, monkeypatch):
+    import sys
+
+    from curation.errors import UserError
+    from curation.slices import export_hf
+
+    build_slice(catalog, 0.3, name="hf")
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if it were not installed
+    with pytest.raises(UserError) as error:
+        export_hf(Slice.open(catalog, "hf"), catalog / "hf")
+    assert str(error.value) == "--export-hf needs the datasets package: pip install 'curate[hub]'"

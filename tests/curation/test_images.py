@@ -417,3 +417,55 @@ def _no_proxy(monkeypatch):
     for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
         monkeypatch.delenv(name, raising=False)
     os.environ.setdefault("NO_PROXY", "127.0.0.1")
+
+
+def test_why_a_file_is_not_an_image_is_named_from_its_magic_or_its_decoding(tmp_path):
+    """No known magic bytes: the first 16 bytes are shown. Known magic but no image behind
+    it: Pillow's complaint. A WEBP is an image, another RIFF file (a WAVE) is not."""
+    files = {
+        "text.jpg": b"just some text, named like a picture",
+        "fake.png": b"\x89PNG\r\n\x1a\n" + b"not a png at all" * 4,
+        "sound.webp": b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(32),
+    }
+    picture = io.BytesIO()
+    Image.fromarray(np.full((30, 40, 3), 90, dtype=np.uint8)).save(picture, format="WEBP")
+    files["photo.webp"] = picture.getvalue()
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    settings = dataclasses.replace(SETTINGS, retries=0)
+    out = {name: fetch_one((tmp_path / name).as_uri(), tmp_path / "images", settings)
+           for name in files}
+    assert {name: o.status for name, o in out.items()} == {
+        "text.jpg": "not_an_image", "fake.png": "not_an_image", "sound.webp": "not_an_image",
+        "photo.webp": "ok"}
+    assert out["text.jpg"].error == "starts with 'just some text, ', not an image format"
+    assert out["sound.webp"].error.endswith(", not an image format")
+    assert out["fake.png"].error.startswith("undecodable: ")
+    assert (out["photo.webp"].width, out["photo.webp"].height) == (40, 30)
+
+
+def test_an_image_of_exactly_max_pixels_is_kept_and_one_pixel_more_is_not(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(jpeg(100, 80, 1))
+    url = (tmp_path / "a.jpg").as_uri()
+    at_cap = dataclasses.replace(SETTINGS, max_pixels=8000)
+    assert fetch_one(url, tmp_path / "images", at_cap).status == "ok"
+    below = dataclasses.replace(SETTINGS, max_pixels=7999)
+    refused = fetch_one(url, tmp_path / "images", below)
+    assert refused.status == "too_many_pixels" and "100x80 = 8,000 pixels > 7,999" in refused.error
+
+
+def test_resizing_to_one_pixel_keeps_the_shape(tmp_path):
+    from curation.images import process_image
+
+    stored, width, height = process_image(jpeg(4, 2, 5), dataclasses.replace(SETTINGS, resize=1))
+    assert (width, height) == (4, 2)  # the source's size
+    with Image.open(io.BytesIO(stored)) as image:
+        assert image.size == (2, 1)
+
+
+def test_an_https_url_whose_server_does_not_speak_tls_is_a_connection_error(site, catalog):
+    with ImageServer(site) as server:
+        url = server.url.replace("http://", "https://", 1) + "good-0.jpg"
+        outcome = fetch_one(url, catalog / "images", dataclasses.replace(SETTINGS, retries=0))
+    assert outcome.status == "connection_error" and outcome.path is None
+    assert "SSL" in outcome.error

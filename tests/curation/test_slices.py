@@ -45,6 +45,8 @@ def test_smaller_slices_lie_inside_larger_ones(catalog, a, b, seed, min_per_cate
     assert _train(catalog, names[0]) <= _train(catalog, names[1])
     diff = diff_slices(catalog, *names)
     assert diff["a_inside_b"]
+    assert diff["b_inside_a"] == (_train(catalog, names[0]) == _train(catalog, names[1]))
+    assert diff_slices(catalog, *reversed(names))["b_inside_a"]
     assert diff["per_split"]["val"]["only_a"] == diff["per_split"]["val"]["only_b"] == 0
 
 

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from curate.cli import app
+from curation.catalog import Catalog
 from curation.slices import Slice, build_slice
 from curation.validate import validate_slice
 from tests.conftest import copy_catalog, shared_scope
@@ -103,3 +104,36 @@ def test_the_validate_command_names_the_row_outside_the_larger_slice(catalog):
     assert result.exit_code == 1, result.output
     assert "FAILED expect_column_values_to_be_in_set(inside_next_larger): 1 of" in result.output
     assert f"parent_asin={victim}" in result.output
+
+
+def test_the_items_suite_passes_on_silver_and_names_a_planted_bad_item(split_catalog, tmp_path):
+    import json
+
+    from curation.clean import silver_shown
+    from curation.validate import validate_all, validate_items
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    silver = silver_shown(Catalog.open(root))[1]
+    frame = pl.read_parquet(silver)
+    report = validate_items(root)
+    assert (report.target, report.rows, report.expectations) == ("items", frame.height, 11)
+    assert report.success
+    assert report.summary() == f"items: 11/11 expectations met on {frame.height:,} rows"
+
+    victim = frame.sort("parent_asin")["parent_asin"][5]
+    planted = frame.with_columns(
+        pl.when(pl.col("parent_asin") == victim).then(7.0).otherwise(pl.col("average_rating"))
+        .alias("average_rating"))
+    planted.write_parquet(silver)
+    row = planted.filter(pl.col("parent_asin") == victim).row(0, named=True)
+    [report] = validate_all(root)  # the items suite and no slice (there is none)
+    assert report.target == "items" and not report.success
+    [failure] = report.failures
+    assert (failure.expectation, failure.column, failure.unexpected) == (
+        "expect_column_values_to_be_between", "average_rating", 1)
+    assert failure.examples == [{c: row[c] for c in
+                                 ("parent_asin", "average_rating", "rating_number",
+                                  "main_image_url")}]
+    saved = json.loads((root / "validation" / "items.json").read_text())
+    assert report.json_path == root / "validation" / "items.json"
+    assert (saved["target"], saved["success"], saved["rows"]) == ("items", False, frame.height)

@@ -469,3 +469,64 @@ def test_an_https_url_whose_server_does_not_speak_tls_is_a_connection_error(site
         outcome = fetch_one(url, catalog / "images", dataclasses.replace(SETTINGS, retries=0))
     assert outcome.status == "connection_error" and outcome.path is None
     assert "SSL" in outcome.error
+
+
+def test_every_redirect_status_is_followed(tmp_path, catalog):
+    import hashlib
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = jpeg(50, 40, 2)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/img.jpg":
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            self.send_response(int(self.path.strip("/r")))
+            self.send_header("Location", "/img.jpg")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        out = {code: fetch_one(f"{base}/r{code}", catalog / "images", SETTINGS)
+               for code in (301, 302, 303, 307, 308)}
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert {code: (o.status, o.http_status) for code, o in out.items()} == {
+        code: ("ok", 200) for code in out}
+    # content-addressed: images/<sha[:2]>/<sha>.jpg, the SHA-256 of the stored JPEG
+    stored = (catalog / "images" / out[301].path).read_bytes()
+    digest = hashlib.sha256(stored).hexdigest()
+    assert out[301].path == f"{digest[:2]}/{digest}.jpg"
+    assert out[301].source_sha256 == hashlib.sha256(body).hexdigest()
+
+
+def test_a_body_of_exactly_max_bytes_is_kept_and_one_byte_more_is_not(site, catalog):
+    data = jpeg(60, 50, 4) + b"\0" * 100  # bytes after a JPEG's end are ignored by decoders
+    (site / "exact.jpg").write_bytes(data)
+    with ImageServer(site) as server:
+        for url in (server.url + "exact.jpg", (site / "exact.jpg").as_uri()):
+            at_cap = dataclasses.replace(SETTINGS, max_bytes=len(data))
+            assert fetch_one(url, catalog / "images", at_cap).status == "ok"
+            under = dataclasses.replace(SETTINGS, max_bytes=len(data) - 1)
+            assert fetch_one(url, catalog / "images", under).status == "too_large"
+
+
+def test_resize_zero_keeps_the_size(tmp_path):
+    from curation.images import process_image
+
+    settings = dataclasses.replace(SETTINGS, resize=0)
+    settings.check()  # 0 is allowed: it means no resizing
+    stored, width, height = process_image(jpeg(300, 200, 6), settings)
+    with Image.open(io.BytesIO(stored)) as image:
+        assert image.size == (width, height) == (300, 200)

@@ -96,6 +96,7 @@ def test_a_planted_row_fails_its_expectation_and_only_that(catalog, plant, colum
     assert (failure.expectation, failure.column) == ("expect_column_values_to_be_in_set", column)
     assert failure.unexpected == 1
     assert [e["parent_asin"] for e in failure.examples] == [victim]
+    assert all("split" in e for e in failure.examples)  # an example says where the item is
 
 
 def test_the_validate_command_names_the_row_outside_the_larger_slice(catalog):
@@ -137,3 +138,22 @@ def test_the_items_suite_passes_on_silver_and_names_a_planted_bad_item(split_cat
     saved = json.loads((root / "validation" / "items.json").read_text())
     assert report.json_path == root / "validation" / "items.json"
     assert (saved["target"], saved["success"], saved["rows"]) == ("items", False, frame.height)
+    assert saved["expectations"] == 11
+    [saved_failure] = saved["failures"]
+    assert (saved_failure["column"], saved_failure["unexpected"]) == ("average_rating", 1)
+    assert saved_failure["examples"][0]["parent_asin"] == victim
+
+
+def test_validating_again_updates_the_gx_project_in_place(catalog):
+    """A rerun reuses each target's asset and its one batch definition (the Data Docs list
+    every run of a suite under one name), and gives the same report."""
+    import great_expectations as gx
+
+    first = validate_slice(catalog, "small")
+    again = validate_slice(catalog, "small")
+    assert (again.success, again.rows, again.expectations) == (
+        first.success, first.rows, first.expectations)
+    context = gx.get_context(mode="file", project_root_dir=str(catalog / "validation"))
+    assets = context.data_sources.get("curate").assets
+    assert sorted(a.name for a in assets) == ["slice-small", "slice-small-holdout"]
+    assert all([b.name for b in a.batch_definitions] == ["all"] for a in assets)

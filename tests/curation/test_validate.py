@@ -157,3 +157,13 @@ def test_validating_again_updates_the_gx_project_in_place(catalog):
     assets = context.data_sources.get("curate").assets
     assert sorted(a.name for a in assets) == ["slice-small", "slice-small-holdout"]
     assert all([b.name for b in a.batch_definitions] == ["all"] for a in assets)
+
+
+def test_the_items_suite_without_silver_items_says_what_to_run(messy_catalog):
+    from curation.errors import UserError
+    from curation.validate import validate_items
+
+    with pytest.raises(UserError) as error:
+        validate_items(messy_catalog)  # ingested, never cleaned
+    assert str(error.value) == ("no silver items in the catalog: run `curate clean` (or "
+                                "`curate build-slice`) first")

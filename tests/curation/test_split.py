@@ -208,6 +208,8 @@ def test_shares_of_zero_give_empty_splits_and_bad_shares_are_refused(tmp_path):
     assert result.counts == {"train": 30, "val": 0, "test": 0}
     manifest = read_split_manifest(Catalog.open(root).layout, "default", 1)
     assert manifest["counts"] == {"train": 30, "val": 0, "test": 0}
+    assert manifest["per_stratum"] == [["Toys_and_Games", "4-4.5", "train", 30]]
+    assert manifest["leaking_keys"] == 0 and manifest["regrouped_from"] is None
     for shares in ((1.1, -0.1, 0.0), (0.5, 0.3, 0.1)):
         with pytest.raises(UserError, match="split shares must be non-negative and sum to 1"):
             build_split(root, seed=1, shares=shares)

@@ -25,6 +25,18 @@ STATUS = {  # mutmut's exit codes (mutmut.stats.status_by_exit_code)
     36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout",
     37: "caught by type check", None: "not checked",
 }
+# What a reader of the table must know about how it was run (kept by hand, like accepted.toml).
+NOTES = [
+    "A module whose row says \"N not run yet\" was run on a random sample of its mutants "
+    "(Python's `random.Random(24).sample` over its mutant names; a full run of one module is "
+    "`scripts/mutation <module>`): its kill rate is that of the sample. For "
+    "`curation/images.py` only the fetch safeguards were sampled: `_download` (schemes, the "
+    "file size cap, the redirect cap and loops), `_http_get` (statuses, 429, the declared and "
+    "the streamed byte cap, timeouts, truncation), `process_image` (magic bytes, Pillow's "
+    "and our pixel cap, the decompression-bomb check), `fetch_one` (retries with backoff), "
+    "`_image_format` and `FetchSettings.check`; the status table and journal functions were "
+    "not. There is no private-address refusal in images.py to test.",
+]
 DETECTED = ("killed", "timeout")
 UNDETECTED = ("survived", "no tests")
 
@@ -128,6 +140,8 @@ def main() -> int:
         "and the reasons in `tests/mutation/accepted.toml`; do not edit by hand. Killed = a "
         "test failed or the mutant ran past mutmut's time limit (timeouts); the kill rate is "
         "killed / (mutants run - accepted as equivalent).",
+        "",
+        *NOTES,
         "",
         "| module | mutants | killed (tests failed) | timeouts | survived | no tests | "
         "accepted as equivalent | kill rate of non-equivalent |",

@@ -652,3 +652,45 @@ def test_an_empty_file_gets_an_empty_typed_bronze_part(tmp_path):
         columns = duckdb.connect().execute(f"DESCRIBE FROM read_parquet('{part}')").fetchall()
         assert [(c[0], c[1].replace('"', "")) for c in columns] == list(bronze_columns(kind))
         assert len(_query(tmp_path / "cat", f"SELECT * FROM {kind}")) == 0
+
+
+def test_a_line_longer_than_read_json_takes_is_typed_line_by_line(tmp_path):
+    """read_json raises on an object over twice its maximum size: the block is typed line by
+    line instead, nothing lost."""
+    from curation.typing_sql import MAX_OBJECT_BYTES
+
+    raw = write_raw(tmp_path, meta={"All_Beauty": []})
+    long_text = "x" * (2 * MAX_OBJECT_BYTES + 1024)
+    (raw / "meta_categories" / "meta_All_Beauty.jsonl").write_text(
+        json.dumps({"parent_asin": "A", "title": "a"}) + "\n"
+        + json.dumps({"parent_asin": "B", "description": [long_text]}) + "\n")
+    [result] = ingest(str(raw), tmp_path / "cat")
+    assert (result.rows_ingested, result.lines_quarantined) == (2, 0)
+    assert Catalog.open(tmp_path / "cat").sources["items/All_Beauty"]["fallback_blocks"] == 1
+    items = _query(tmp_path / "cat", "SELECT parent_asin, title, length(description[1]) AS n "
+                   "FROM items ORDER BY source_line")
+    assert items.rows() == [("A", "a", None), ("B", None, len(long_text))]
+
+
+def test_only_json_whitespace_makes_a_blank_line(tmp_path):
+    raw = write_raw(tmp_path, meta={"All_Beauty": []})
+    (raw / "meta_categories" / "meta_All_Beauty.jsonl").write_bytes(
+        b'{"parent_asin": "A"}\n \t\r\n\x0c\n\x0b{}\n')
+    ingest(str(raw), tmp_path / "cat")
+    reasons = _query(tmp_path / "cat", "SELECT source_line, reason FROM quarantine "
+                     "ORDER BY source_line")
+    # a form feed or vertical tab is not JSON whitespace: not blank, not JSON
+    assert reasons.rows() == [(2, "blank_line"), (3, "invalid_json"), (4, "invalid_json")]
+
+
+def test_a_cut_gzip_is_named_in_the_files_result(tmp_path):
+    import gzip
+
+    raw = write_raw(tmp_path, meta={"All_Beauty": []})
+    whole = gzip.compress(b"".join(json.dumps({"parent_asin": f"A{i}"}).encode() + b"\n"
+                                   for i in range(2000)))
+    (raw / "meta_categories" / "meta_All_Beauty.jsonl").unlink()
+    (raw / "meta_categories" / "meta_All_Beauty.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+    [result] = ingest(str(raw), tmp_path / "cat")
+    assert len(result.file_errors) == 1
+    assert result.file_errors[0] == f"{REASON_TRUNCATED_GZIP} after line {result.lines_read}"

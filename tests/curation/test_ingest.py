@@ -617,24 +617,40 @@ def test_the_line_check_names_why_a_line_cannot_be_a_row():
 
 def test_a_block_read_json_refuses_is_typed_line_by_line_with_the_same_outcomes(tmp_path):
     """A lone surrogate escape makes read_json refuse the block: the line-by-line fallback
-    types the other lines, with their numbers, and the manifest counts the block."""
+    types the other lines, with their numbers, next to lines the line check quarantined (one
+    not JSON, one not UTF-8), and the manifest counts the block."""
     raw = write_raw(tmp_path, meta={"All_Beauty": []})
-    (raw / "meta_categories" / "meta_All_Beauty.jsonl").write_text(
-        '{"parent_asin": "A", "title": "a", "average_rating": 4.5}\n'
-        "not json\n"
-        '{"parent_asin": "\\ud800", "title": "s"}\n'
-        '{"parent_asin": "C", "rating_number": 7}\n'
+    (raw / "meta_categories" / "meta_All_Beauty.jsonl").write_bytes(
+        b'{"parent_asin": "A", "title": "a", "average_rating": 4.5}\n'
+        b"not json\n"
+        b'{"parent_asin": "\\ud800", "title": "s"}\n'
+        b'{"parent_asin": "C", "rating_number": 7}\n'
+        b'{"title": "caf\xff"}\n'
     )
     [result] = ingest(str(raw), tmp_path / "cat")
-    assert (result.lines_read, result.rows_ingested, result.lines_quarantined) == (4, 2, 2)
+    assert (result.lines_read, result.rows_ingested, result.lines_quarantined) == (5, 2, 3)
     assert Catalog.open(tmp_path / "cat").sources["items/All_Beauty"]["fallback_blocks"] == 1
     items = _query(tmp_path / "cat", "SELECT parent_asin, source_line, title, average_rating, "
                    "rating_number FROM items ORDER BY source_line")
     assert items.rows() == [("A", 1, "a", 4.5, None), ("C", 4, None, None, 7)]
-    quarantined = _query(tmp_path / "cat", "SELECT source_line, reason, raw_text FROM quarantine "
+    quarantined = _query(tmp_path / "cat", "SELECT source_line, reason FROM quarantine "
                          "ORDER BY source_line")
-    assert quarantined["source_line"].to_list() == [2, 3]
-    assert quarantined.row(0) == (2, "invalid_json", "not json")
+    # the lone surrogate cannot become text: its parent_asin reads as missing
+    assert quarantined.rows() == [(2, "invalid_json"), (3, "missing_key:parent_asin"),
+                                  (5, "invalid_utf8")]
+
+
+def test_every_block_read_json_refuses_is_counted(tmp_path):
+    from curation.typing_sql import MAX_OBJECT_BYTES
+
+    raw = write_raw(tmp_path, meta={"All_Beauty": []})
+    long_text = "x" * (2 * MAX_OBJECT_BYTES + 1024)  # each line a block of its own
+    (raw / "meta_categories" / "meta_All_Beauty.jsonl").write_text("".join(
+        json.dumps({"parent_asin": f"A{i}", "description": [long_text]}) + "\n"
+        for i in range(2)))
+    [result] = ingest(str(raw), tmp_path / "cat")
+    assert result.rows_ingested == 2
+    assert Catalog.open(tmp_path / "cat").sources["items/All_Beauty"]["fallback_blocks"] == 2
 
 
 def test_an_empty_file_gets_an_empty_typed_bronze_part(tmp_path):

@@ -617,8 +617,8 @@ def test_the_line_check_names_why_a_line_cannot_be_a_row():
 
 def test_a_block_read_json_refuses_is_typed_line_by_line_with_the_same_outcomes(tmp_path):
     """A lone surrogate escape makes read_json refuse the block: the line-by-line fallback
-    types the other lines, with their numbers, next to lines the line check quarantined (one
-    not JSON, one not UTF-8), and the manifest counts the block."""
+    types the other lines, with their numbers, next to lines the line check quarantined (not
+    JSON, not UTF-8, not an object), and the manifest counts the block."""
     raw = write_raw(tmp_path, meta={"All_Beauty": []})
     (raw / "meta_categories" / "meta_All_Beauty.jsonl").write_bytes(
         b'{"parent_asin": "A", "title": "a", "average_rating": 4.5}\n'
@@ -626,9 +626,10 @@ def test_a_block_read_json_refuses_is_typed_line_by_line_with_the_same_outcomes(
         b'{"parent_asin": "\\ud800", "title": "s"}\n'
         b'{"parent_asin": "C", "rating_number": 7}\n'
         b'{"title": "caf\xff"}\n'
+        b"[1, 2]\n"
     )
     [result] = ingest(str(raw), tmp_path / "cat")
-    assert (result.lines_read, result.rows_ingested, result.lines_quarantined) == (5, 2, 3)
+    assert (result.lines_read, result.rows_ingested, result.lines_quarantined) == (6, 2, 4)
     assert Catalog.open(tmp_path / "cat").sources["items/All_Beauty"]["fallback_blocks"] == 1
     items = _query(tmp_path / "cat", "SELECT parent_asin, source_line, title, average_rating, "
                    "rating_number FROM items ORDER BY source_line")
@@ -637,7 +638,7 @@ def test_a_block_read_json_refuses_is_typed_line_by_line_with_the_same_outcomes(
                          "ORDER BY source_line")
     # the lone surrogate cannot become text: its parent_asin reads as missing
     assert quarantined.rows() == [(2, "invalid_json"), (3, "missing_key:parent_asin"),
-                                  (5, "invalid_utf8")]
+                                  (5, "invalid_utf8"), (6, "not_an_object")]
 
 
 def test_every_block_read_json_refuses_is_counted(tmp_path):

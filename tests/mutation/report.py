@@ -29,7 +29,7 @@ STATUS = {  # mutmut's exit codes (mutmut.stats.status_by_exit_code)
 NOTES = [
     "A module whose row says \"N not run yet\" was run on a sample of 35 to 60 of its "
     "mutants: 35 drawn at random (`random.Random(24).sample` over its mutant names), plus for "
-    "ingest, slices and validate the few that an interrupted full run had reached first (the "
+    "ingest and slices about 20 that an interrupted full run had reached first (the "
     "quickest to test). Its kill rate is that of the sample; a full run of one module is "
     "`scripts/mutation <module>`. For "
     "`curation/images.py` only the fetch safeguards were sampled: `_download` (schemes, the "

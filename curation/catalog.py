@@ -452,6 +452,7 @@ def parquet_source(path: Path | str) -> str:
 
 
 def sql_literal(value: object) -> str:
+    """A SQL literal: an int as is, anything else as a quoted string (a path may hold a ')."""
     if isinstance(value, int):
         return str(value)
     return "'" + str(value).replace("'", "''") + "'"

@@ -281,7 +281,7 @@ def clean(catalog: Catalog | Path | str, profile: str = "default") -> CleanResul
                            {reasons} AS reason, title, average_rating, rating_number
                     FROM judged WHERE _rule IS NOT NULL
                     ORDER BY category, source_line
-                ) TO '{rejections}' (FORMAT parquet, COMPRESSION zstd)
+                ) TO {sql_literal(str(rejections))} (FORMAT parquet, COMPRESSION zstd)
             """)
             counts = dict(
                 con.execute("SELECT coalesce(_rule, ''), count(*) FROM judged GROUP BY 1")

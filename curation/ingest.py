@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.catalog import Catalog, duckdb_config, remove_own_staging
+from curation.catalog import Catalog, duckdb_config, remove_own_staging, sql_literal
 from curation.framing import FrameStats, LineBlock, frame_block, iter_line_blocks, shown_text
 from curation.integrity import check_source, full_checks
 from curation.lock import writing
@@ -252,7 +252,8 @@ class _FileIngest:
         # and the same file must give the same bytes
         written = self.con.execute(
             f"COPY (SELECT {columns} FROM typed WHERE {REASON} IS NULL AND NOT {SKIP} "
-            f"ORDER BY {LINE_COLUMN}) TO '{part}' ({PARQUET_OPTIONS}, ROW_GROUP_SIZE {row_group})"
+            f"ORDER BY {LINE_COLUMN}) TO {sql_literal(str(part))} "
+            f"({PARQUET_OPTIONS}, ROW_GROUP_SIZE {row_group})"
         ).fetchone()[0]
         self.parts += 1
         self.rows += written
@@ -271,7 +272,8 @@ class _FileIngest:
         """A file with no lines still gets one (empty, typed) bronze part."""
         select = ", ".join(f'CAST(NULL AS {t}) AS "{n}"' for n, t in bronze_columns(self.raw.kind))
         part = self.bronze_dir / "part-00000.parquet"
-        self.con.execute(f"COPY (SELECT {select} WHERE false) TO '{part}' ({PARQUET_OPTIONS})")
+        self.con.execute(f"COPY (SELECT {select} WHERE false) TO {sql_literal(str(part))} "
+                         f"({PARQUET_OPTIONS})")
         self.parts = 1
 
 

@@ -123,9 +123,11 @@ def _connect(spill: Path) -> Any:
 def _copy(con: Any, select: str, order: str, path: Path) -> None:
     """CSV with a header in the official columns, or Parquet, sorted: the same input gives the
     same bytes."""
+    from curation.catalog import sql_literal
+
     options = "FORMAT csv, HEADER true" if path.suffix == ".csv" else \
         "FORMAT parquet, COMPRESSION zstd"
-    con.execute(f"COPY ({select} ORDER BY {order}) TO '{path}' ({options})")
+    con.execute(f"COPY ({select} ORDER BY {order}) TO {sql_literal(str(path))} ({options})")
 
 
 # --- from a rating-only CSV ---------------------------------------------------------------
@@ -143,6 +145,8 @@ def kcore_csv(source: Path | str, k: int, out: Path | str) -> KCoreResult:
     if len(first.split(",")) < 4:
         raise UserError(f"{source}:1: expected 4 columns ({', '.join(RATING_COLUMNS)}), "
                         f"got {first[:80]!r}")
+    from curation.catalog import sql_literal
+
     con = _connect(out.parent / ".curate-spill")
     try:
         columns = ", ".join(f"'{c}': '{t}'" for c, t in zip(
@@ -150,7 +154,7 @@ def kcore_csv(source: Path | str, k: int, out: Path | str) -> KCoreResult:
         try:
             con.execute(f"""
                 CREATE TEMP TABLE interactions AS
-                SELECT *, row_number() OVER () AS ord FROM read_csv('{source}',
+                SELECT *, row_number() OVER () AS ord FROM read_csv({sql_literal(str(source))},
                     header = {str(header).lower()}, columns = {{{columns}}}, auto_detect = false)
             """)
         except Exception as exc:  # DuckDB's conversion errors name the line

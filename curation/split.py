@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curation.catalog import Catalog, parquet_source
+from curation.catalog import Catalog, parquet_source, sql_literal
 from curation.errors import UserError
 from curation.manifest import read_record, sha256_file
 from curation.paths import MANIFEST, CatalogLayout
@@ -173,8 +173,8 @@ def build_split(
                 FROM items AS i JOIN placed AS p USING (group_id)
             """)
             con.execute(
-                f"COPY (SELECT * FROM assigned ORDER BY parent_asin) TO '{assignments}' "
-                "(FORMAT parquet, COMPRESSION zstd)"
+                "COPY (SELECT * FROM assigned ORDER BY parent_asin) "
+                f"TO {sql_literal(str(assignments))} (FORMAT parquet, COMPRESSION zstd)"
             )
             con.execute(f"""
                 COPY (
@@ -194,12 +194,12 @@ def build_split(
                     FROM keys SEMI JOIN leaking USING (kind, key)
                     GROUP BY kind, key
                     ORDER BY kind, key
-                ) TO '{leakage}' (FORMAT parquet)
+                ) TO {sql_literal(str(leakage))} (FORMAT parquet)
             """)
             counts = dict(
                 con.execute("SELECT split, count(*) FROM assigned GROUP BY 1").fetchall()
             )
-            leaking = con.execute(f"SELECT count(*) FROM '{leakage}'").fetchone()[0]
+            leaking = con.execute(f"SELECT count(*) FROM {parquet_source(leakage)}").fetchone()[0]
             per_stratum = con.execute("""
                 SELECT category, rating_bin, split, count(*) FROM assigned
                 GROUP BY ALL ORDER BY ALL

@@ -2,15 +2,47 @@
 
 from __future__ import annotations
 
+import os
 import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, settings
 
 from curation.ingest import ingest
 from curation.synth import SynthConfig, synthesize
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "amazon2023"
+
+def _shared_data() -> Path:
+    """``../shared/data/amazon2023`` beside the checkout; from mutmut's copy of the tests
+    (``mutants/tests``) the nearest such folder further up."""
+    here = Path(__file__).resolve()
+    for folder in here.parents[1:]:
+        candidate = folder.parent / "shared" / "data" / "amazon2023"
+        if candidate.is_dir():
+            return candidate
+    return here.parents[1].parent / "shared" / "data" / "amazon2023"
+
+
+SHARED_DATA = _shared_data()
+
+# Under mutmut (scripts/mutation) a failing example is enough: no shrinking, which can take
+# longer than mutmut's time limit, no deadline (a loaded machine is not a failure), and no
+# example database written into mutants/.
+settings.register_profile(
+    "mutation", phases=[Phase.explicit, Phase.reuse, Phase.generate], deadline=None,
+    database=None,
+)
+if "MUTANT_UNDER_TEST" in os.environ:  # set by mutmut in all its runs (empty in some)
+    settings.load_profile("mutation")
+
+
+def shared_scope(fixture_name: str, config: pytest.Config) -> str:
+    """Session, except while mutmut records which tests call which functions
+    (MUTANT_UNDER_TEST=stats): a session fixture runs inside the first test that asks for it,
+    so every other test using the shared catalog would never be run against a mutant of
+    ingest, clean or split. Built per test there, each of them is recorded."""
+    return "function" if os.environ.get("MUTANT_UNDER_TEST") == "stats" else "session"
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +52,7 @@ def messy_corpus(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope=shared_scope)
 def messy_catalog(messy_corpus, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("catalog")
     ingest(str(messy_corpus / "raw"), root)
@@ -29,9 +61,10 @@ def messy_catalog(messy_corpus, tmp_path_factory) -> Path:
 
 def raw_bytes(path: Path) -> bytes:
     """A raw file's bytes, decompressed independently of ingest; a cut gzip gives what is
-    readable."""
+    readable. Gzip is known, as ingest knows it, by the suffix or by the magic bytes (a
+    ``.jsonl`` that starts with them is read as gzip)."""
     data = path.read_bytes()
-    if path.suffix == ".gz":
+    if path.suffix == ".gz" or data[:2] == b"\x1f\x8b":
         inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
         data = inflate.decompress(data)
     return data
@@ -68,7 +101,7 @@ def shared_file(name: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope=shared_scope)
 def split_catalog(messy_catalog, tmp_path_factory) -> Path:
     """A copy of the messy catalog, cleaned (default profile) and split."""
     import shutil

@@ -251,3 +251,30 @@ def test_silver_is_byte_identical_on_rerun(split_catalog, tmp_path):
     clean(copy, "default")
     assert (copy / "silver" / "default" / "items.parquet").read_bytes() == before
     assert pl.read_parquet(copy / "silver" / "default" / "items.parquet").height > 0
+
+
+def test_a_clean_that_keeps_nothing_balances_and_reasons_are_kept_verbatim(tmp_path, monkeypatch):
+    """Every item rejected: kept 0, the funnel still balances. A reason holding quotes and
+    brackets reaches the rejections table as written."""
+    from curation.clean import DUPLICATE, PROFILES, Rule
+
+    rule = Rule("no_rating", "average_rating IS NULL", "the item's rating is missing (or 'null')")
+    monkeypatch.setitem(PROFILES, "quoted", [DUPLICATE, rule])
+    items = [{"parent_asin": "A", "title": "a"}, {"parent_asin": "A", "title": "again"},
+             {"parent_asin": "B", "title": "b"}]
+    ingest(str(write_raw(tmp_path, meta={"All_Beauty": items})), tmp_path / "cat")
+    result = clean(tmp_path / "cat", "quoted")
+    assert (result.rows_in, result.kept) == (3, 0)
+    assert [(f["rule"], f["in"], f["rejected"], f["kept"]) for f in result.funnel] == [
+        ("duplicate_parent_asin", 3, 1, 2), ("no_rating", 2, 2, 0)]
+    assert result.out_dir == Catalog.open(tmp_path / "cat").layout.silver_dir("quoted")
+    con = Catalog.open(tmp_path / "cat").connect()
+    try:
+        rejected = con.execute("SELECT parent_asin, rule, reason FROM rejections "
+                               "ORDER BY source_line").fetchall()
+        assert con.execute("SELECT count(*) FROM silver_items").fetchone()[0] == 0
+    finally:
+        con.close()
+    assert rejected == [("A", "no_rating", rule.reason),
+                        ("A", "duplicate_parent_asin", DUPLICATE.reason),
+                        ("B", "no_rating", rule.reason)]

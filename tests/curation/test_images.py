@@ -659,3 +659,117 @@ def test_the_cli_defaults_are_the_library_defaults():
                                                              for name in shared}
     assert cli["allow_file_root"].default is None and cli["allow_network"].default is None
     assert library["allow_file_roots"] == library["allow_networks"] == ()
+
+
+def test_why_a_file_is_not_an_image_is_named_from_its_magic_or_its_decoding(tmp_path):
+    """No known magic bytes or known magic with no image behind it: not an image, said
+    without quoting a byte of it. A WEBP is an image, another RIFF file (a WAVE) is not."""
+    files = {
+        "text.jpg": b"just some text, named like a picture",
+        "fake.png": b"\x89PNG\r\n\x1a\n" + b"not a png at all" * 4,
+        "sound.webp": b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(32),
+    }
+    picture = io.BytesIO()
+    Image.fromarray(np.full((30, 40, 3), 90, dtype=np.uint8)).save(picture, format="WEBP")
+    files["photo.webp"] = picture.getvalue()
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    settings = dataclasses.replace(SETTINGS, retries=0, allow_file_roots=(tmp_path,))
+    out = {name: fetch_one((tmp_path / name).as_uri(), tmp_path / "images", settings)
+           for name in files}
+    assert {name: o.status for name, o in out.items()} == {
+        "text.jpg": "not_an_image", "fake.png": "not_an_image", "sound.webp": "not_an_image",
+        "photo.webp": "ok"}
+    assert out["text.jpg"].error == "not an image (36 bytes): not an image format"
+    assert out["sound.webp"].error.endswith(": not an image format")
+    assert out["fake.png"].error.startswith("not an image (") and "not a png" not in \
+        out["fake.png"].error
+    assert (out["photo.webp"].width, out["photo.webp"].height) == (40, 30)
+
+
+def test_an_image_of_exactly_max_pixels_is_kept_and_one_pixel_more_is_not(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(jpeg(100, 80, 1))
+    url = (tmp_path / "a.jpg").as_uri()
+    at_cap = dataclasses.replace(SETTINGS, max_pixels=8000, allow_file_roots=(tmp_path,))
+    assert fetch_one(url, tmp_path / "images", at_cap).status == "ok"
+    below = dataclasses.replace(at_cap, max_pixels=7999)
+    refused = fetch_one(url, tmp_path / "images", below)
+    assert refused.status == "too_many_pixels" and "100x80 = 8,000 pixels > 7,999" in refused.error
+
+
+def test_resizing_to_one_pixel_keeps_the_shape(tmp_path):
+    from curation.images import process_image
+
+    stored, width, height = process_image(jpeg(4, 2, 5), dataclasses.replace(SETTINGS, resize=1))
+    assert (width, height) == (4, 2)  # the source's size
+    with Image.open(io.BytesIO(stored)) as image:
+        assert image.size == (2, 1)
+
+
+def test_an_https_url_whose_server_does_not_speak_tls_is_a_connection_error(site, catalog):
+    with ImageServer(site) as server:
+        url = server.url.replace("http://", "https://", 1) + "good-0.jpg"
+        outcome = fetch_one(url, catalog / "images", dataclasses.replace(SETTINGS, retries=0))
+    assert outcome.status == "connection_error" and outcome.path is None
+    assert "SSL" in outcome.error
+
+
+def test_every_redirect_status_is_followed(tmp_path, catalog):
+    import hashlib
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = jpeg(50, 40, 2)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/img.jpg":
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            self.send_response(int(self.path.strip("/r")))
+            self.send_header("Location", "/img.jpg")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        out = {code: fetch_one(f"{base}/r{code}", catalog / "images", SETTINGS)
+               for code in (301, 302, 303, 307, 308)}
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert {code: (o.status, o.http_status) for code, o in out.items()} == {
+        code: ("ok", 200) for code in out}
+    # content-addressed: images/<sha[:2]>/<sha>.jpg, the SHA-256 of the stored JPEG
+    stored = (catalog / "images" / out[301].path).read_bytes()
+    digest = hashlib.sha256(stored).hexdigest()
+    assert out[301].path == f"{digest[:2]}/{digest}.jpg"
+    assert out[301].source_sha256 == hashlib.sha256(body).hexdigest()
+
+
+def test_a_body_of_exactly_max_bytes_is_kept_and_one_byte_more_is_not(site, catalog):
+    data = jpeg(60, 50, 4) + b"\0" * 100  # bytes after a JPEG's end are ignored by decoders
+    (site / "exact.jpg").write_bytes(data)
+    with ImageServer(site) as server:
+        for url in (server.url + "exact.jpg", (site / "exact.jpg").as_uri()):
+            at_cap = dataclasses.replace(SETTINGS, max_bytes=len(data), allow_file_roots=(site,))
+            assert fetch_one(url, catalog / "images", at_cap).status == "ok"
+            under = dataclasses.replace(at_cap, max_bytes=len(data) - 1)
+            assert fetch_one(url, catalog / "images", under).status == "too_large"
+
+
+def test_resize_zero_keeps_the_size(tmp_path):
+    from curation.images import process_image
+
+    settings = dataclasses.replace(SETTINGS, resize=0)
+    settings.check()  # 0 is allowed: it means no resizing
+    stored, width, height = process_image(jpeg(300, 200, 6), settings)
+    with Image.open(io.BytesIO(stored)) as image:
+        assert image.size == (width, height) == (300, 200)

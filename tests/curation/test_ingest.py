@@ -396,6 +396,7 @@ lines = st.lists(plausible | garbage | st.just(b"") | st.just(b"\xff{}"), min_si
 # cut at CR as well once read the wrong line here).
 @example(lines=[b"\r\x80", b'{"parent_asin": []}'], trailing_newline=False)
 @example(lines=[b"\r\x80", b'{"parent_asin": []}'], trailing_newline=True)
+@example(lines=[b"\x1f\x8b"], trailing_newline=False)  # gzip's magic: read as (cut) gzip
 def test_arbitrary_lines_never_crash_and_always_reconcile(
     tmp_path_factory, lines, trailing_newline
 ):
@@ -408,8 +409,9 @@ def test_arbitrary_lines_never_crash_and_always_reconcile(
     assert result.lines_read == count_lines(raw / "All_Beauty.jsonl")
     assert result.lines_read == result.rows_ingested + result.lines_quarantined
     con = duckdb.connect()
-    quarantined = con.sql(
-        f"SELECT source_line FROM read_parquet('{base / 'cat' / 'quarantine'}/*/*/*.parquet')"
+    quarantined = con.sql(  # the lines (a cut gzip adds a file-level row, of no line)
+        f"SELECT source_line FROM read_parquet('{base / 'cat' / 'quarantine'}/*/*/*.parquet') "
+        "WHERE scope = 'line'"
     ).fetchall()
     typed = con.sql(
         f"SELECT source_line FROM read_parquet('{base / 'cat' / 'bronze'}/*/*/*/*.parquet')"
@@ -482,3 +484,230 @@ def test_integer_fields_take_integral_numbers_and_quarantine_fractions(tmp_path_
                 assert got == ("absent", f"wrong_type:{field}"), (field, value, got)
             else:
                 assert got == (want, None), (field, value, got)
+
+
+# -- framing: raw bytes -> numbered lines, checked against bytes.split ------------------------
+
+
+def _frame_all(data: bytes, name: str, chunk_bytes: int):
+    import io
+
+    from curation.framing import FrameStats, iter_line_blocks
+
+    stats = FrameStats()
+    blocks = list(iter_line_blocks(io.BytesIO(data), name, stats, chunk_bytes=chunk_bytes))
+    return blocks, stats
+
+
+PLAIN = (b'{"a": 1}\n\n{"b": "x\r"}\r\n' + b"y" * 50 + b"\n \n{}\n" + b"last without newline")
+
+
+@pytest.mark.parametrize("chunk_bytes", [7, 16, 1 << 20])
+def test_lines_are_numbered_exactly_across_blocks(chunk_bytes):
+    blocks, stats = _frame_all(PLAIN, "x.jsonl", chunk_bytes)
+    expected = [line + b"\n" for line in PLAIN.split(b"\n")[:-1]] + [b"last without newline"]
+    got, numbers = [], []
+    for block in blocks:
+        assert block.count == len(block.offsets) - 1
+        assert block.first_line == len(got) + 1
+        got += [block.raw(i) for i in range(block.count)]
+        numbers += block.line_numbers().tolist()
+        assert block.as_binary().to_pylist() == [block.raw(i) for i in range(block.count)]
+    assert got == expected  # the 50-byte line is longer than the smallest chunks
+    # read a chunk at a time: small chunks give many blocks, not one for the whole file
+    assert len(blocks) >= min(3, len(PLAIN) // chunk_bytes)
+    assert numbers == list(range(1, len(expected) + 1))
+    assert (stats.lines, stats.bytes_in, stats.truncated_gzip) == (len(expected), len(PLAIN),
+                                                                   False)
+
+
+def test_an_empty_file_has_no_lines():
+    blocks, stats = _frame_all(b"", "x.jsonl", 16)
+    assert blocks == [] and (stats.lines, stats.bytes_in) == (0, 0)
+
+
+def test_gzip_members_and_a_cut_stream():
+    import gzip
+
+    first, second = b'{"a": 1}\n{"b": 2}\n', b'{"c": 3}\n' * 40
+    data = gzip.compress(first) + gzip.compress(second)  # two members, as pigz writes
+    for name in ("x.jsonl.gz", "x.jsonl"):  # the magic bytes tell it without the suffix
+        blocks, stats = _frame_all(data, name, 16)
+        lines = [b.raw(i) for b in blocks for i in range(b.count)]
+        assert lines == (first + second).splitlines(keepends=True), name
+        assert (stats.lines, stats.bytes_in, stats.truncated_gzip) == (42, len(data), False)
+    cut = gzip.compress(second * 50)
+    cut = cut[: len(cut) // 2]
+    blocks, stats = _frame_all(cut, "x.jsonl.gz", 1 << 20)
+    lines = [b.raw(i) for b in blocks for i in range(b.count)]
+    assert stats.truncated_gzip and stats.bytes_in == len(cut)
+    assert 0 < len(lines) < 2000 and all(line == b'{"c": 3}\n' for line in lines[:-1])
+    assert lines[-1] == b'{"c": 3}\n'[: len(lines[-1])]  # what was readable of the last line
+
+
+def test_replaced_lines_keep_the_block_aligned():
+    from curation.framing import frame_block
+
+    block = frame_block(b"a\nbb\nccc\ndd", 5)
+    assert block.replaced([], b"{}") == [b"a\nbb\nccc\ndd"]
+    assert b"".join(block.replaced([3, 1], b"{}")) == b"a\n{}\nccc\n{}"
+    assert b"".join(block.replaced([0], b"{}")) == b"{}\nbb\nccc\ndd"
+    assert block.line_numbers().tolist() == [5, 6, 7, 8]
+
+
+def test_a_quarantined_lines_text_is_decoded_escaped_and_capped():
+    from curation.framing import shown_text
+
+    assert shown_text(b"caf\xc3\xa9 \xff\r\n") == "café \\xff"
+    assert shown_text(b"tail \t\r\n") == "tail \t"  # only the line break goes
+    assert shown_text(b"ends in X\n") == "ends in X"
+    assert shown_text(b"x" * 1500 + b"\n") == "x" * 1000
+
+
+def test_a_catalog_in_a_folder_whose_name_holds_a_quote(tmp_path):
+    """Paths reach DuckDB as SQL string literals: a ' in them must be escaped, not end them."""
+    from curation.clean import clean
+    from curation.split import build_split
+
+    root = tmp_path / "O'Brien's data"
+    raw = write_raw(root, meta={"Toys_and_Games": [
+        {"parent_asin": f"a{i}", "title": f"Thing {i}", "average_rating": 4.0,
+         "rating_number": 3, "main_category": "Toys"} for i in range(5)]},
+        reviews={"Toys_and_Games": [{"user_id": "u", "parent_asin": "a1", "rating": 5.0,
+                                     "timestamp": 1}]})
+    result = ingest(str(raw), root / "catalog")
+    assert sum(r.rows_ingested for r in result) == 6
+    clean(root / "catalog")
+    assert sum(build_split(root / "catalog", seed=0).counts.values()) == 5
+    assert _query(root / "catalog", "SELECT count(*) AS n FROM splits")["n"].item() == 5
+
+
+@pytest.mark.parametrize("chunk_bytes", [512, 4096])
+def test_gzip_is_read_in_pieces_and_framed_in_blocks_of_about_chunk_bytes(monkeypatch,
+                                                                          chunk_bytes):
+    """Memory stays flat: each block holds about chunk_bytes of lines, however the compressed
+    stream is read (here 64 bytes at a time, to see many reads per block)."""
+    import gzip
+
+    import curation.framing as framing
+
+    monkeypatch.setattr(framing, "READ_BYTES", 64)
+    lines = [json.dumps({"i": i, "pad": "x" * (i % 17)}).encode() + b"\n" for i in range(2000)]
+    data = gzip.compress(b"".join(lines))
+    blocks, stats = _frame_all(data, "x.jsonl.gz", chunk_bytes)
+    assert [b.raw(i) for b in blocks for i in range(b.count)] == lines
+    assert (stats.lines, stats.bytes_in) == (2000, len(data))
+    total = sum(len(line) for line in lines)
+    assert len(blocks) >= total // (4 * chunk_bytes) >= 3  # not one block for the whole file
+    assert max(len(b.data) for b in blocks) < 4 * chunk_bytes
+
+
+def test_the_line_check_names_why_a_line_cannot_be_a_row():
+    import pyarrow as pa
+
+    from curation.typing_sql import line_check_query
+
+    block = pa.table({"idx": list(range(6)), "line": [
+        b'{"a": 1}\n', b"  \t\r\n", b"not json\n", b"[1, 2]\n", b"\xff{}\n", b' {"b": 2}']})
+    con = duckdb.connect()
+    con.register("block", block)  # the table the query reads by default
+    assert con.execute(line_check_query()).fetchall() == [
+        (1, "blank_line"), (2, "invalid_json"), (3, "not_an_object"), (4, "invalid_utf8")]
+
+
+def test_a_block_read_json_refuses_is_typed_line_by_line_with_the_same_outcomes(tmp_path):
+    """A lone surrogate escape makes read_json refuse the block: the line-by-line fallback
+    types the other lines, with their numbers, next to lines the line check quarantined (not
+    JSON, not UTF-8, not an object), and the manifest counts the block."""
+    raw = write_raw(tmp_path, meta={"All_Beauty": []})
+    (raw / "meta_categories" / "meta_All_Beauty.jsonl").write_bytes(
+        b'{"parent_asin": "A", "title": "a", "average_rating": 4.5}\n'
+        b"not json\n"
+        b'{"parent_asin": "\\ud800", "title": "s"}\n'
+        b'{"parent_asin": "C", "rating_number": 7}\n'
+        b'{"title": "caf\xff"}\n'
+        b"[1, 2]\n"
+    )
+    [result] = ingest(str(raw), tmp_path / "cat")
+    assert (result.lines_read, result.rows_ingested, result.lines_quarantined) == (6, 2, 4)
+    assert Catalog.open(tmp_path / "cat").sources["items/All_Beauty"]["fallback_blocks"] == 1
+    items = _query(tmp_path / "cat", "SELECT parent_asin, source_line, title, average_rating, "
+                   "rating_number FROM items ORDER BY source_line")
+    assert items.rows() == [("A", 1, "a", 4.5, None), ("C", 4, None, None, 7)]
+    quarantined = _query(tmp_path / "cat", "SELECT source_line, reason FROM quarantine "
+                         "ORDER BY source_line")
+    # the lone surrogate cannot become text: its parent_asin reads as missing
+    assert quarantined.rows() == [(2, "invalid_json"), (3, "missing_key:parent_asin"),
+                                  (5, "invalid_utf8"), (6, "not_an_object")]
+
+
+def test_every_block_read_json_refuses_is_counted(tmp_path):
+    from curation.typing_sql import MAX_OBJECT_BYTES
+
+    raw = write_raw(tmp_path, meta={"All_Beauty": []})
+    long_text = "x" * (2 * MAX_OBJECT_BYTES + 1024)  # each line a block of its own
+    (raw / "meta_categories" / "meta_All_Beauty.jsonl").write_text("".join(
+        json.dumps({"parent_asin": f"A{i}", "description": [long_text]}) + "\n"
+        for i in range(2)))
+    [result] = ingest(str(raw), tmp_path / "cat")
+    assert result.rows_ingested == 2
+    assert Catalog.open(tmp_path / "cat").sources["items/All_Beauty"]["fallback_blocks"] == 2
+
+
+def test_an_empty_file_gets_an_empty_typed_bronze_part(tmp_path):
+    from curation.schema import bronze_columns
+
+    raw = write_raw(tmp_path, meta={"All_Beauty": []}, reviews={"All_Beauty": []})
+    results = ingest(str(raw), tmp_path / "cat")
+    counts = [(r.lines_read, r.rows_ingested, r.lines_quarantined) for r in results]
+    assert counts == [(0, 0, 0)] * 2
+    sources = Catalog.open(tmp_path / "cat").sources
+    for kind in ("items", "reviews"):
+        entry = sources[f"{kind}/All_Beauty"]
+        assert entry["bronze_parts"] == 1
+        part = tmp_path / "cat" / entry["bronze"] / "part-00000.parquet"
+        columns = duckdb.connect().execute(f"DESCRIBE FROM read_parquet('{part}')").fetchall()
+        assert [(c[0], c[1].replace('"', "")) for c in columns] == list(bronze_columns(kind))
+        assert len(_query(tmp_path / "cat", f"SELECT * FROM {kind}")) == 0
+
+
+def test_a_line_longer_than_read_json_takes_is_typed_line_by_line(tmp_path):
+    """read_json raises on an object over twice its maximum size: the block is typed line by
+    line instead, nothing lost."""
+    from curation.typing_sql import MAX_OBJECT_BYTES
+
+    raw = write_raw(tmp_path, meta={"All_Beauty": []})
+    long_text = "x" * (2 * MAX_OBJECT_BYTES + 1024)
+    (raw / "meta_categories" / "meta_All_Beauty.jsonl").write_text(
+        json.dumps({"parent_asin": "A", "title": "a"}) + "\n"
+        + json.dumps({"parent_asin": "B", "description": [long_text]}) + "\n")
+    [result] = ingest(str(raw), tmp_path / "cat")
+    assert (result.rows_ingested, result.lines_quarantined) == (2, 0)
+    assert Catalog.open(tmp_path / "cat").sources["items/All_Beauty"]["fallback_blocks"] == 1
+    items = _query(tmp_path / "cat", "SELECT parent_asin, title, length(description[1]) AS n "
+                   "FROM items ORDER BY source_line")
+    assert items.rows() == [("A", "a", None), ("B", None, len(long_text))]
+
+
+def test_only_json_whitespace_makes_a_blank_line(tmp_path):
+    raw = write_raw(tmp_path, meta={"All_Beauty": []})
+    (raw / "meta_categories" / "meta_All_Beauty.jsonl").write_bytes(
+        b'{"parent_asin": "A"}\n \t\r\n\x0c\n\x0b{}\n')
+    ingest(str(raw), tmp_path / "cat")
+    reasons = _query(tmp_path / "cat", "SELECT source_line, reason FROM quarantine "
+                     "ORDER BY source_line")
+    # a form feed or vertical tab is not JSON whitespace: not blank, not JSON
+    assert reasons.rows() == [(2, "blank_line"), (3, "invalid_json"), (4, "invalid_json")]
+
+
+def test_a_cut_gzip_is_named_in_the_files_result(tmp_path):
+    import gzip
+
+    raw = write_raw(tmp_path, meta={"All_Beauty": []})
+    whole = gzip.compress(b"".join(json.dumps({"parent_asin": f"A{i}"}).encode() + b"\n"
+                                   for i in range(2000)))
+    (raw / "meta_categories" / "meta_All_Beauty.jsonl").unlink()
+    (raw / "meta_categories" / "meta_All_Beauty.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+    [result] = ingest(str(raw), tmp_path / "cat")
+    assert len(result.file_errors) == 1
+    assert result.file_errors[0] == f"{REASON_TRUNCATED_GZIP} after line {result.lines_read}"

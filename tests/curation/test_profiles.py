@@ -38,6 +38,11 @@ def test_switching_profiles_recleans_nothing_already_on_disk(messy_catalog, tmp_
         items = Slice.open(catalog, name).items(["parent_asin"])
         silver = pl.read_parquet(layout.silver_items(profile), columns=["parent_asin"])
         assert set(items["parent_asin"]) <= set(silver["parent_asin"])
+    # a new split of a profile that the views do not show is a split of that profile
+    build_slice(root, 0.5, profile="effiminivlm", name="shown")  # views: effiminivlm
+    build_slice(root, 0.5, split_seed=3)  # default is cleaned already: only split
+    assert layout.split_assignments("default", 3).exists()
+    assert not layout.split_assignments("effiminivlm", 3).exists()
 
 
 def test_changed_bronze_is_cleaned_and_split_again(tmp_path):

@@ -256,3 +256,182 @@ def test_counts_that_do_not_reconcile_stop_the_export_before_anything_is_written
     with pytest.raises(RuntimeError, match="do not reconcile"):
         export(catalog, "Toys_and_Games", 0, "last_out", tmp_path / "out")
     assert not (tmp_path / "out" / "Toys_and_Games-0core-last_out").exists()
+
+
+def test_kcore_csv_names_what_is_wrong_with_its_input(tmp_path):
+    from curation.errors import UserError
+
+    missing = tmp_path / "missing.csv"
+    with pytest.raises(UserError) as caught:
+        kcore_csv(missing, 5, tmp_path / "out.csv")
+    assert str(caught.value) == f"{missing}: no such file"
+    narrow = tmp_path / "narrow.csv"
+    line = "u" * 100 + ",i1,5.0"
+    narrow.write_text(line + "\n")
+    with pytest.raises(UserError) as caught:
+        kcore_csv(narrow, 5, tmp_path / "out.csv")
+    assert str(caught.value) == (f"{narrow}:1: expected 4 columns (user_id, parent_asin, "
+                                 f"rating, timestamp), got {line[:80]!r}")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user_id,parent_asin,rating,timestamp\nu1,i1,five,100\n")
+    with pytest.raises(UserError) as caught:
+        kcore_csv(bad, 5, tmp_path / "out.csv")
+    # DuckDB's first line, which names the line of the file
+    assert str(caught.value) == f"{bad}: Conversion Error: CSV Error on Line: 2"
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_export_errors_name_the_choices(messy_catalog, tmp_path):
+    from curation.errors import UserError
+    from curation.recsys import split_sql
+
+    with pytest.raises(UserError) as caught:
+        export(messy_catalog, "All_Beauty", 0, "random", tmp_path / "out")
+    assert str(caught.value) == "unknown split 'random'; choose from last_out, timestamp"
+    with pytest.raises(UserError) as caught:
+        split_sql("random")
+    assert str(caught.value) == "unknown split 'random'; choose from last_out, timestamp"
+    with pytest.raises(UserError) as caught:
+        export(messy_catalog, "../All_Beauty", 0, "last_out", tmp_path / "out")
+    assert str(caught.value) == "category '../All_Beauty': expected a raw file's category name"
+    with pytest.raises(UserError) as caught:
+        export(messy_catalog, "Books", 0, "last_out", tmp_path / "out")
+    known = sorted({e["category"] for e in json.loads(
+        (messy_catalog / "catalog.json").read_text())["sources"].values()
+        if e["kind"] == "reviews"})
+    assert len(known) > 1
+    assert str(caught.value) == \
+        f"no reviews of category 'Books' in the catalog (it has: {', '.join(known)})"
+    metadata_only = tmp_path / "meta_only"
+    ingest(write_raw(metadata_only, meta={"Toys_and_Games": [
+        {"parent_asin": "a1", "title": "t", "average_rating": 4.0, "rating_number": 3}]}),
+        metadata_only / "catalog")
+    with pytest.raises(UserError) as caught:
+        export(metadata_only / "catalog", "Toys_and_Games", 0, "last_out", tmp_path / "out")
+    assert str(caught.value) == \
+        "no reviews of category 'Toys_and_Games' in the catalog (it has: none)"
+
+
+def test_an_interrupted_export_is_replaced_and_an_open_catalog_is_only_read(tmp_path):
+    import subprocess
+    import sys
+
+    from curation.catalog import Catalog
+
+    catalog = _timeline(tmp_path, [review("A", "a1", 1), review("A", "a2", 2)])
+    Catalog.open(catalog).connect().close()  # views current: nothing left to write
+    staging = tmp_path / "out" / ".Toys_and_Games-0core-last_out.staging"
+    staging.mkdir(parents=True)
+    (staging / "half-written.csv").write_text("u")
+    # another process (curate sql, say) holds the catalog open read-only meanwhile
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; "
+         "con = duckdb.connect(sys.argv[1], read_only=True); print('open', flush=True); "
+         "time.sleep(60)", str(catalog / "catalog.duckdb")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        result = export(catalog, "Toys_and_Games", 0, "last_out", tmp_path / "out")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not staging.exists()
+    assert "half-written.csv" not in {p.name for p in result.folder.iterdir()}
+    assert result.counts["kcore"] == 2
+
+
+def test_the_export_manifest_records_parameters_inputs_counts_and_outputs(tmp_path):
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    from curation.recsys import KCoreResult
+
+    reviews = [review("A", "a1", 1), review("A", "a2", 2), review("A", "a3", 3),
+               review("B", "a1", 4), review("B", "a2", 5), review("C", "a3", 6)]
+    raw = write_raw(tmp_path, meta={"Toys_and_Games": [{"parent_asin": "a1", "title": "t"}]},
+                    reviews={"Toys_and_Games": reviews, "Books": [review("A", "b1", 1)]})
+    ingest(str(raw), tmp_path / "catalog")
+    result = export(tmp_path / "catalog", "Toys_and_Games", 2, "last_out", tmp_path / "out")
+    # C's one review goes, then a3 (left with A alone): the 2-core is A and B on a1 and a2
+    assert result.kcore == KCoreResult(2, 3, 6, 4, 2, 2)
+    assert (result.folder.name, result.category, result.core, result.split) == \
+        ("Toys_and_Games-2core-last_out", "Toys_and_Games", 2, "last_out")
+    assert 0 < result.seconds < 600
+    assert (result.counts["interactions"], result.counts["kcore"],
+            result.counts["removed_by_kcore"]) == (6, 4, 2)
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    sources = json.loads((tmp_path / "catalog" / "catalog.json").read_text())["sources"]
+    toys_reviews = {k: e["fingerprint"] for k, e in sources.items()
+                    if e["kind"] == "reviews" and e["category"] == "Toys_and_Games"}
+    assert len(toys_reviews) == 1 and len(sources) == 3
+    files = sorted(p for p in result.folder.iterdir() if p.name != "manifest.json")
+    assert {k: v for k, v in manifest.items() if k != "versions"} == {
+        "stage": "recsys_export",
+        "parameters": {"category": "Toys_and_Games", "core": 2, "split": "last_out",
+                       "profile": "default", "valid_from_ms": VALID_FROM_MS,
+                       "test_from_ms": TEST_FROM_MS},
+        "inputs": toys_reviews,
+        "counts": result.counts,
+        "stats": {"users": 2, "items": 2, "interactions": 4, "density": 1.0,
+                  "kcore_rounds": 3},
+        "outputs": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files},
+    }
+    assert manifest["versions"]
+    items = pl.read_parquet(result.folder / "Toys_and_Games.items.parquet")
+    assert items.schema["image_path"] == pl.String  # no image anywhere: still a text column
+    for path in files:
+        metadata = pq.ParquetFile(path).metadata if path.suffix == ".parquet" else None
+        if metadata and metadata.num_row_groups:  # (the empty train split has none)
+            assert metadata.row_group(0).column(0).compression == "ZSTD", path.name
+
+
+def test_the_item_table_finds_images_fetched_into_the_catalog(tmp_path):
+    from curation.catalog import Catalog
+    from curation.clean import clean
+    from curation.images import read_status
+
+    url = "http://images.example/a1.jpg"
+    meta = [{"parent_asin": "a1", "title": "A thing", "average_rating": 4.0,
+             "rating_number": 2, "main_category": "Toys",
+             "images": [{"large": url, "hi_res": None, "thumb": None, "variant": "MAIN"}]}]
+    raw = write_raw(tmp_path, meta={"Toys_and_Games": meta},
+                    reviews={"Toys_and_Games": [review("A", "a1", 1), review("B", "a1", 2)]})
+    ingest(str(raw), tmp_path / "catalog")
+    clean(tmp_path / "catalog")
+    layout = Catalog.open(tmp_path / "catalog").layout
+    # as `curate images fetch` leaves it: the image in the cache, its row in the status table
+    (layout.images / "ab").mkdir(parents=True)
+    (layout.images / "ab" / "a1.jpg").write_bytes(b"jpeg")
+    status = read_status(layout)
+    row = {c: None for c in status.columns} | {"url": url, "status": "ok", "path": "ab/a1.jpg"}
+    pl.concat([status, pl.DataFrame([row], schema=status.schema)]).write_parquet(
+        layout.image_status)
+    result = export(tmp_path / "catalog", "Toys_and_Games", 0, "last_out", tmp_path / "out")
+    items = pl.read_parquet(result.folder / "Toys_and_Games.items.parquet")
+    assert items["image_path"].to_list() == [str(layout.images / "ab" / "a1.jpg")]
+    assert result.counts["items_with_image"] == 1
+
+
+def test_paths_with_a_quote_are_read_and_written(tmp_path):
+    folder = tmp_path / "it's"
+    catalog = _timeline(folder, [review("A", "a1", 1), review("A", "a2", 2)])
+    assert export(catalog, "Toys_and_Games", 0, "last_out", folder / "out").counts["kcore"] == 2
+    source = folder / "rating's.csv"
+    source.write_text("u1,i1,5.0,1\nu1,i2,4.0,2\n")
+    assert kcore_csv(source, 0, folder / "out's.csv").interactions_out == 2
+    assert (folder / "out's.csv").read_text().count("\n") == 3
+
+
+def test_a_zero_core_keeps_everything_without_a_round_and_a_one_core_in_one(tmp_path):
+    con = duckdb.connect()
+    con.execute("CREATE TABLE interactions AS SELECT * FROM (VALUES ('u1', 'i1', 5.0, 1, 1), "
+                "('u1', 'i2', 4.0, 2, 2), ('u2', 'i1', 3.0, 3, 3)) "
+                "AS t(user_id, parent_asin, rating, timestamp, ord)")
+    from curation.recsys import KCoreResult
+
+    assert kcore(con, 0) == KCoreResult(0, 0, 3, 3, 2, 2)
+    assert kcore(con, 1) == KCoreResult(1, 1, 3, 3, 2, 2)  # one round that removes nothing
+    # u2 and i2 have one row each; without them u1 and i1 have one; then nothing is left
+    assert kcore(con, 2) == KCoreResult(2, 3, 3, 0, 0, 0)
+    assert con.execute("SELECT count(*) FROM kcore").fetchone() == (0,)

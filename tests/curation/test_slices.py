@@ -45,6 +45,8 @@ def test_smaller_slices_lie_inside_larger_ones(catalog, a, b, seed, min_per_cate
     assert _train(catalog, names[0]) <= _train(catalog, names[1])
     diff = diff_slices(catalog, *names)
     assert diff["a_inside_b"]
+    assert diff["b_inside_a"] == (_train(catalog, names[0]) == _train(catalog, names[1]))
+    assert diff_slices(catalog, *reversed(names))["b_inside_a"]
     assert diff["per_split"]["val"]["only_a"] == diff["per_split"]["val"]["only_b"] == 0
 
 
@@ -249,6 +251,7 @@ def test_bad_parameters_are_clear_errors(catalog):
         (["--frac", "1.5"], "--frac must lie in (0, 1]"),
         (["--frac", "0.4", "--strata", "colour"], "unknown strata ['colour']"),
         (["--frac", "0.4", "--profile", "nope"], "unknown profile 'nope'"),
+        (["--frac", "0.4", "--min-per-category", "-1"], "--min-per-category must be 0 or more"),
     ):
         result = runner.invoke(app, ["build-slice", *args, "-c", str(catalog)])
         assert result.exit_code == 2 and message in result.output, result.output
@@ -273,3 +276,61 @@ def test_a_slice_name_covers_its_parameters_and_is_never_reused(catalog):
         "error: slice 'default-frac0.2-seed0' exists with other parameters (frac 0.2 -> 0.3); "
         "give another --name, or delete slices/default-frac0.2-seed0 first"]
     assert Slice.open(catalog, plain.name).path.read_bytes() == before
+
+
+def test_a_slices_items_with_all_columns_some_or_none_of_the_text(catalog):
+    from curation.clean import TEXT_COLUMNS
+
+    build_slice(catalog, 0.3, name="cols")
+    half = Slice.open(catalog, "cols")
+    everything = pl.read_parquet(half.path)
+    assert half.items().equals(everything)  # text included by default
+    narrow = half.items(text=False)
+    assert narrow.columns == [c for c in everything.columns if c not in TEXT_COLUMNS]
+    assert set(TEXT_COLUMNS) <= set(everything.columns)
+    assert narrow.equals(everything.select(narrow.columns))
+    assert half.items(["parent_asin", "title"], text=False).columns == ["parent_asin", "title"]
+    assert half.items(["split"]).columns == ["split"]
+
+
+def test_export_hf_without_datasets_says_what_to_install(catalog, monkeypatch):
+    import sys
+
+    from curation.errors import UserError
+    from curation.slices import export_hf
+
+    build_slice(catalog, 0.3, name="hf")
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if it were not installed
+    with pytest.raises(UserError) as error:
+        export_hf(Slice.open(catalog, "hf"), catalog / "hf")
+    assert str(error.value) == "--export-hf needs the datasets package: pip install 'curate[hub]'"
+
+
+def test_an_unknown_slice_lists_the_slices_there_are(catalog):
+    from curation.errors import UserError
+
+    with pytest.raises(UserError, match=r"^no slice named 'x' \(slices: none yet\)$"):
+        Slice.open(catalog, "x")
+    build_slice(catalog, 0.2, name="one")
+    with pytest.raises(UserError, match=r"^no slice named 'x' \(slices: one\)$"):
+        Slice.open(catalog, "x")
+
+
+def test_excluded_items_leave_the_plain_slice_and_nothing_else_changes(catalog):
+    from curation.catalog import Catalog
+    from curation.slices import Exclusion
+
+    plain = build_slice(catalog, 0.4, seed=2, name="plain")
+    train = sorted(_train(catalog, "plain"))
+    flagged = [*train[:5], "NOT-AN-ITEM"]
+    result = build_slice(catalog, 0.4, seed=2, exclude=Exclusion(flagged, "audited"))
+    assert result.name == "default-frac0.4-seed2-nolabelissues"
+    assert _train(catalog, result.name) == set(train[5:])
+    kept = pl.read_parquet(Slice.open(catalog, result.name).path)
+    whole = pl.read_parquet(Slice.open(catalog, "plain").path)
+    assert kept.filter(pl.col("split") != "train").equals(whole.filter(pl.col("split") != "train"))
+    assert result.manifest["parameters"]["exclude_label_issues"] == "audited"
+    assert result.manifest["rows"]["train"] == plain.manifest["rows"]["train"] - 5
+    from curation.paths import view_name
+
+    assert Catalog.open(catalog).tables[view_name("slice", result.name)]["slice"] == result.name

@@ -165,3 +165,51 @@ def test_split_is_reproducible_byte_for_byte(split_catalog, tmp_path):
     build_split(copy, seed=1)
     other = pl.read_parquet(copy / "splits" / "default" / "seed1" / "assignments.parquet")
     assert (other["split"] != pl.read_parquet(path)["split"]).any()
+
+
+def _plain_catalog(root, n=120):
+    items = [{"main_category": "Toys & Games", "title": f"Unique title {i}", "average_rating": 4.0,
+              "rating_number": 5, "parent_asin": f"B{i:04d}"} for i in range(n)]
+    ingest(str(write_raw(root, meta={"Toys_and_Games": items})), root / "cat")
+    clean(root / "cat")
+    return root / "cat"
+
+
+def test_pairs_from_a_regroup_file_are_kept_in_one_split(tmp_path):
+    from curation.split import read_split_manifest
+
+    root = _plain_catalog(tmp_path)
+    layout = Catalog.open(root).layout
+    pairs = [("B0001", "B0002"), ("B0003", "B0004"), ("B0005", "B0006"), ("B0007", "GONE")]
+
+    def apart(seed):
+        build_split(root, seed=seed)
+        splits = dict(_assignments(root).select("parent_asin", "split").iter_rows())
+        return [a for a, b in pairs[:3] if splits[a] != splits[b]]
+
+    assert any(apart(seed) for seed in range(5))  # by chance alone, some pair is split apart
+    pl.DataFrame({"a": [a for a, _ in pairs], "b": [b for _, b in pairs]}).write_parquet(
+        layout.regroup_file("default"))
+    for seed in range(5):
+        assert apart(seed) == [], seed
+        manifest = read_split_manifest(layout, "default", seed)
+        assert manifest["seed"] == seed
+        assert manifest["regrouped_from"] == str(layout.regroup_file("default"))
+
+
+def test_shares_of_zero_give_empty_splits_and_bad_shares_are_refused(tmp_path):
+    import pytest
+
+    from curation.errors import UserError
+    from curation.split import read_split_manifest
+
+    root = _plain_catalog(tmp_path, n=30)
+    result = build_split(root, seed=1, shares=(1.0, 0.0, 0.0))
+    assert result.counts == {"train": 30, "val": 0, "test": 0}
+    manifest = read_split_manifest(Catalog.open(root).layout, "default", 1)
+    assert manifest["counts"] == {"train": 30, "val": 0, "test": 0}
+    assert manifest["per_stratum"] == [["Toys_and_Games", "4-4.5", "train", 30]]
+    assert manifest["leaking_keys"] == 0 and manifest["regrouped_from"] is None
+    for shares in ((1.1, -0.1, 0.0), (0.5, 0.3, 0.1)):
+        with pytest.raises(UserError, match="split shares must be non-negative and sum to 1"):
+            build_split(root, seed=1, shares=shares)

@@ -124,6 +124,7 @@ def test_a_fit_whose_starts_disagree_is_refused():
     assert not disagreeing.ok
     assert "only one start reached the best objective" in disagreeing.reason
     assert disagreeing.starts_agreeing == 1
+    assert disagreeing.n_points == len(SIZES)  # the fits table counts the points of a refusal too
     assert disagreeing.e_inf is None and disagreeing.c is None
 
     # a second start in the shallow basin agrees with the first: the fit stands

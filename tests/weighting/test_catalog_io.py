@@ -9,12 +9,13 @@ from typer.testing import CliRunner
 
 from curate.cli import app
 from curation.slices import Slice, build_slice
+from tests.conftest import shared_scope
 from weighting.catalog_io import compute_weights, load_weights
 
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=shared_scope)  # per test under mutmut's stats run, as the catalogs
 def sliced(split_catalog, tmp_path_factory):
     root = tmp_path_factory.mktemp("weights") / "catalog"
     shutil.copytree(split_catalog, root)

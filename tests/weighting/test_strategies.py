@@ -335,6 +335,36 @@ def test_wilson_and_helpful_verified_parameters():
     close(weights(df, "helpful_verified:prior=2"), [(2 + 2) / (2 + 4)])
 
 
+def test_targets_outside_one_to_five_count_in_the_edge_bins():
+    # the effiminivlm profile keeps any average_rating; one below 1 counts in bin 1.0, one above
+    # 5 in bin 5.0 (not the fallback 0, and no error)
+    df = frame(average_rating=[0.5, 1.0, 5.0, 5.5, 3.0])
+    two, one = 0.5 / (1 - 0.5**2), 1.0  # (1 - beta) / (1 - beta^n) for 2 and 1 items in a bin
+    close(weights(df, "inverse_effective_number:beta=0.5"), [two, two, two, two, one])
+
+
+def test_a_target_between_bins_counts_in_the_bin_it_rounds_to():
+    # 3.149 is in bin 3.1 (not 3.15, which the histogram's index would put in 3.2), 3.04 in 3.0
+    df = frame(average_rating=[3.149, 3.1, 3.2, 3.04, 3.0, 3.0])
+    two, three = 0.5 / (1 - 0.5**2), 0.5 / (1 - 0.5**3)
+    close(weights(df, "inverse_effective_number:beta=0.5"),
+          [two, two, 1.0, three, three, three])
+
+
+def test_inverse_variance_counts_items_with_one_rating():
+    df = frame(
+        rating_number=[1, 100, 9],
+        average_rating=[2.0, 4.0, 3.5],
+        review_rating_std=[None, 0.5, 2.0],
+        review_count=[1, 10, 1],
+    )
+    pooled = 0.25  # only the second item has 5 reviews or more
+    noise = (pooled / 1 + 0.25 / 100 + pooled / 9) / 3  # the item rated once counts
+    tau2 = float(np.var([2.0, 4.0, 3.5])) - noise
+    close(weights(df, "inverse_variance"),
+          [1 / (tau2 + pooled / 1), 1 / (tau2 + 0.25 / 100), 1 / (tau2 + pooled / 9)])
+
+
 def test_lds_smooths_with_its_kernel():
     df = pl.DataFrame({"average_rating": [4.0] * 4 + [4.1, 2.0],
                        "split": ["train"] * 5 + ["val"]})
@@ -342,6 +372,8 @@ def test_lds_smooths_with_its_kernel():
     # sqrt counts: 4.0 -> 2, 4.1 -> 1; smoothed: 4.0 -> 2 + near, 4.1 -> 2 near + 1; 2.0 -> 0
     close(weights(df, "lds"), [1 / (2 + near)] * 4 + [1 / (2 * near + 1), 0.0])
     close(weights(df, "lds:kernel_size=1,reweight=inverse"), [1 / 4] * 4 + [1.0, 0.0])
+    near = math.exp(-1 / 2)  # sigma 1: exp(-1 / (2 sigma^2)) one bin away
+    close(weights(df, "lds:sigma=1"), [1 / (2 + near)] * 4 + [1 / (2 * near + 1), 0.0])
 
 
 def test_label_quality_strategy():

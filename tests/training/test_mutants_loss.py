@@ -1,0 +1,77 @@
+"""The weighted Huber loss against hand computations (kills the mutants of training/loss.py
+that the trainer's end-to-end tests, outside the mutation run, would leave)."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training.loss import weighted_huber  # noqa: E402
+
+PREDICTION = [1.0, 3.0, 2.0, 0.0]
+TARGET = [1.5, 1.0, 2.0, 0.25]
+
+
+def _huber(error: float, delta: float) -> float:
+    """Huber by hand: quadratic within delta, linear beyond."""
+    a = abs(error)
+    return 0.5 * a * a if a <= delta else delta * (a - 0.5 * delta)
+
+
+def _loss(weight, *, delta=1.0, renormalise=False, requires_grad=False):
+    prediction = torch.tensor(PREDICTION, dtype=torch.float64, requires_grad=requires_grad)
+    target = torch.tensor(TARGET, dtype=torch.float64)
+    w = torch.tensor(weight, dtype=torch.float64)
+    loss, per_item = weighted_huber(prediction, target, w, delta=delta, renormalise=renormalise)
+    return prediction, loss, per_item
+
+
+@pytest.mark.parametrize("delta", [1.0, 0.5, 3.0])
+def test_per_item_huber_and_the_batch_mean_match_a_hand_computation(delta):
+    weight = [2.0, 1.0, 3.0, 0.5]
+    _, loss, per_item = _loss(weight, delta=delta)
+    expected = [_huber(p - t, delta) for p, t in zip(PREDICTION, TARGET, strict=True)]
+    assert per_item.tolist() == pytest.approx(expected)
+    # the paper's mean over the batch: weights are not rescaled
+    mean = sum(w * h for w, h in zip(weight, expected, strict=True)) / len(weight)
+    assert loss.item() == pytest.approx(mean)
+
+
+def test_the_defaults_are_delta_one_and_the_plain_batch_mean():
+    prediction = torch.tensor(PREDICTION, dtype=torch.float64)
+    target = torch.tensor(TARGET, dtype=torch.float64)
+    weight = torch.tensor([2.0, 1.0, 3.0, 4.0], dtype=torch.float64)
+    loss, per_item = weighted_huber(prediction, target, weight)
+    assert per_item.tolist() == pytest.approx([0.125, 1.5, 0.0, 0.03125])
+    # the mean over the batch (sum / 4), not the weighted mean (sum / 10)
+    assert loss.item() == pytest.approx((2 * 0.125 + 1.5 + 4 * 0.03125) / 4)
+
+
+@pytest.mark.parametrize("weight", [[2.0, 1.0, 3.0, 0.5], [0.1, 0.2, 0.05, 0.15]])
+def test_renormalised_loss_is_the_weighted_mean(weight):
+    # the second weights sum to 0.5: below 1 they still divide, they are not taken as zero
+    _, loss, per_item = _loss(weight, renormalise=True)
+    expected = sum(w * h for w, h in zip(weight, per_item.tolist(), strict=True)) / sum(weight)
+    assert loss.item() == pytest.approx(expected)
+    # rescaling every weight leaves a weighted mean unchanged
+    _, scaled, _ = _loss([10 * w for w in weight], renormalise=True)
+    assert scaled.item() == pytest.approx(expected)
+
+
+def test_a_batch_of_zero_weights_gives_zero_and_a_zero_gradient():
+    for renormalise in (False, True):
+        prediction, loss, _ = _loss([0.0, 0.0, 0.0, 0.0], renormalise=renormalise,
+                                    requires_grad=True)
+        assert loss.item() == 0.0  # not NaN from 0 / 0
+        loss.backward()
+        assert prediction.grad.tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_an_item_of_weight_zero_contributes_nothing_to_the_gradient():
+    prediction, loss, per_item = _loss([1.0, 0.0, 2.0, 1.0], requires_grad=True)
+    loss.backward()
+    assert prediction.grad[1].item() == 0.0
+    assert prediction.grad[0].item() == pytest.approx(1.0 * (1.0 - 1.5) / 4)
+    # the per-item losses are for reporting: outside the graph
+    assert not per_item.requires_grad

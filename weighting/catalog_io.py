@@ -11,7 +11,8 @@ from typing import Any
 import polars as pl
 
 from curation.errors import UserError
-from curation.manifest import sha256_file
+from curation.integrity import check_output
+from curation.manifest import read_record, sha256_file
 from curation.paths import MANIFEST, view_name
 from curation.slices import Slice
 from weighting.compute import SPLIT, TRAIN, compute_with_stats
@@ -104,6 +105,8 @@ def _with_audits(slice_: Slice, frame: pl.DataFrame, spec: str) -> pl.DataFrame:
                                        .select(pl.len()).collect().item(), p.parent.name))
         train = set(frame.filter(pl.col(SPLIT) == TRAIN)["parent_asin"].to_list())
         for table_path in tables:
+            check_output(table_path.parent, table_path.name, slice_.catalog.layout.root,
+                         read_record(table_path.parent / MANIFEST))
             table = pl.read_parquet(table_path, columns=["parent_asin", *columns])
             if train <= set(table["parent_asin"].to_list()):
                 frame = frame.join(table.rename(columns), on="parent_asin", how="left")
@@ -125,6 +128,7 @@ def load_weights(slice_: Slice, wid: str) -> pl.DataFrame:
             f"no weights {wid!r} for slice {slice_.name!r} (computed: "
             f"{', '.join(known) or 'none'}): run curate weights compute"
         )
+    check_output(path.parent, path.name, layout.root, read_record(path.parent / MANIFEST))
     return pl.read_parquet(path)
 
 

@@ -164,3 +164,26 @@ def test_a_damaged_copy_of_catalog_json_is_named_and_written_again(built):
         (".catalog.backup.json", "damaged")]
     fixed = _curate("verify", "--repair", root=built)
     assert fixed.returncode == 0 and "all as recorded" in fixed.stdout
+
+
+def test_ingest_reconciliation_counts_what_bronze_holds_now(built):
+    from curate.sql import resolve_query
+
+    part = _a_bronze_part(built)
+    pl.read_parquet(part).head(3).write_parquet(part)  # rows lost from a part
+    con = Catalog.open(built).connect()
+    try:
+        rows = con.sql(resolve_query(None, "ingest_reconciliation")).fetchall()
+    finally:
+        con.close()
+    off = {key for key, *_, reconciles, _errors in rows if not reconciles}
+    assert off == {"items/All_Beauty"}  # it said true for every file before
+
+
+def test_weights_read_by_a_run_are_checked_against_their_manifest(built):
+    from weighting.catalog_io import compute_weights, load_weights
+
+    table = compute_weights(Slice.open(built, SLICE), "effiminivlm")
+    pl.read_parquet(table.path).with_columns(weight=pl.lit(1.0)).write_parquet(table.path)
+    with pytest.raises(IntegrityError, match=r"weights\.parquet"):
+        load_weights(Slice.open(built, SLICE), table.weights_id)

@@ -193,6 +193,11 @@ def check_database(catalog: Catalog) -> list[Problem]:
     import duckdb
 
     name = catalog.layout.database.name
+    if not catalog.layout.database.exists():
+        # not damage: ingest makes it at its end, and any command that opens the catalog
+        print(f"note: no {name} yet (the next command that opens the catalog makes it)",
+              file=sys.stderr)
+        return []
     try:
         con = duckdb.connect(str(catalog.layout.database), read_only=True,
                              config={"file_search_path": str(catalog.layout.root)})

@@ -36,6 +36,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+@app.callback()
+def main_options(
+    verify: bool = typer.Option(
+        False, "--verify", help="Stages hash every input they read against what was recorded "
+        "(default: sizes, row counts and Parquet footers). The same as CURATE_VERIFY=1."),
+) -> None:
+    """Options for every command."""
+    if verify:
+        import os
+
+        from curation.integrity import VERIFY_ENV
+
+        os.environ[VERIFY_ENV] = "1"
+
+
 app.add_typer(corpus.commands)  # synth, ingest
 app.add_typer(sql.commands)  # sql
 app.add_typer(slicing.commands)  # clean, build-slice, validate

@@ -25,7 +25,7 @@ from typing import Any
 
 from curation.catalog import Catalog, sql_literal
 from curation.errors import UserError
-from curation.integrity import check_sources
+from curation.integrity import blame_damaged_inputs, check_sources
 from curation.manifest import read_record
 from curation.paths import MANIFEST, CatalogLayout
 from curation.sorting import copy_sorted, insertion_order
@@ -244,7 +244,8 @@ def clean(catalog: Catalog | Path | str, profile: str = "default") -> CleanResul
         + " END"
     )
     out_dir = layout.silver_dir(profile)
-    with catalog.publish(out_dir, f"silver-{profile}") as staged:
+    with (blame_damaged_inputs(lambda: check_sources(catalog, hashes=True)),
+          catalog.publish(out_dir, f"silver-{profile}") as staged):
         silver = staged.path / layout.silver_items(profile).name
         rejections = staged.path / layout.rejections(profile).name
         review_rejections = staged.path / layout.review_rejections(profile).name

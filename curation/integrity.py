@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,14 +154,38 @@ def check_source(catalog: Catalog, key: str, *, hashes: bool) -> tuple[int, list
     return checked, problems
 
 
-def check_sources(catalog: Catalog, keys: list[str] | None = None) -> None:
+def check_sources(catalog: Catalog, keys: list[str] | None = None, *,
+                  hashes: bool | None = None) -> None:
     """Before a stage reads bronze: raise IntegrityError naming the first part that is not
-    what ingest wrote (counts and rows; every byte under CURATE_VERIFY=1)."""
+    what ingest wrote (counts and rows; every byte under CURATE_VERIFY=1 or ``hashes``)."""
     for key in sorted(keys if keys is not None else catalog.sources):
-        _, problems = check_source(catalog, key, hashes=full_checks())
+        _, problems = check_source(catalog, key,
+                                   hashes=full_checks() if hashes is None else hashes)
         if problems:
             raise IntegrityError(_message(problems[0], catalog.layout.root)
                                  + " (`curate verify --repair` ingests it again from its raw file)")
+
+
+@contextmanager
+def blame_damaged_inputs(recheck: Callable[[], None]) -> Iterator[None]:
+    """A read that DuckDB or Arrow refuses (a page that does not decompress, say) is checked
+    against the records: ``recheck`` raises IntegrityError naming the damaged input; when it
+    finds none, the error was not the data's and keeps its traceback."""
+    try:
+        yield
+    except Exception as exc:
+        if type(exc).__module__.startswith(("duckdb", "_duckdb", "pyarrow")):
+            recheck()
+        raise
+
+
+def check_folders(folders: list[Path], root: Path) -> None:
+    """Every byte of derived folders (silver, a split) against their manifests: raise
+    IntegrityError naming the first file that differs."""
+    for folder in folders:
+        _, problems = check_folder(folder, root, hashes=True)
+        if problems:
+            raise IntegrityError(_message(problems[0], root))
 
 
 # -- catalog.json and the manifests ------------------------------------------------------------

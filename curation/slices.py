@@ -33,7 +33,13 @@ from curation.clean import (
     silver_views,
 )
 from curation.errors import IntegrityError, UserError
-from curation.integrity import check_folder, check_output, full_checks
+from curation.integrity import (
+    blame_damaged_inputs,
+    check_folder,
+    check_folders,
+    check_output,
+    full_checks,
+)
 from curation.manifest import read_record, sha256_file
 from curation.paths import MANIFEST, view_name
 from curation.sorting import copy_sorted
@@ -250,7 +256,9 @@ def build_slice(
     silver = layout.silver_items(profile)
     assignments = layout.split_assignments(profile, split_seed)
     stratum = " || ' / ' || ".join(f"({STRATA_SQL[s]})" for s in strata)
-    with catalog.publish(layout.slice_dir(name), f"slice-{name}") as staged:
+    derived = [layout.silver_dir(profile), layout.split_dir(profile, split_seed)]
+    with (blame_damaged_inputs(lambda: check_folders(derived, layout.root)),
+          catalog.publish(layout.slice_dir(name), f"slice-{name}") as staged):
         output = staged.path / layout.slice_items(name).name
         con = catalog.connect(read_only=True)
         try:

@@ -23,6 +23,7 @@ from typing import Any
 
 from curation.catalog import Catalog, parquet_source, sql_literal
 from curation.errors import UserError
+from curation.integrity import blame_damaged_inputs, check_folders
 from curation.manifest import read_record, sha256_file
 from curation.paths import MANIFEST, CatalogLayout
 
@@ -109,7 +110,9 @@ def build_split(
                         f"{profile}` first")
     out_dir = layout.split_dir(profile, seed)
     regroup = layout.regroup_file(profile)
-    with catalog.publish(out_dir, f"split-{profile}-{seed}") as staged:
+    with (blame_damaged_inputs(lambda: check_folders([layout.silver_dir(profile)],
+                                                     layout.root)),
+          catalog.publish(out_dir, f"split-{profile}-{seed}") as staged):
         assignments = staged.path / layout.split_assignments(profile, seed).name
         leakage = staged.path / layout.split_leakage(profile, seed).name
         con = catalog.connect(read_only=True)

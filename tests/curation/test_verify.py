@@ -187,3 +187,14 @@ def test_weights_read_by_a_run_are_checked_against_their_manifest(built):
     pl.read_parquet(table.path).with_columns(weight=pl.lit(1.0)).write_parquet(table.path)
     with pytest.raises(IntegrityError, match=r"weights\.parquet"):
         load_weights(Slice.open(built, SLICE), table.weights_id)
+
+
+def test_a_flipped_byte_a_stage_reads_is_named_with_or_without_the_verify_option(built):
+    part = _a_bronze_part(built)
+    _flip_a_byte(part)  # in compressed column data: sizes and footers cannot see it
+    for args in (["clean"], ["--verify", "clean"]):  # found when the read fails, or before
+        done = subprocess.run([sys.executable, "-m", "curate", *args, "--catalog", str(built)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line
+        assert str(part.parent) in done.stderr and "SHA-256" in done.stderr

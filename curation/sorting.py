@@ -9,7 +9,7 @@ scratch files in runs of bounded size; see its docstring. ``rows_per`` and
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -156,26 +156,24 @@ def _append_runs(run_files: list[Path], schema: Any, path: Path) -> int:
 
 
 @contextmanager
-def insertion_order(con, preserve: bool) -> Iterator[None]:
-    """Set DuckDB's preserve_insertion_order for a block, then put back what it was."""
-    before = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
-    con.execute(f"SET preserve_insertion_order = {str(preserve).lower()}")
+def duckdb_setting(con, name: str, value: object) -> Iterator[None]:
+    """Set one of DuckDB's settings for a block, then put back what it was."""
+    before = con.execute(f"SELECT current_setting('{name}')").fetchone()[0]
+    con.execute(f"SET {name} = {sql_literal(str(value).lower())}")
     try:
         yield
     finally:
-        con.execute(f"SET preserve_insertion_order = {str(before).lower()}")
+        con.execute(f"SET {name} = {sql_literal(str(before).lower())}")
 
 
-@contextmanager
-def memory_limit(con, limit: float) -> Iterator[None]:
-    """Lower DuckDB's memory limit for a block (it spills what it holds past it), then put
-    back what it was."""
-    before = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-    con.execute(f"SET memory_limit = '{int(limit)}B'")
-    try:
-        yield
-    finally:
-        con.execute(f"SET memory_limit = '{before}'")
+def insertion_order(con, preserve: bool) -> AbstractContextManager[None]:
+    """DuckDB's preserve_insertion_order for a block."""
+    return duckdb_setting(con, "preserve_insertion_order", preserve)
+
+
+def memory_limit(con, limit: float) -> AbstractContextManager[None]:
+    """A lower DuckDB memory limit for a block (it spills what it holds past it)."""
+    return duckdb_setting(con, "memory_limit", f"{int(limit)}B")
 
 
 _UNITS = {

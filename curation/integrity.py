@@ -14,6 +14,7 @@ and stages do when ``CURATE_VERIFY`` is set).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -22,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curation.catalog import Catalog
+from curation.catalog import Catalog, catalog_text
 from curation.errors import IntegrityError
-from curation.manifest import parquet_rows, read_record, sha256_file, sha256_parts
+from curation.manifest import atomic_file, parquet_rows, read_record, sha256_file, sha256_parts
 from curation.paths import MANIFEST, CatalogLayout
 
 VERIFY_ENV = "CURATE_VERIFY"  # set (to 1) for stages to hash their inputs, not only size them
@@ -250,10 +251,6 @@ def check_database(catalog: Catalog) -> list[Problem]:
 
 def _read_backup(layout: CatalogLayout) -> dict[str, Any] | None:
     """catalog.json's copy, if there is one and it is whole (its payload gives its hash)."""
-    import hashlib
-
-    from curation.catalog import catalog_text
-
     try:
         backup = read_record(layout.catalog_backup)
         text = catalog_text(backup["catalog"])
@@ -266,9 +263,6 @@ def _read_backup(layout: CatalogLayout) -> dict[str, Any] | None:
 
 def restore_catalog_json(layout: CatalogLayout) -> bool:
     """Put catalog.json back from its copy; False when there is no whole copy."""
-    from curation.catalog import catalog_text
-    from curation.manifest import atomic_file
-
     backup = _read_backup(layout)
     if backup is None:
         return False

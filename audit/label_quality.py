@@ -97,7 +97,7 @@ def label_quality_audit(
 ) -> LabelQualityResult:
     from cleanlab.regression.rank import get_label_quality_scores
 
-    from training.embeddings import embed_slice
+    from training.embeddings import embed_slice, encoders_ran
 
     if method not in METHODS:
         raise UserError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
@@ -141,6 +141,7 @@ def label_quality_audit(
         "parameters": {"slice": slice_name, "folds": folds, "method": method, "z": z,
                        "encoders": encoders or "defaults"},
         "counts": {"items": table.height, "flagged": int(flags.sum())},
+        "encoders_ran": encoders_ran(embedded),
         "oof_pearson": pearson,
     })
     return LabelQualityResult(folder, table.height, int(flags.sum()), pearson,

@@ -30,7 +30,8 @@ def audit_label_quality(
     z: Annotated[float, typer.Option(help="Robust z-score above which an item is "
                                      "flagged.")] = 3.0,
     image_encoder: Annotated[str | None, typer.Option(help="Image encoder of the embeddings "
-                                                      "(default: the model's).")] = None,
+                                                      "(default: the model's; none: text "
+                                                      "only).")] = None,
     text_encoder: Annotated[str | None, typer.Option(help="Text encoder of the embeddings "
                                                      "(default: the model's).")] = None,
     workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.")] = None,

@@ -21,7 +21,8 @@ model_app = typer.Typer(help="The EffiMiniVLM model: info. (Training: curate tra
 @command(model_app, "info")
 def model_info(
     image_encoder: Annotated[
-        str, typer.Option(help="Hub id or local path of EfficientNet-B0.")
+        str, typer.Option(help="Hub id or local path of EfficientNet-B0 (none: a text-only "
+                          "model).")
     ] = DEFAULT_IMAGE_ENCODER,
     text_encoder: Annotated[
         str, typer.Option(help="Hub id or local path of the MiniLM.")
@@ -43,12 +44,17 @@ def model_info(
         "head": model.head,
     }
     for label, part in parts.items():
+        if part is None:
+            typer.echo(f"{label:<14} none (text-only model)")
+            continue
         typer.echo(f"{label:<14} {count_parameters(part) / 1e6:>7.2f}M parameters")
     params, flops = count_parameters(model), count_flops(loaded)
     cost, factor = efficiency(params, flops)
     typer.echo(f"{'total':<14} {params / 1e6:>7.2f}M parameters, {flops / 1e9:.2f} GFLOPs per item")
     typer.echo(f"C = {cost:.4f}, E(C) = {factor:.3f} (CES = max(0, PLCC) x E(C))")
-    typer.echo(f"image encoder weights: {loaded.image_source}; text encoder: {loaded.text_source}")
+    ran = loaded.describe()
+    typer.echo(f"image encoder weights: {ran['image']['label']}; text encoder: "
+               f"{ran['text']['label']}")
 
 
 @command(commands, "train")
@@ -73,7 +79,8 @@ def train_command(
     catalog: CatalogOption = DEFAULT_CATALOG,
     image_encoder: Annotated[
         str, typer.Option(help="Hub id or local path of EfficientNet-B0 (tiny-efficientnet: a "
-                          "small random one for tests).")
+                          "small random one for tests; none: a text-only model, no image "
+                          "read).")
     ] = DEFAULT_IMAGE_ENCODER,
     text_encoder: Annotated[
         str, typer.Option(help="Hub id or local path of the MiniLM (tiny-minilm: a small random "

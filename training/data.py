@@ -6,6 +6,8 @@
 - Images: ``file://`` URLs are read where they point; http(s) URLs are read from the image
   cache that ``curate images fetch`` fills. An item without a readable image is fed a black
   image with its image features zeroed by the has_image flag, as the paper does, and counted.
+  "Has an image" means an image was decoded: a file that exists but does not decode counts as
+  none. A text-only model (image size None) reads no image at all.
 """
 
 from __future__ import annotations
@@ -102,16 +104,18 @@ def read_bytes(path: str | None) -> bytes:
 @dataclass
 class Batch:
     index: Any  # LongTensor of row positions
-    pixel_values: Any
-    has_image: Any
+    pixel_values: Any  # None where the dataset reads no images (a text-only model)
+    has_image: Any  # 1.0 where an image was decoded, else 0.0
     input_ids: Any
     attention_mask: Any
 
 
 class ItemDataset:
-    """Rows of (text, image path); a torch Dataset by protocol (torch imported lazily)."""
+    """Rows of (text, image path); a torch Dataset by protocol (torch imported lazily). With
+    ``image_size`` None (a text-only model) no image is opened: no pixels, has_image False."""
 
-    def __init__(self, texts: Sequence[str], image_paths: Sequence[str | None], image_size: int):
+    def __init__(self, texts: Sequence[str], image_paths: Sequence[str | None],
+                 image_size: int | None):
         self.texts = list(texts)
         self.image_paths = list(image_paths)
         self.image_size = image_size
@@ -119,7 +123,9 @@ class ItemDataset:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray, bool, str]:
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, bool, str]:
+        if self.image_size is None:
+            return i, None, False, self.texts[i]
         pixels, has_image = load_pixels(self.image_paths[i], self.image_size)
         return i, pixels, has_image, self.texts[i]
 
@@ -131,7 +137,7 @@ class Collate:
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
 
-    def __call__(self, rows: list[tuple[int, np.ndarray, bool, str]]) -> Batch:
+    def __call__(self, rows: list[tuple[int, np.ndarray | None, bool, str]]) -> Batch:
         import torch
 
         tokens = self.tokenizer(
@@ -143,7 +149,8 @@ class Collate:
         )
         return Batch(
             index=torch.tensor([r[0] for r in rows], dtype=torch.long),
-            pixel_values=torch.from_numpy(np.stack([r[1] for r in rows])),
+            pixel_values=None if rows[0][1] is None
+            else torch.from_numpy(np.stack([r[1] for r in rows])),
             has_image=torch.tensor([r[2] for r in rows], dtype=torch.float32),
             input_ids=tokens["input_ids"],
             attention_mask=tokens["attention_mask"],

@@ -8,6 +8,11 @@ encoder, the calibration images; the content key hashes an item's text and image
 another slice, weighting or seed reuses every embedding it can, and a changed text or image
 is encoded again. Shards are written whole (temporary name, then rename), every few thousand
 items, so that an interrupted encoding keeps what it finished.
+
+A text-only model (image encoder ``none``) has a key of its own (its description names no
+image encoder and another feature size), reads no image, and keys its items by text alone.
+``has_image`` is True only where an image was decoded, so a cache says how many items the
+image encoder actually saw.
 """
 
 from __future__ import annotations
@@ -47,9 +52,12 @@ _VOLATILE_CONFIG_KEYS = ("transformers_version", "_name_or_path", "architectures
                          "dtype")
 
 
-def _config_digest(*encoders: torch.nn.Module) -> str:
+def _config_digest(*encoders: torch.nn.Module | None) -> str:
     digest = hashlib.sha256()
     for encoder in encoders:
+        if encoder is None:  # a text-only model: no image encoder
+            digest.update(b"none")
+            continue
         config = {k: v for k, v in encoder.config.to_dict().items()
                   if k not in _VOLATILE_CONFIG_KEYS}
         digest.update(json.dumps(config, sort_keys=True, default=str).encode())
@@ -110,16 +118,30 @@ def calibrate_batch_norms(
 @dataclass
 class Embeddings:
     features: np.ndarray  # (items, image_dim + text_dim), float32, image part zeroed if no image
-    has_image: np.ndarray  # (items,) bool
+    has_image: np.ndarray  # (items,) bool: an image was decoded (always False: text-only)
     encoder_key: str
     encoded_now: int  # items that were not in the cache
     seconds_encoding: float
+    image_source: str  # where the encoders' weights came from (LoadedModel's sources)
+    text_source: str
+    with_image: int  # items of these with an image decoded: has_image.sum()
+    encoders: dict[str, dict[str, Any]]  # training.encoders.describe_encoders of them
+
+
+def encoders_ran(embedded: Embeddings) -> dict[str, Any]:
+    """What an ``embed_slice`` (or ``EmbeddingCache.embed``) call ran, for a report:
+    ``describe_encoders`` of the encoders (``image`` and ``text``: configured, loaded,
+    pretrained, ran, label) plus ``items`` (how many were embedded) and ``with_image`` (how
+    many of them had an image decoded; 0 for a text-only model)."""
+    return {**embedded.encoders, "items": len(embedded.has_image),
+            "with_image": embedded.with_image}
 
 
 class EmbeddingCache:
     def __init__(self, root: Path, loaded: LoadedModel, calibration_paths: Sequence[str] = ()):
         self.loaded = loaded
         model = loaded.model
+        self.reads_images = model.image_encoder is not None
         description: dict[str, Any] = {
             "image_encoder": loaded.image_source,
             "text_encoder": loaded.text_source,
@@ -164,10 +186,9 @@ class EmbeddingCache:
         if not encoder_json.exists():
             write_json_atomic(encoder_json, self.description)
         model.eval()
-        for p in model.image_encoder.parameters():
-            p.requires_grad_(False)
-        for p in model.text_encoder.parameters():
-            p.requires_grad_(False)
+        for encoder in (model.image_encoder, model.text_encoder):
+            for p in encoder.parameters() if encoder is not None else ():
+                p.requires_grad_(False)
 
     def _stored_keys(self) -> set[str]:
         keys: set[str] = set()
@@ -187,6 +208,8 @@ class EmbeddingCache:
         import time
 
         self.prepare_encoders()
+        if not self.reads_images:  # text only: keyed by the text, no image file read
+            image_paths = [None] * len(texts)
         keys = content_keys(texts, image_paths)
         known = self._stored_keys()
         todo: dict[str, int] = {}
@@ -198,7 +221,9 @@ class EmbeddingCache:
             self._encode([*todo.values()], texts, image_paths, keys, batch_size, workers, label)
         seconds = time.perf_counter() - started
         features, has_image = self._gather(keys)
-        return Embeddings(features, has_image, self.key, len(todo), seconds)
+        return Embeddings(features, has_image, self.key, len(todo), seconds,
+                          self.loaded.image_source, self.loaded.text_source,
+                          int(has_image.sum()), self.loaded.describe())
 
     def _encode(
         self,
@@ -298,8 +323,11 @@ def calibration_paths(slice_: Slice) -> list[str]:
 
 
 def embedding_cache(slice_: Slice, loaded: LoadedModel) -> EmbeddingCache:
-    """The catalog's embedding cache for these encoders (calibrated on the slice's split)."""
-    return EmbeddingCache(slice_.catalog.layout.embeddings, loaded, calibration_paths(slice_))
+    """The catalog's embedding cache for these encoders (a random image encoder calibrated on
+    the slice's split; no other looks for calibration images)."""
+    calibration = calibration_paths(slice_) if is_random_image_encoder(loaded.image_source) \
+        else []
+    return EmbeddingCache(slice_.catalog.layout.embeddings, loaded, calibration)
 
 
 def embed_slice(
@@ -313,7 +341,8 @@ def embed_slice(
     """The slice's items (stored order, ``columns`` or all, with ``image_path``) and their
     frozen-encoder features from the embedding cache; items not in it yet are encoded and
     added. The trainer's frozen mode, a study's up-front encoding and the label-quality audit
-    all read embeddings through here."""
+    all read embeddings through here. ``image_encoder="none"``: text features only.
+    ``encoders_ran(embeddings)`` says which encoders ran and how many items had an image."""
     loaded, _, _ = model_for_run(image_encoder, text_encoder, seed=0, shared_encoders=True)
     items = slice_.items(columns)
     paths = resolve_image_paths(items["main_image_url"].to_list(), slice_.catalog.layout)

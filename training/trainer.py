@@ -13,6 +13,13 @@ and test, the outputs written, the manifest last). ``training.run_folder`` lists
   the batch it was trained in), for data maps;
 - ``model.safetensors``: the best weights (frozen mode: the head, and a random image
   encoder's calibrated batch norms in ``encoder_state.safetensors``).
+
+``metrics.json`` and ``manifest.json`` also say what ran: ``encoders_ran`` (each tower's
+configured name, the weights actually loaded, whether pretrained) and how many items had an
+image actually decoded (``items_with_image``; ``items_without_image`` the rest): in frozen mode
+from the embedding cache's has_image, in finetune mode from the images the loader decoded in
+the final pass over every item. A text-only model (image encoder ``none``) reads no image, so
+none of its items has one.
 """
 
 from __future__ import annotations
@@ -113,7 +120,8 @@ class _Frozen:
 
 
 class _Finetune:
-    """End to end: images decoded and text tokenised by DataLoader workers."""
+    """End to end: images decoded and text tokenised by DataLoader workers. Whether each row's
+    image decoded is noted as its batches pass (``decoded``, ``seen``)."""
 
     def __init__(self, loaded: LoadedModel, items: pl.DataFrame, workers: int):
         self.model = loaded.model
@@ -121,6 +129,8 @@ class _Finetune:
         self.dataset = ItemDataset(items["model_text"].to_list(), items["image_path"].to_list(),
                                    loaded.model.image_size)
         self.workers = workers
+        self.decoded = np.zeros(items.height, dtype=bool)
+        self.seen = np.zeros(items.height, dtype=bool)
 
     @property
     def trainable(self) -> torch.nn.Module:
@@ -130,6 +140,9 @@ class _Finetune:
         loader = data_loader(self.dataset, self.tokenizer, MAX_TOKENS, batch_size, self.workers,
                              order=rows.tolist())
         for batch in loader:
+            rows_in_batch = batch.index.numpy()
+            self.decoded[rows_in_batch] = batch.has_image.numpy() > 0
+            self.seen[rows_in_batch] = True
             yield batch.index, batch
 
     def forward(self, inputs: Any) -> torch.Tensor:
@@ -173,7 +186,7 @@ class _OpenRun:
     state: dict[str, Any]
     encoding: dict[str, Any]
     notes: list[str]
-    missing_images: int
+    with_image: int | None  # items with an image decoded (finetune: known once all are seen)
     resumed_from: int = 0
 
     @property
@@ -220,17 +233,23 @@ def _open(config: TrainConfig, folder: RunFolder, workers: int,
     for name, rows in splits.items():
         if len(rows) < 2:
             raise UserError(f"slice {config.slice!r} has {len(rows)} {name} items; need >= 2")
-    missing_images = int(items["image_path"].is_null().sum())
-    notes = []
-    if missing_images:
-        notes.append(f"{missing_images:,} of {items.height:,} items have no local image "
-                     "(black image, image features zeroed)")
-        log(f"note: {notes[-1]}")
+    notes: list[str] = []
+
+    def note(line: str) -> None:
+        notes.append(line)
+        log(f"note: {line}")
 
     loaded, params, flops = model_for_run(config.image_encoder, config.text_encoder,
                                           config.seed, shared_encoders=config.mode == "frozen")
+    text_only = loaded.model.image_encoder is None
+    if text_only:
+        note("text-only model (image encoder none): no image is read")
+    elif config.mode == "finetune" and (no_file := int(items["image_path"].is_null().sum())):
+        note(f"{no_file:,} of {items.height:,} items have no local image file (black image, "
+             "image features zeroed)")
     encoding: dict[str, Any] = {}
     engine: _Frozen | _Finetune
+    with_image: int | None = 0 if text_only else None
     if config.mode == "frozen":
         cache = embedding_cache(slice_, loaded)
         embedded = cache.embed(items["model_text"].to_list(), items["image_path"].to_list(),
@@ -240,6 +259,9 @@ def _open(config: TrainConfig, folder: RunFolder, workers: int,
                     "seconds": round(embedded.seconds_encoding, 3)}
         log(f"embeddings: {embedded.encoded_now:,} encoded, {encoding['cached']:,} from the "
             f"cache ({cache.dir})")
+        with_image = embedded.with_image
+        if not text_only and with_image < items.height:
+            note(_no_image_note(items.height - with_image, items.height))
         engine = _Frozen(loaded, embedded.features, splits["train"])
         # The head starts at the train split's weighted mean rating, not at 0: with few
         # items (small slices) a head that must first climb to ~4 stars is still far off
@@ -273,8 +295,13 @@ def _open(config: TrainConfig, folder: RunFolder, workers: int,
         target=torch.from_numpy(items[TARGET].to_numpy().astype(np.float32)),
         weight=torch.from_numpy(items["weight"].fill_null(0.0).to_numpy().astype(np.float32)),
         total_steps=steps_per_epoch * config.epochs, state=state, encoding=encoding,
-        notes=notes, missing_images=missing_images, resumed_from=resumed_from,
+        notes=notes, with_image=with_image, resumed_from=resumed_from,
     )
+
+
+def _no_image_note(without: int, items: int) -> str:
+    return (f"{without:,} of {items:,} items have no image that could be read (black image, "
+            "image features zeroed)")
 
 
 def _epoch(run: _OpenRun, log: Callable[[str], None]) -> int:
@@ -354,6 +381,13 @@ def _finish(run: _OpenRun, keep_checkpoint: bool) -> RunResult:
     run.engine.trainable.load_state_dict(load_file(str(run.folder.best_weights)))
     items = run.items.with_columns(pl.Series("prediction", _predict(
         run.engine, np.arange(run.items.height), config.batch_size)))
+    with_image = run.with_image
+    if with_image is None:  # finetune: the pass just made over every item decoded its images
+        engine = run.engine
+        with_image = int(engine.decoded.sum()) if isinstance(engine, _Finetune) else 0
+        run.with_image = with_image
+        if items.height - with_image > int(items["image_path"].is_null().sum()):
+            run.notes.append(_no_image_note(items.height - with_image, items.height))
     metrics = {
         split: evaluate(items.filter(pl.col("split") == split), run.params, run.flops)
         for split in ("val", "test")
@@ -369,6 +403,9 @@ def _finish(run: _OpenRun, keep_checkpoint: bool) -> RunResult:
         "stopped_early": state["stopped_early"],
         "history": state["history"],
         "encoding": run.encoding,
+        "encoders_ran": run.loaded.describe(),
+        "items_with_image": with_image,
+        "items_without_image": items.height - with_image,
     })
     _write_outputs(run, items, metrics)
     if not keep_checkpoint:
@@ -427,13 +464,15 @@ def _write_outputs(run: _OpenRun, items: pl.DataFrame, metrics: dict[str, Any]) 
         "config": asdict(config),
         "weights_id": run.weights_id,
         "encoders": {"image": run.loaded.image_source, "text": run.loaded.text_source},
+        "encoders_ran": run.loaded.describe(),
         "inputs": {
             "slice": sha256_file(run.slice_.path),
             "weights": sha256_file(layout.weights_file(config.slice, run.weights_id)),
         },
         "counts": {
             **{f"{s}_items": int((items["split"] == s).sum()) for s in SPLIT_NAMES},
-            "items_without_image": run.missing_images,
+            "items_with_image": metrics["items_with_image"],
+            "items_without_image": metrics["items_without_image"],
         },
         "notes": run.notes,
         "outputs": outputs,

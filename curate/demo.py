@@ -22,6 +22,7 @@ from training.study.config import (
     DEFAULT_FRACTIONS,
     DEFAULT_SEEDS,
     DEFAULT_STRATEGIES,
+    MIN_FRACTIONS_FOR_FITS,
     study_template,
 )
 
@@ -56,6 +57,10 @@ def demo_study_config(
     for key, value in (("image_encoder", image_encoder), ("text_encoder", text_encoder)):
         if value is not None:
             text = re.sub(rf"(?m)^# {key} = .*$", f"{key} = {json.dumps(value)}", text)
+    if len(set(fractions)) < MIN_FRACTIONS_FOR_FITS:  # too few points for a scaling fit
+        text = re.sub(r"(?m)^# fits = true.*$",
+                      f"fits = false                   # fewer than {MIN_FRACTIONS_FOR_FITS} "
+                      "fractions", text)
     return text
 
 

@@ -12,7 +12,8 @@ from training.study import config as study_config
 
 study_app = typer.Typer(
     help="Data-scaling and weighting studies: a grid of (fraction x strategy x seed) runs, "
-    "then curves, fits and a report.",
+    "on a holdout split or k-fold cross-fitted, then intervals, all-pairs comparisons, "
+    "curves, fits and a report.",
     no_args_is_help=True,
 )
 
@@ -64,16 +65,23 @@ def study_run(
 @command(study_app, "report")
 def study_report(
     study_dir: Annotated[Path, typer.Argument(help="A study folder (curate study run).")],
+    baseline: Annotated[
+        str | None, typer.Option(help="Strategy the others are compared with in the tables "
+                                 "and findings (default: the config's [report] baseline). "
+                                 "Every pair is compared either way.")
+    ] = None,
 ) -> None:
-    """Results table, means and intervals, power-law fits with bootstrap intervals, the
-    extrapolation check, plots, report.md and report.html in STUDY/report/."""
-    _write_study_report(study_dir)
+    """Results table, means and intervals (what they cover depends on the design, and the
+    report says it), every pair of strategies compared with Holm-corrected decisions and
+    tiers, power-law fits with bootstrap intervals, the extrapolation check, plots,
+    report.md and report.html in STUDY/report/."""
+    _write_study_report(study_dir, baseline)
 
 
-def _write_study_report(folder: Path) -> None:
+def _write_study_report(folder: Path, baseline: str | None = None) -> None:
     from training.study.report import build_report
 
-    report = build_report(folder)
+    report = build_report(folder, baseline=baseline)
     for line in report.headlines():
         typer.echo(line)
     if report.missing:

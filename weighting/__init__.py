@@ -14,7 +14,7 @@ strategy with optional parameters, ``"capped_count:c=50"``, or a product of seve
 
 from weighting import strategies as _strategies  # noqa: F401 - registers the built-ins
 from weighting.compute import compute, compute_with_stats, parse_spec
-from weighting.registry import STRATEGIES, Strategy, get_strategy, register
+from weighting.registry import STRATEGIES, Strategy, get_strategy, reads_reviews, register
 
 __all__ = [
     "STRATEGIES",
@@ -23,5 +23,6 @@ __all__ = [
     "compute_with_stats",
     "get_strategy",
     "parse_spec",
+    "reads_reviews",
     "register",
 ]

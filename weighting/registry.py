@@ -129,6 +129,15 @@ def register(
     return decorator
 
 
+# The column every strategy derived from review lines reads: without reviews it is 0 for every
+# item, and such a strategy is a constant, all zeros, or a guess (a pooled variance).
+REVIEW_COUNT = "review_count"
+
+
+def reads_reviews(strategy: Strategy) -> bool:
+    return REVIEW_COUNT in strategy.requires
+
+
 def get_strategy(name: str) -> Strategy:
     if name not in STRATEGIES:
         valid = ", ".join(sorted(STRATEGIES))

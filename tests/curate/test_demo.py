@@ -62,7 +62,7 @@ def test_the_demo_runs_end_to_end_and_a_rerun_skips_finished_runs(tmp_path):
     run_lines = re.findall(r"\[(\d+)/(\d+)\] frac\S+: test PLCC", out)
     assert len(run_lines) == RUNS and all(int(total) == RUNS for _, total in run_lines)
     assert f"{RUNS} runs trained, 0 already complete" in out
-    assert "fit uniform 1 - PLCC: fit failed: 2 distinct sizes" in out  # 2 fractions: no fit
+    assert "fit uniform" not in out  # 2 fractions: the demo's config turns the fits off
 
     # the report and the config it was run from
     report = workdir / "study" / "report"

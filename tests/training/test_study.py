@@ -46,8 +46,9 @@ def write_config(path: Path, catalog: Path, **overrides: object) -> Path:
     }
     trainer = {"mode": "frozen", "image_encoder": "tiny-efficientnet",
                "text_encoder": "tiny-minilm"}
-    report = {"bootstrap": 100}
+    report = {"bootstrap": 100, "fits": False}
     trainer.update(overrides.pop("trainer", {}))  # type: ignore[arg-type]
+    report.update(overrides.pop("report", {}))  # type: ignore[arg-type]
     body.update(overrides)
     lines = [f"{k} = {json.dumps(v)}" for k, v in body.items()]
     lines += ["[trainer]"] + [f"{k} = {json.dumps(v)}" for k, v in trainer.items()]
@@ -62,7 +63,7 @@ def test_error_falls_with_data_and_the_papers_weighting_beats_uniform(study_cata
     100% of the data, and rating-count weights beat uniform ones: with the weights ignored the
     two strategies would tie exactly, and this test would fail."""
     config = write_config(tmp_path / "study.toml", study_catalog, fractions=[0.1, 1.0],
-                          strategies=["uniform", "effiminivlm"],
+                          strategies=["uniform", "effiminivlm"], report={"fits": False},
                           trainer={"text_encoder": "nreimers/MiniLMv2-L6-H384-distilled-from-"
                                    "BERT-Large"})
     result = run_study(config, log=lambda _: None)
@@ -80,11 +81,12 @@ def test_error_falls_with_data_and_the_papers_weighting_beats_uniform(study_cata
 
     markdown = (result.folder / "report" / "report.md").read_text()
     assert "`uniform`: test 1 - PLCC falls from" in markdown
-    assert "`effiminivlm` against `uniform` at the small fractions" in markdown
-    # two fractions cannot pin down a 3-parameter curve: the fit says so instead of numbers
-    assert "failed: 2 distinct sizes" in markdown
-    for name in ("results.parquet", "results.csv", "summary.csv", "fits.json", "report.html",
-                 "scaling_error_plcc.png", "scaling_test_rmse.png"):
+    assert "`effiminivlm` against `uniform`, paired difference in test PLCC at every " \
+        "fraction: 0.1:" in markdown
+    assert "two-way bootstrap over seeds and test items" in markdown
+    assert "Scaling fits: not asked for" in markdown
+    for name in ("results.parquet", "results.csv", "summary.csv", "pairs.csv", "tiers.json",
+                 "fits.json", "report.html", "scaling_error_plcc.png", "scaling_test_rmse.png"):
         assert (result.folder / "report" / name).stat().st_size > 0
     assert pl.read_csv(result.folder / "report" / "results.csv").height == 12
     assert "data:image/png;base64," in (result.folder / "report" / "report.html").read_text()
@@ -128,6 +130,7 @@ def test_a_killed_study_resumes_without_redoing_finished_runs(study_catalog, tmp
     ("overrides", "message"),
     [
         ({"seeds": [0, 1]}, "at least 3 distinct seeds"),
+        ({"report": {"fits": True}}, "power-law fits need at least 4 fractions"),
         ({"strategies": ["uniform", "no_such"]}, "unknown weighting strategy 'no_such'"),
         ({"strategies": ["sqrt_count:bogus=1"]}, "has no parameter bogus"),
         ({"fractions": [0.0, 0.5]}, "fractions must lie in (0, 1]"),

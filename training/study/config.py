@@ -19,11 +19,22 @@ DEFAULT_FRACTIONS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
 DEFAULT_STRATEGIES = ("uniform", "effiminivlm")
 DEFAULT_SEEDS = (0, 1, 2)
 MIN_SEEDS = 3  # a mean and an interval need a spread
-TRAINER_KEYS = ("mode", "image_encoder", "text_encoder", "epochs", "batch_size", "lr",
+TRAINER_KEYS = ("mode", "head", "image_encoder", "text_encoder", "epochs", "batch_size", "lr",
                 "patience", "huber_delta", "renormalise", "weight_decay", "warmup", "clip")
-REPORT_KEYS = ("bootstrap", "extrapolate_from", "target_plcc", "target_rmse", "baseline")
+HEADS = ("mlp", "ridge")  # mlp: the paper's head, trained; ridge: closed form (frozen only)
+DEFAULT_HEAD = "mlp"
+REPORT_KEYS = ("bootstrap", "extrapolate_from", "target_plcc", "target_rmse", "baseline",
+               "fits", "level")
+EVALUATION_KEYS = ("design", "folds", "repeats", "allow_without_reviews")
+DESIGNS = ("holdout", "kfold")
+DEFAULT_DESIGN = "holdout"
+DEFAULT_FOLDS = 5
+DEFAULT_REPEATS = 1
 DEFAULT_BOOTSTRAP = 1000
 DEFAULT_EXTRAPOLATE_FROM = 0.4
+DEFAULT_LEVEL = 0.95  # of every interval, and 1 - the family-wise error rate of decisions
+# A power law has 3 parameters: a fit needs more distinct sizes than that to say anything.
+MIN_FRACTIONS_FOR_FITS = 4
 # The errors that are fitted: column of the results table -> how the report names it.
 ERRORS = {"error_plcc": "1 - PLCC", "test_rmse": "RMSE"}
 
@@ -43,10 +54,41 @@ class StudyConfig:
     seeds: tuple[int, ...] = DEFAULT_SEEDS
     trainer: dict[str, Any] = field(default_factory=lambda: {"mode": "frozen"})
     report: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def baseline(self) -> str:
         return str(self.report.get("baseline", self.strategies[0]))
+
+    @property
+    def design(self) -> str:
+        return str(self.evaluation.get("design", DEFAULT_DESIGN))
+
+    @property
+    def folds(self) -> int:
+        return int(self.evaluation.get("folds", DEFAULT_FOLDS))
+
+    @property
+    def repeats(self) -> int:
+        return int(self.evaluation.get("repeats", DEFAULT_REPEATS))
+
+    @property
+    def head(self) -> str:
+        return str(self.trainer.get("head", DEFAULT_HEAD))
+
+    @property
+    def fits(self) -> bool:
+        return bool(self.report.get("fits", True))
+
+    @property
+    def level(self) -> float:
+        return float(self.report.get("level", DEFAULT_LEVEL))
+
+    @property
+    def in_memory(self) -> bool:
+        """Runs fitted in memory on the cached embeddings (``training.study.crossfit``), not
+        one ``curate train`` run folder each: every k-fold design, and the ridge head."""
+        return self.design == "kfold" or self.head == "ridge"
 
 
 def study_template(name: str = "scaling", catalog: str = "catalog",
@@ -68,11 +110,18 @@ profile = "default"            # cleaning profile: default or effiminivlm
 min_per_category = 0           # the paper's recipe tops categories up to 10000
 fractions = {list(DEFAULT_FRACTIONS)}
 strategies = {json.dumps(list(DEFAULT_STRATEGIES))}   # any spec of `curate weights list`
-seeds = {list(DEFAULT_SEEDS)}              # slice seed and trainer seed; at least {MIN_SEEDS}
+seeds = {list(DEFAULT_SEEDS)}              # slice and trainer seed; holdout: >= {MIN_SEEDS}
 {out_line}
+
+[evaluation]
+design = "{DEFAULT_DESIGN}"             # holdout: the split's test items; kfold: each item once
+# folds = {DEFAULT_FOLDS}                    # kfold: stratified, near-duplicates in one fold
+# repeats = {DEFAULT_REPEATS}                  # kfold: folds drawn again this many times
+# allow_without_reviews = false  # run review-based strategies without reviews
 
 [trainer]                      # options of `curate train`
 mode = "frozen"                # frozen: encode once, train the head; finetune: the paper
+head = "{DEFAULT_HEAD}"                   # mlp: the paper's head; ridge: closed form (GCV)
 # image_encoder = "{DEFAULT_IMAGE_ENCODER}"
 # text_encoder = "{DEFAULT_TEXT_ENCODER}"
 # epochs = 30
@@ -85,6 +134,8 @@ mode = "frozen"                # frozen: encode once, train the head; finetune: 
 {line(f"bootstrap = {DEFAULT_BOOTSTRAP}", "bootstrap draws for the fits' intervals")}
 {line(f"extrapolate_from = {DEFAULT_EXTRAPOLATE_FROM}", extrapolate_note)}
 # target_plcc = 0.4            # default: the baseline's PLCC at the largest fraction
+# fits = true                  # power-law fits: need at least {MIN_FRACTIONS_FOR_FITS} fractions
+# level = {DEFAULT_LEVEL}                # of the intervals; decisions at 1 - level, Holm-corrected
 """
 
 
@@ -105,7 +156,8 @@ def load_study_config(path: Path | str) -> tuple[StudyConfig, Path]:
     for key in ("name", "catalog"):
         if key not in data:
             raise UserError(f"{path}: missing key {key!r}")
-    for key, valid in (("trainer", TRAINER_KEYS), ("report", REPORT_KEYS)):
+    for key, valid in (("trainer", TRAINER_KEYS), ("report", REPORT_KEYS),
+                       ("evaluation", EVALUATION_KEYS)):
         extra = sorted(set(data.get(key, {})) - set(valid))
         if extra:
             raise UserError(f"{path}: unknown [{key}] key(s) {', '.join(extra)}; valid: "
@@ -131,7 +183,7 @@ _TYPES: dict[str, tuple[type | tuple[type, ...], type | tuple[type, ...] | None]
     "name": (str, None), "catalog": (str, None), "corpus": (str, None), "out": (str, None),
     "profile": (str, None), "min_per_category": (int, None),
     "fractions": (list, (int, float)), "strategies": (list, str), "seeds": (list, int),
-    "trainer": (dict, None), "report": (dict, None),
+    "trainer": (dict, None), "report": (dict, None), "evaluation": (dict, None),
 }
 _TYPE_NAMES = {str: "text", int: "an integer", list: "a list", dict: "a table",
                (int, float): "a number"}
@@ -156,9 +208,12 @@ def _check(config: StudyConfig, path: Path) -> None:
         raise UserError(f"{path}: fractions must lie in (0, 1], got {list(config.fractions)}")
     if len(set(config.fractions)) != len(config.fractions):
         raise UserError(f"{path}: fractions repeat a value")
-    if len(set(config.seeds)) < MIN_SEEDS:
-        raise UserError(f"{path}: give at least {MIN_SEEDS} distinct seeds (intervals need "
-                        f"them), got {list(config.seeds)}")
+    if not config.seeds or (config.evaluation.get("design", DEFAULT_DESIGN) == "holdout"
+                            and len(set(config.seeds)) < MIN_SEEDS):
+        raise UserError(f"{path}: give at least {MIN_SEEDS} distinct seeds (the holdout "
+                        f"design's intervals need them), got {list(config.seeds)}")
+    if len(set(config.seeds)) != len(config.seeds):
+        raise UserError(f"{path}: seeds repeat a value")
     if not config.strategies:
         raise UserError(f"{path}: give at least one strategy")
     for spec in config.strategies:
@@ -172,3 +227,38 @@ def _check(config: StudyConfig, path: Path) -> None:
     mode = config.trainer.get("mode", "frozen")
     if mode not in ("frozen", "finetune"):
         raise UserError(f"{path}: [trainer] mode must be frozen or finetune, got {mode!r}")
+    if config.head not in HEADS:
+        raise UserError(f"{path}: [trainer] head must be one of {', '.join(HEADS)}, got "
+                        f"{config.head!r}")
+    if config.in_memory and mode != "frozen":
+        raise UserError(f"{path}: the {config.design} design with the {config.head} head fits "
+                        "heads on cached embeddings: set [trainer] mode = \"frozen\"")
+    _check_evaluation(config, path)
+    level = config.report.get("level", DEFAULT_LEVEL)
+    if isinstance(level, bool) or not isinstance(level, int | float) or not 0.5 <= level < 1:
+        raise UserError(f"{path}: [report] level must be a number in [0.5, 1), got {level!r}")
+    if config.fits and len(set(config.fractions)) < MIN_FRACTIONS_FOR_FITS:
+        raise UserError(
+            f"{path}: power-law fits need at least {MIN_FRACTIONS_FOR_FITS} fractions (a "
+            f"3-parameter curve passes through any 3 points), got "
+            f"{len(set(config.fractions))}; add fractions or set fits = false in [report]")
+
+
+def _check_evaluation(config: StudyConfig, path: Path) -> None:
+    design = config.evaluation.get("design", DEFAULT_DESIGN)
+    if design not in DESIGNS:
+        raise UserError(f"{path}: [evaluation] design must be one of {', '.join(DESIGNS)}, "
+                        f"got {design!r}")
+    for key, low in (("folds", 2), ("repeats", 1)):
+        value = config.evaluation.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise UserError(f"{path}: [evaluation] {key} must be an integer >= {low}, got "
+                            f"{value!r}")
+        if design != "kfold":
+            raise UserError(f"{path}: [evaluation] {key} is for design = \"kfold\"")
+    allow = config.evaluation.get("allow_without_reviews", False)
+    if not isinstance(allow, bool):
+        raise UserError(f"{path}: [evaluation] allow_without_reviews must be true or false, "
+                        f"got {allow!r}")

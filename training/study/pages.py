@@ -15,13 +15,14 @@ from typing import Any
 import polars as pl
 
 from curation.manifest import atomic_file
+from training.study.compare import Comparison
 from training.study.config import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_EXTRAPOLATE_FROM,
     ERRORS,
     StudyConfig,
 )
-from training.study.scaling import GRID_STARTS, mean_interval
+from training.study.scaling import GRID_STARTS
 
 
 def write_text(path: Path, text: str) -> Path:
@@ -56,8 +57,10 @@ def write_table(frame: pl.DataFrame, stem: Path) -> list[Path]:
     return paths
 
 
-def plot_curves(results: pl.DataFrame, fits: dict[str, Any], error: str, path: Path,
-          config: StudyConfig) -> Path:
+def plot_curves(summary: pl.DataFrame, fits: dict[str, Any], error: str, path: Path,
+                config: StudyConfig) -> Path:
+    """Per strategy, the test error's mean and interval (the report's, see
+    training.study.compare) against training items, and the fitted curve."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,22 +70,22 @@ def plot_curves(results: pl.DataFrame, fits: dict[str, Any], error: str, path: P
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, strategy in enumerate(config.strategies):
         colour = colours[i % len(colours)]
-        rows = results.filter((pl.col("strategy") == strategy) & pl.col(error).is_not_null())
-        per = rows.group_by("fraction").agg(pl.col("train_items").mean(),
-                                            pl.col(error)).sort("fraction")
-        xs, means, lows, highs = [], [], [], []
-        for items, values in per.select("train_items", error).rows():
-            mean, low, high = mean_interval(values)
-            xs.append(items)
-            means.append(mean)
-            lows.append(mean - low)
-            highs.append(high - mean)
+        rows = summary.filter((pl.col("strategy") == strategy)
+                              & pl.col(f"{error}_mean").is_not_null()).sort("fraction")
+        xs = rows["train_items"].to_list()
+        means = rows[f"{error}_mean"].to_list()
+        lows = [m - (lo if lo is not None else m) for m, lo in
+                zip(means, rows[f"{error}_low"].to_list(), strict=True)]
+        highs = [(hi if hi is not None else m) - m for m, hi in
+                 zip(means, rows[f"{error}_high"].to_list(), strict=True)]
         dodge = 1 + 0.04 * (i - (len(config.strategies) - 1) / 2)  # bars side by side
         ax.errorbar([x * dodge for x in xs], means, yerr=[lows, highs], fmt="o", color=colour,
-                    capsize=3,
-                    label=f"{strategy} (mean, 95% CI over seeds)")
-        curve = next(c for c in fits["curves"]
-                     if c["strategy"] == strategy and c["error"] == ERRORS[error])
+                    capsize=3, label=f"{strategy} (mean, {config.level:.0%} interval)")
+        matches = [c for c in fits["curves"]
+                   if c["strategy"] == strategy and c["error"] == ERRORS[error]]
+        if not matches:
+            continue
+        curve = matches[0]
         if "curve" in curve:
             fit = curve["fit"]
             ax.plot(curve["curve"]["train_items"], curve["curve"]["fit"], color=colour,
@@ -124,58 +127,136 @@ def _interval(row: dict[str, Any], column: str, digits: int = 3) -> str:
 
 
 def _verdict(row: dict[str, Any]) -> str:
-    low, high = row["plcc_vs_baseline_low"], row["plcc_vs_baseline_high"]
-    if low is None:
-        return ""
-    if low > 0:
-        return "better"
-    if high < 0:
-        return "worse"
-    return "no clear difference"
+    return row.get("vs_baseline") or ""
+
+
+def _what_ran(config: StudyConfig, ran: dict[str, Any], results: pl.DataFrame,
+              summary: pl.DataFrame, comparison: Comparison) -> list[str]:
+    """The header: what actually ran, not only what was asked for."""
+    lines = []
+    encoders = ran.get("encoders") or {}
+    if encoders:
+        towers = [f"{tower}: {encoders[tower].get('label', encoders[tower].get('loaded'))}"
+                  for tower in ("image", "text") if tower in encoders]
+        lines.append(f"- encoders that ran: {'; '.join(towers)}")
+        random = [t for t in ("image", "text") if t in encoders
+                  and encoders[t].get("ran", True) and not encoders[t].get("pretrained", True)]
+        if random:
+            lines.append(f"- **not pretrained**: the {' and '.join(random)} encoder(s) ran with "
+                         "random weights; their features carry no learned knowledge")
+    if "items" in ran:
+        lines.append(f"- items: {ran['items']:,}, of which {ran.get('items_with_image', 0):,} "
+                     "had an image file that was read")
+    for note in ran.get("notes", []):
+        lines.append(f"- note: {note}")
+    if config.design == "kfold":
+        sizes = sorted({int(v) for v in results["test_items"].to_list()})
+        lines.append(f"- design: k-fold cross-fitting, {config.folds} folds x {config.repeats} "
+                     f"repeat(s), every item a test item once per repeat (test folds of "
+                     f"{sizes[0]:,} to {sizes[-1]:,} items); seeds {_seeds(config)} draw the "
+                     f"slices within each fold's training part")
+    else:
+        size = int(results["test_items"].max())
+        lines.append(f"- design: holdout, one fixed test split of {size:,} items; seeds "
+                     f"{_seeds(config)} draw the slices and initialise the head")
+    lines.append(f"- head: {config.head}" + (
+        " (closed-form weighted ridge, penalty by weighted generalised cross-validation)"
+        if config.head == "ridge" else " (the paper's MLP head, early stopping on val PLCC)"))
+    lines.append(f"- intervals ({config.level:.0%}): {comparison.method}. "
+                 + (_KFOLD_COVERS if config.design == "kfold" else _HOLDOUT_COVERS))
+    lines.append(f"- decisions: every pair of strategies at every fraction, on test PLCC, "
+                 f"Holm-corrected over the pairs of a fraction at {1 - config.level:.2f}; "
+                 "strategies that cannot be told apart share a tier")
+    return lines
+
+
+_HOLDOUT_COVERS = ("They include the sampling of the test items and the training draws the "
+                   "seeds make; at fraction 1 every seed trains on the same items, so there "
+                   "they do not include drawing another training set.")
+_KFOLD_COVERS = ("They include the test items' sampling and the training sets' variation "
+                 "across folds, corrected for the folds' overlap.")
+
+
+def _seeds(config: StudyConfig) -> str:
+    return ", ".join(map(str, config.seeds))
 
 
 def markdown(config: StudyConfig, results: pl.DataFrame, summary: pl.DataFrame,
-              fits: dict[str, Any], missing: list[str], plots: list[Path],
-              findings: list[str]) -> str:
+             fits: dict[str, Any], missing: list[str], plots: list[Path],
+             findings: list[str], comparison: Comparison,
+             ran: dict[str, Any] | None = None) -> str:
+    ran = ran or {}
     lines = [f"# Study `{config.name}`: data scaling and sample weighting", ""]
     trainer = ", ".join(f"{k}={v}" for k, v in sorted(config.trainer.items()))
     lines += [
         f"- catalog: `{config.catalog}`, profile `{config.profile}`",
         f"- fractions: {', '.join(f'{f:g}' for f in sorted(config.fractions))}; strategies: "
-        f"{', '.join(f'`{s}`' for s in config.strategies)} (baseline `{config.baseline}`); "
-        f"seeds: {', '.join(map(str, config.seeds))}",
-        f"- trainer: {trainer}",
+        f"{', '.join(f'`{s}`' for s in config.strategies)} (baseline `{config.baseline}`)",
+        f"- trainer as configured: {trainer}",
+        *_what_ran(config, ran, results, summary, comparison),
         f"- runs: {results.height} finished"
         + (f", {len(missing)} not finished ({', '.join(missing[:5])}"
            f"{', ...' if len(missing) > 5 else ''})" if missing else ""),
-        "- intervals: 95% Student-t over seeds; differences are paired by seed (same slice, "
-        "same head initialisation).",
         "",
         "## Test scores per fraction and strategy",
         "",
-        "| fraction | strategy | train items | test PLCC | test RMSE | test CES | "
+        "| fraction | strategy | train items | test PLCC | test RMSE | "
         f"PLCC - `{config.baseline}` | |",
-        "|---:|---|---:|---:|---:|---:|---:|---|",
+        "|---:|---|---:|---:|---:|---:|---|",
     ]
     for row in summary.sort("fraction", "strategy").iter_rows(named=True):
         is_base = row["strategy"] == config.baseline
         lines.append(
             f"| {row['fraction']:g} | `{row['strategy']}` | {row['train_items']:,.0f} | "
             f"{_interval(row, 'test_plcc')} | {_interval(row, 'test_rmse')} | "
-            f"{_interval(row, 'test_ces')} | "
             f"{'' if is_base else _interval(row, 'plcc_vs_baseline')} | "
             f"{'' if is_base else _verdict(row)} |"
         )
     lines += ["", "## Findings", ""]
     lines += findings
-    lines += ["", "## Scaling fits: L(x) = e_inf + b (x / x_ref)^(-c)", "",
-              "Fitted in log space on the per-fraction means from "
-              f"{GRID_STARTS} starts; intervals from "
-              f"{config.report.get('bootstrap', DEFAULT_BOOTSTRAP)} bootstrap draws of the seeds "
-              "within each fraction. A fit that did not converge is reported as failed.", "",
-              "| strategy | error | status | e_inf | c | b (at x_ref) | log RMSE | "
-              "data to reach target |",
-              "|---|---|---|---|---|---|---:|---|"]
+    lines += ["", "## Every pair of strategies", "",
+              "Paired difference a - b in test PLCC, its interval, p-value and Holm-adjusted "
+              "p-value over the pairs of the fraction.", "",
+              "| fraction | a | b | PLCC a - b | p | p (Holm) | decision |",
+              "|---:|---|---|---:|---:|---:|---|"]
+    for row in comparison.pairs.sort("fraction", "a", "b").iter_rows(named=True):
+        decision = {"a better": f"`{row['a']}` better", "b better": f"`{row['b']}` better",
+                    }.get(row["decision"], "cannot tell")
+        lines.append(f"| {row['fraction']:g} | `{row['a']}` | `{row['b']}` | "
+                     f"{_interval(row, 'plcc_diff')} | {_p(row['p'])} | {_p(row['p_holm'])} | "
+                     f"{decision} |")
+    lines += ["", "Tiers (within a tier, no strategy is decided worse than the tier's best):",
+              ""]
+    for fraction, groups in comparison.tiers.items():
+        shown = " > ".join("{" + ", ".join(f"`{s}`" for s in g) + "}" for g in groups)
+        lines.append(f"- {fraction:g}: {shown}")
+    if not config.fits:
+        lines += ["", "Scaling fits: not asked for (fits = false in [report]).", ""]
+    else:
+        lines += _fit_lines(config, fits)
+    lines += ["## Plots", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in plots]
+    lines += ["", "Tables: `results.csv` (one row per run), `summary.csv`, `pairs.csv`, "
+              "`tiers.json`, `fits.json`.", ""]
+    return "\n".join(lines)
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _fit_lines(config: StudyConfig, fits: dict[str, Any]) -> list[str]:
+    lines = ["", "## Scaling fits: L(x) = e_inf + b (x / x_ref)^(-c)", "",
+             "Fitted in log space on the per-fraction means from "
+             f"{GRID_STARTS} starts; intervals from "
+             f"{config.report.get('bootstrap', DEFAULT_BOOTSTRAP)} bootstrap draws of the runs "
+             "(k-fold: the folds) within each fraction. A fit that did not converge is "
+             "reported as failed.", "",
+             "| strategy | error | status | e_inf | c | b (at x_ref) | log RMSE | "
+             "data to reach target |",
+             "|---|---|---|---|---|---|---:|---|"]
     for curve in fits["curves"]:
         fit = curve["fit"]
         ci = curve.get("bootstrap", {}).get("intervals", {})
@@ -213,10 +294,8 @@ def markdown(config: StudyConfig, results: pl.DataFrame, summary: pl.DataFrame,
                 f"| `{curve['strategy']}` | {curve['error']} | {p['fraction']:g} | "
                 f"{p['measured']:.3f} | {p['predicted']:.3f} | {p['miss']:+.3f} "
                 f"({p['relative_miss']:+.1%}) |")
-    lines += ["", "## Plots", ""]
-    lines += [f"![{p.stem}]({p.name})" for p in plots]
-    lines += ["", "Tables: `results.csv` (one row per run), `summary.csv`, `fits.json`.", ""]
-    return "\n".join(lines)
+    lines.append("")
+    return lines
 
 
 def _ci(pair: Any, items: bool = False) -> str:
@@ -236,14 +315,16 @@ def _items(value: Any) -> str:
     return f"{value:,.0f}"
 
 
-def findings(config: StudyConfig, summary: pl.DataFrame) -> list[str]:
-    """Plain sentences: does error fall with data, and does each strategy beat the baseline
-    at the small fractions?"""
+def findings(config: StudyConfig, summary: pl.DataFrame, comparison: Comparison) -> list[str]:
+    """Plain sentences over every fraction: does error fall with data, how does each strategy
+    fare against the baseline, and which strategies can be told apart."""
     lines = []
     fractions = sorted(summary["fraction"].unique().to_list())
     if len(fractions) >= 2:
         for strategy in config.strategies:
             rows = summary.filter(pl.col("strategy") == strategy).sort("fraction")
+            if not rows.height:
+                continue
             first, last = rows.head(1).row(0, named=True), rows.tail(1).row(0, named=True)
             if first["error_plcc_mean"] is None or last["error_plcc_mean"] is None:
                 continue
@@ -254,19 +335,28 @@ def findings(config: StudyConfig, summary: pl.DataFrame) -> list[str]:
                 f"({first['train_items']:,.0f} items) to {last['error_plcc_mean']:.3f} at "
                 f"{last['fraction']:g} ({last['train_items']:,.0f} items); RMSE from "
                 f"{first['test_rmse_mean']:.3f} to {last['test_rmse_mean']:.3f}.")
-    small = [f for f in fractions if f <= 0.1] or fractions[:1]
     for strategy in config.strategies:
         if strategy == config.baseline:
             continue
-        rows = summary.filter((pl.col("strategy") == strategy) & pl.col("fraction").is_in(small))
+        rows = summary.filter(pl.col("strategy") == strategy).sort("fraction")
         verdicts = [f"{r['fraction']:g}: {r['plcc_vs_baseline_mean']:+.3f} "
                     f"[{r['plcc_vs_baseline_low']:+.3f}, {r['plcc_vs_baseline_high']:+.3f}] "
                     f"({_verdict(r)})"
-                    for r in rows.sort("fraction").iter_rows(named=True)
-                    if r["plcc_vs_baseline_mean"] is not None]
+                    for r in rows.iter_rows(named=True)
+                    if r["plcc_vs_baseline_mean"] is not None
+                    and r["plcc_vs_baseline_low"] is not None]
         if verdicts:
-            lines.append(f"- `{strategy}` against `{config.baseline}` at the small fractions, "
-                         f"paired difference in test PLCC: {'; '.join(verdicts)}.")
+            better = sum(r["vs_baseline"] == "better" for r in rows.iter_rows(named=True))
+            worse = sum(r["vs_baseline"] == "worse" for r in rows.iter_rows(named=True))
+            lines.append(f"- `{strategy}` against `{config.baseline}`, paired difference in "
+                         f"test PLCC at every fraction: {'; '.join(verdicts)}. Better at "
+                         f"{better}, worse at {worse} of {len(verdicts)} fractions (Holm).")
+    for fraction, groups in comparison.tiers.items():
+        if len(groups) > 1:
+            shown = " > ".join("{" + ", ".join(f"`{s}`" for s in g) + "}" for g in groups)
+            lines.append(f"- at {fraction:g}: {shown}.")
+        elif len(groups[0]) > 1:
+            lines.append(f"- at {fraction:g}: no strategy can be told apart from the others.")
     return lines or ["- not enough finished runs for findings yet."]
 
 

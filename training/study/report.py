@@ -3,9 +3,13 @@
 Writes ``STUDY/report/``:
 
 - ``results.parquet`` / ``results.csv``: one row per finished run, its test (and val) scores;
-- ``summary.parquet`` / ``summary.csv``: per (fraction, strategy), the mean and 95% Student-t
-  interval over seeds of every score, and the paired difference from the baseline strategy
-  (same seed = same slice and the same head initialisation, so the pairing removes both);
+- ``summary.parquet`` / ``summary.csv``: per (fraction, strategy), test PLCC and RMSE with
+  their intervals, and the paired difference from the baseline strategy, with its decision;
+- ``pairs.parquet`` / ``pairs.csv``: every pair of strategies at every fraction: the paired
+  difference in test PLCC (and RMSE), its interval, p-value, Holm-adjusted p-value and the
+  decision; ``tiers.json``: the strategies that cannot be told apart, grouped, per fraction.
+  What an interval covers is set by the design (``training.study.compare``) and said in the
+  report's header, with what actually ran (encoders, pretrained or not, images read);
 - ``fits.json``: per strategy and error (1 - PLCC, RMSE), the power-law fit
   L(x) = e_inf + b (x / x_ref)^(-c) with bootstrap intervals, the extrapolation check (fit
   on fractions up to ``extrapolate_from``, predict the larger ones) and the training-set
@@ -16,7 +20,7 @@ Writes ``STUDY/report/``:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +29,19 @@ import polars as pl
 
 from curation.errors import UserError
 from training.study import pages
+from training.study.compare import Comparison, compare
 from training.study.config import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_EXTRAPOLATE_FROM,
     ERRORS,
     StudyConfig,
 )
+from training.study.crossfit import read_units
 from training.study.grid import PlannedRun, load_study, run_folder
 from training.study.scaling import (
     bootstrap_fit,
     data_to_reach,
     fit_power_law,
-    mean_interval,
 )
 
 REPORT_DIR = "report"
@@ -53,6 +58,7 @@ class StudyReport:
     missing: list[str]
     files: list[Path]
     findings: list[str]
+    comparison: Comparison | None = None
 
     def headlines(self) -> list[str]:
         """The findings and each fit in a line, for a terminal."""
@@ -101,29 +107,48 @@ def collect_results(folder: Path, runs: list[PlannedRun]) -> tuple[pl.DataFrame,
     return pl.DataFrame(rows, schema=schema), missing
 
 
-def summarise(results: pl.DataFrame, baseline: str) -> pl.DataFrame:
-    """Mean and 95% interval per (fraction, strategy), and the paired difference in test PLCC
-    and RMSE from the baseline."""
-    base = results.filter(pl.col("strategy") == baseline).select(
-        "fraction", "seed", pl.col("test_plcc").alias("_base_plcc"),
-        pl.col("test_rmse").alias("_base_rmse"))
-    paired = results.join(base, on=["fraction", "seed"], how="left").with_columns(
-        (pl.col("test_plcc") - pl.col("_base_plcc")).alias("plcc_vs_baseline"),
-        (pl.col("test_rmse") - pl.col("_base_rmse")).alias("rmse_vs_baseline"),
-    )
+def collect_predictions(folder: Path, runs: list[PlannedRun]) -> pl.DataFrame:
+    """Every finished run's predictions on its test items, keyed like cross-fitted ones."""
+    frames = []
+    for run in runs:
+        run_dir = run_folder(folder, run)
+        if not run_dir.is_complete():
+            continue
+        test = pl.read_parquet(run_dir.predictions).filter(pl.col("split") == "test")
+        frames.append(test.select(
+            pl.lit(0, pl.Int32).alias("repeat"), pl.lit(0, pl.Int32).alias("fold"),
+            pl.lit(run.seed, pl.Int64).alias("seed"),
+            pl.lit(run.fraction, pl.Float64).alias("fraction"),
+            pl.lit(run.strategy, pl.String).alias("strategy"), "parent_asin",
+            pl.col("target").cast(pl.Float64), pl.col("prediction").cast(pl.Float64)))
+    return pl.concat(frames)
+
+
+def crossfit_results(predictions: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
+    """One row per cross-fitted run (unit x seed x fraction x strategy), scored on its test
+    items, in the columns of ``collect_results``."""
+    from training.metrics import scores
+
+    keys = ["repeat", "fold", "seed", "fraction", "strategy"]
     rows = []
-    for (fraction, strategy), group in sorted(
-        paired.group_by("fraction", "strategy"), key=lambda kg: (kg[0][0], str(kg[0][1]))
-    ):
-        row: dict[str, Any] = {"fraction": fraction, "strategy": strategy,
-                               "runs": group.height,
-                               "train_items": float(group["train_items"].mean())}
-        for column in (*SCORES, "plcc_vs_baseline", "rmse_vs_baseline"):
-            values = group[column].drop_nulls().to_numpy()
-            mean, low, high = mean_interval(values) if len(values) else (None, None, None)
-            row[f"{column}_mean"], row[f"{column}_low"], row[f"{column}_high"] = mean, low, high
-        rows.append(row)
-    return pl.DataFrame(rows)
+    for key, group in predictions.group_by(keys, maintain_order=True):
+        score = scores(group["prediction"].to_numpy(), group["target"].to_numpy())
+        rows.append({**dict(zip(keys, key, strict=True)),
+                     "test_plcc": score["plcc"], "test_spearman": score["spearman"],
+                     "test_mae": score["mae"], "test_rmse": score["rmse"],
+                     "error_plcc": None if score["plcc"] is None else 1.0 - score["plcc"]})
+    scored = pl.DataFrame(rows).with_columns(pl.col("repeat").cast(pl.Int32),
+                                             pl.col("fold").cast(pl.Int32))
+    return runs.join(scored, on=keys).sort(keys)
+
+
+def _fit_rows(results: pl.DataFrame, design: str) -> pl.DataFrame:
+    """The rows a scaling fit bootstraps within each fraction: runs (holdout), or folds with
+    their seeds averaged (kfold: seeds within a fold share its test items)."""
+    if design != "kfold":
+        return results
+    return results.group_by("fraction", "strategy", "repeat", "fold").agg(
+        pl.col("train_items").mean(), pl.col("error_plcc").mean(), pl.col("test_rmse").mean())
 
 
 def fit_strategy_curves(
@@ -191,30 +216,66 @@ def _targets(summary: pl.DataFrame, config: StudyConfig) -> dict[str, float | No
     return targets
 
 
-def build_report(folder: Path | str) -> StudyReport:
+def build_report(folder: Path | str, *, baseline: str | None = None) -> StudyReport:
+    """The report of a study folder; ``baseline`` overrides the config's for this report."""
     folder = Path(folder)
-    config, runs = load_study(folder)
-    results, missing = collect_results(folder, runs)
-    if results.height == 0:
-        raise UserError(f"{folder}: no finished runs yet (curate study run first)")
+    config, runs, ran = load_study(folder)
+    if baseline is not None:
+        if baseline not in config.strategies:
+            raise UserError(f"--baseline {baseline!r} is not one of the study's strategies: "
+                            f"{', '.join(config.strategies)}")
+        config = replace(config, report={**config.report, "baseline": baseline})
+    if config.in_memory:
+        predictions, run_table, missing = read_units(folder, config.design, config.folds,
+                                                     config.repeats)
+        if not run_table.height:
+            raise UserError(f"{folder}: no finished runs yet (curate study run first)")
+        results = crossfit_results(predictions, run_table)
+    else:
+        results, missing = collect_results(folder, runs)
+        if results.height == 0:
+            raise UserError(f"{folder}: no finished runs yet (curate study run first)")
+        predictions = collect_predictions(folder, runs)
+        run_table = results.select(pl.lit(0, pl.Int32).alias("repeat"),
+                                   pl.lit(0, pl.Int32).alias("fold"), "seed", "fraction",
+                                   "strategy", "train_items", "test_items")
+    if missing and config.design == "holdout":
+        # a paired comparison needs every strategy of a fraction on the same seeds (and so the
+        # same test items): a partial study reports the fractions where that holds
+        seeds = results.group_by("fraction", "strategy").agg(
+            pl.col("seed").sort().cast(pl.String).str.join(",").alias("seeds"))
+        keep = seeds.group_by("fraction").agg(pl.len(), pl.col("seeds").n_unique()).filter(
+            (pl.col("len") == len(config.strategies)) & (pl.col("seeds") == 1))["fraction"]
+        predictions = predictions.filter(pl.col("fraction").is_in(keep.implode()))
+        run_table = run_table.filter(pl.col("fraction").is_in(keep.implode()))
     out = folder / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarise(results, config.baseline)
+    comparison = compare(predictions, run_table, config.strategies, config.baseline,
+                         config.design, config.level, folds=config.folds,
+                         repeats=config.repeats)
+    summary = comparison.summary
     targets = _targets(summary, config)
     fits: dict[str, Any] = {"targets": targets, "baseline": config.baseline, "curves": []}
-    for strategy in config.strategies:
-        for error in ERRORS:
-            fits["curves"].append(
-                fit_strategy_curves(results, config, strategy, error, targets[error]))
+    fit_rows = _fit_rows(results, config.design)
+    if config.fits:
+        for strategy in config.strategies:
+            for error in ERRORS:
+                fits["curves"].append(
+                    fit_strategy_curves(fit_rows, config, strategy, error, targets[error]))
     files = []
-    for name, frame in (("results", results), ("summary", summary)):
+    for name, frame in (("results", results), ("summary", summary),
+                        ("pairs", comparison.pairs)):
         files += pages.write_table(frame, out / name)
     files.append(pages.write_json(out / "fits.json", fits))
-    plots = [pages.plot_curves(results, fits, error, out / f"scaling_{error}.png", config)
+    files.append(pages.write_json(out / "tiers.json", {
+        "method": comparison.method, "level": config.level,
+        "tiers": [{"fraction": f, "tiers": t} for f, t in comparison.tiers.items()]}))
+    plots = [pages.plot_curves(summary, fits, error, out / f"scaling_{error}.png", config)
              for error in ERRORS]
     files += plots
-    findings = pages.findings(config, summary)
-    markdown = pages.markdown(config, results, summary, fits, missing, plots, findings)
+    findings = pages.findings(config, summary, comparison)
+    markdown = pages.markdown(config, results, summary, fits, missing, plots, findings,
+                              comparison, ran)
     files.append(pages.write_text(out / "report.md", markdown))
     files.append(pages.write_text(out / "report.html", pages.html_page(markdown, plots)))
-    return StudyReport(folder, results, summary, fits, missing, files, findings)
+    return StudyReport(folder, results, summary, fits, missing, files, findings, comparison)

@@ -245,8 +245,9 @@ def run_study(
 
 
 def _ran_from_runs(folder: Path, runs: list[PlannedRun]) -> dict[str, Any]:
-    """What the runs' manifests say ran: encoders and image counts (of the first finished)."""
-    for run in runs:
+    """What the runs' manifests say ran: encoders and image counts, from a finished run of the
+    largest fraction (its slice holds every item: the whole val and test splits too)."""
+    for run in sorted(runs, key=lambda r: -r.fraction):
         run_dir = run_folder(folder, run)
         if run_dir.is_complete():
             manifest = run_dir.read_manifest()

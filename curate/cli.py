@@ -12,9 +12,11 @@ from curate import (
     audit,
     corpus,
     demo,
+    export,
     images,
     model,
     recsys,
+    runs,
     slicing,
     sql,
     study,
@@ -30,17 +32,51 @@ app = typer.Typer(
     "EffiMiniVLM runs (train, predict) -> studies of data scaling x weighting (study). "
     "Beside them: audits (audit), recommendation-benchmark exports (recsys), queries (sql), "
     "the whole pipeline on a generated corpus (demo), and a check of every output against "
-    "what the catalog recorded (verify).",
+    "what the catalog recorded (verify); run folders side by side (runs); a slice as a "
+    "Hugging Face dataset (export hf).\n\n"
+    "Shell completion: curate --install-completion (bash, zsh, fish, PowerShell), or "
+    "--show-completion to see the script. Commands that print tables take --json, --quiet "
+    "and --verbose.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
+
+# The libraries whose versions decide results; read from the installed metadata, so that
+# --version imports none of them (torch takes seconds).
+VERSIONED = ("duckdb", "polars", "pyarrow", "torch", "datasets")
+
+
+def versions_text() -> str:
+    """``curate <version>`` and the version of each library in VERSIONED that is installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    lines = [f"curate {installed('curate')}"]
+    lines += [f"  {name} {installed(name)}" for name in VERSIONED]
+    return "\n".join(lines)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(versions_text())
+        raise typer.Exit()
+
 
 @app.callback()
 def main_options(
     verify: bool = typer.Option(
         False, "--verify", help="Stages hash every input they read against what was recorded "
         "(default: sizes, row counts and Parquet footers). The same as CURATE_VERIFY=1."),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True,
+        help="Print the versions of curate, duckdb, polars, pyarrow, torch and datasets, "
+        "and exit."),
 ) -> None:
     """Options for every command."""
     if verify:
@@ -64,6 +100,8 @@ app.add_typer(model.model_app, name="model")
 app.add_typer(model.commands)  # train, predict
 app.add_typer(study.study_app, name="study")
 app.add_typer(demo.commands)  # demo
+app.add_typer(runs.runs_app, name="runs")
+app.add_typer(export.export_app, name="export")
 
 
 def main() -> None:  # pragma: no cover

@@ -89,3 +89,46 @@ def default_workers() -> int:
 
 def workers_or_default(workers: int | None) -> int:
     return default_workers() if workers is None else workers
+
+
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print nothing but errors; the exit status tells.")
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document (the full detail) instead.")
+]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="The full detail, not the short summary.")
+]
+
+
+class Output:
+    """Where a command's report goes: a short summary by default, the full detail with
+    ``--verbose``, one JSON document with ``--json``, nothing with ``--quiet``."""
+
+    def __init__(self, *, quiet: bool = False, json: bool = False, verbose: bool = False) -> None:
+        if quiet and json:
+            raise UserError("--quiet and --json: give one of them")
+        self.quiet, self.json, self.verbose = quiet, json, verbose
+
+    @property
+    def text(self) -> bool:
+        """Whether lines of text are printed (neither --quiet nor --json)."""
+        return not (self.quiet or self.json)
+
+    def line(self, text: str = "", *, err: bool = False) -> None:
+        """A line of the summary (also printed under --verbose)."""
+        if self.text:
+            typer.echo(text, err=err)
+
+    def detail(self, text: str = "") -> None:
+        """A line printed only under --verbose."""
+        if self.text and self.verbose:
+            typer.echo(text)
+
+    def document(self, data: Any) -> None:
+        """The JSON document, under --json."""
+        if self.json:
+            import json
+
+            typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from curate.common import CatalogOption, command
+from curate.common import CatalogOption, JsonOption, Output, QuietOption, command
 from curation.paths import DEFAULT_CATALOG
 
 images_app = typer.Typer(
@@ -109,18 +109,21 @@ def images_fetch(
 
 
 @command(images_app, "stats")
-def images_stats(catalog: CatalogOption = DEFAULT_CATALOG) -> None:
+def images_stats(catalog: CatalogOption = DEFAULT_CATALOG, quiet: QuietOption = False,
+                 as_json: JsonOption = False) -> None:
     """URLs by status, with an example error of each, and what the cache holds."""
     from curation.images import image_stats
     from curation.paths import CatalogLayout
 
+    out = Output(quiet=quiet, json=as_json)
     stats = image_stats(CatalogLayout(catalog))
-    typer.echo(f"{stats['urls']:,} URLs; {stats['stored_files']:,} images stored "
-               f"({stats['stored_bytes'] / 1e6:,.1f} MB)")
+    out.document(stats)
+    out.line(f"{stats['urls']:,} URLs; {stats['stored_files']:,} images stored "
+             f"({stats['stored_bytes'] / 1e6:,.1f} MB)")
     for row in stats["by_status"]:
         example = f"  e.g. {row['example_url']}: {row['example_error']}" \
             if row["example_error"] else ""
-        typer.echo(f"  {row['status']:<20} {row['urls']:>8,}{example}")
+        out.line(f"  {row['status']:<20} {row['urls']:>8,}{example}")
 
 
 @command(images_app, "serve")

@@ -3,25 +3,80 @@ nested slices."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from curate.common import CatalogOption, command, split_list, writes_to
+from curate.common import (
+    CatalogOption,
+    JsonOption,
+    Output,
+    QuietOption,
+    VerboseOption,
+    command,
+    split_list,
+    writes_to,
+)
 from curation.paths import DEFAULT_CATALOG
 
 if TYPE_CHECKING:
     from curation.catalog import Catalog
 
+# Strata named in a default summary: the largest deviations from the exact share F x n.
+SUMMARY_STRATA = 3
+
 commands = typer.Typer()
 
-def _print_funnel(funnel: list[dict]) -> None:
-    typer.echo(f"  {'rule':<26} {'in':>9} {'rejected':>9} {'kept':>9}")
+def _print_funnel(funnel: list[dict], echo: Callable[[str], None] = typer.echo) -> None:
+    echo(f"  {'rule':<26} {'in':>9} {'rejected':>9} {'kept':>9}")
     for step in funnel:
-        typer.echo(
-            f"  {step['rule']:<26} {step['in']:>9,} {step['rejected']:>9,} {step['kept']:>9,}"
-        )
+        echo(f"  {step['rule']:<26} {step['in']:>9,} {step['rejected']:>9,} {step['kept']:>9,}")
+
+
+def _funnel_line(funnel: list[dict], profile: str) -> str:
+    """The rules that rejected anything, on one line."""
+    hits = [f"{step['rule']} {step['rejected']:,}" for step in funnel if step["rejected"]]
+    return (f"rejections per rule ({profile} profile): {', '.join(hits) or 'none'}")
+
+
+def _largest_deviations(strata: list[dict], n: int = SUMMARY_STRATA) -> list[dict]:
+    """The strata whose train items in the slice lie furthest from their exact share F x n."""
+    ranked = sorted(strata, key=lambda s: (-abs(s["selected"] - s["exact_share"]), s["stratum"]))
+    return ranked[:n]
+
+
+def _strata_lines(manifest: dict) -> list[str]:
+    """How many strata, and the largest deviations from the exact share, in two lines."""
+    strata = manifest["strata"]
+    top = _largest_deviations(strata)
+    worst = max((abs(s["selected"] - s["exact_share"]) for s in strata), default=0.0)
+    lines = [f"  {len(strata)} strata; the largest deviation of a stratum from its exact share "
+             f"F x n is {worst:.1f} items"]
+    if top and worst > 0:
+        lines.append("  largest deviations (stratum: in slice / exact share): " + "; ".join(
+            f"{s['stratum']}: {s['selected']:,} / {s['exact_share']:.1f}" for s in top))
+    return lines
+
+
+def _view_line(name: str) -> str:
+    """Where the slice is in curate sql, saying so when its name had to change there."""
+    from curation.paths import view_name
+    from curation.slices import SLICE_VIEW
+
+    view = view_name(SLICE_VIEW, name)
+    literal = f"{SLICE_VIEW}_{name}"
+    renamed = "" if view == literal else (f" (not {literal}: characters other than letters, "
+                                          "digits and _ become _ in view names)")
+    return f"  in curate sql: the view {view}{renamed}"
+
+
+def _strata_table(manifest: dict, echo: Callable[[str], None]) -> None:
+    echo(f"  {'stratum':<48} {'train items':>11} {'in slice':>9} {'exact share':>11}")
+    for s in manifest["strata"]:
+        echo(f"  {s['stratum'][:48]:<48} {s['train_items']:>11,} {s['selected']:>9,} "
+             f"{s['exact_share']:>11.1f}")
 
 
 @command(commands, "clean")
@@ -81,28 +136,32 @@ def build_slice_command(
         bool,
         typer.Option("--validate/--no-validate", help="Run the great-expectations suites after."),
     ] = True,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Cut a nested, stratified, reproducible slice of the train split (val and test whole).
 
     Cleans and splits first when needed. Writes CATALOG/slices/<name>/items.parquet and
     manifest.json, a view slice_<name> in curate sql, and validation results under
-    CATALOG/validation/. Exits 1 when validation fails.
+    CATALOG/validation/. Exits 1 when validation fails. Prints the rows per split and the
+    strata furthest from their exact share; --verbose every stratum and the cleaning funnel.
     """
     from curation.catalog import Catalog
 
+    out = Output(quiet=quiet, json=as_json, verbose=verbose)
     opened = Catalog.open(catalog)
     with opened.writing("build-slice"):
         _build_slice(opened, frac, seed=seed, strata=strata, min_per_category=min_per_category,
                      profile=profile, split_seed=split_seed, name=name, export_hf=export_hf,
-                     exclude_label_issues=exclude_label_issues, validate=validate)
+                     exclude_label_issues=exclude_label_issues, validate=validate, out=out)
 
 
 def _build_slice(opened: Catalog, frac: float, *, seed: int, strata: str, min_per_category: int,
                  profile: str, split_seed: int, name: str | None, export_hf: Path | None,
-                 exclude_label_issues: str | None, validate: bool) -> None:
+                 exclude_label_issues: str | None, validate: bool, out: Output) -> None:
     from curation.clean import read_clean_manifest
     from curation.slices import Exclusion, Slice, build_slice
-    from curation.slices import export_hf as save_hf
 
     exclude = None
     if exclude_label_issues is not None:
@@ -121,38 +180,60 @@ def _build_slice(opened: Catalog, frac: float, *, seed: int, strata: str, min_pe
         exclude=exclude,
     )
     rows = result.manifest["rows"]
-    typer.echo(
+    out.line(
         f"slice {result.name}: train {rows['train']:,}, val {rows['val']:,}, "
         f"test {rows['test']:,} items ({result.seconds:.1f}s) -> {result.path}"
     )
-    typer.echo(f"  {'stratum':<48} {'train items':>11} {'in slice':>9} {'exact share':>11}")
-    for s in result.manifest["strata"]:
-        typer.echo(
-            f"  {s['stratum'][:48]:<48} {s['train_items']:>11,} {s['selected']:>9,} "
-            f"{s['exact_share']:>11.1f}"
-        )
+    out.line(_view_line(result.name))
+    if out.verbose:
+        _strata_table(result.manifest, out.line)
+    else:
+        for line in _strata_lines(result.manifest):
+            out.line(line)
     cleaned = read_clean_manifest(opened.layout, profile)
     assert cleaned is not None  # build_slice cleans first when needed
-    typer.echo(f"rejections per rule ({profile} profile):")
-    _print_funnel(cleaned["funnel"])
+    if out.verbose:
+        out.line(f"rejections per rule ({profile} profile):")
+        _print_funnel(cleaned["funnel"], out.line)
+    else:
+        out.line(_funnel_line(cleaned["funnel"], profile))
+        out.line(f"  every stratum and the funnel: --verbose, or curate slices show "
+                 f"{result.name} --verbose")
+    document: dict[str, Any] = {"slice": result.manifest, "path": str(result.path),
+                                "seconds": result.seconds, "funnel": cleaned["funnel"]}
     if export_hf:
-        saved = save_hf(Slice.open(opened, result.name), export_hf)
-        typer.echo(f"saved as a datasets.Dataset in {saved}")
+        from curate.export import export_slice, print_export
+
+        report = export_slice(Slice.open(opened, result.name), export_hf)
+        document["export_hf"] = report
+        if out.text:
+            print_export(report)
     if validate:
-        _run_validation(opened, [result.name])
+        document["validation"] = _run_validation(opened, [result.name], out, document)
+    out.document(document)
 
 
-def _run_validation(catalog: Catalog | Path, slice_names: list[str] | None) -> None:
+def _run_validation(catalog: Catalog | Path, slice_names: list[str] | None,
+                    out: Output | None = None,
+                    document: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Run the suites, print their summaries; exit 1 (after printing ``document`` under
+    --json) when any failed."""
     from curation.validate import validate_all
 
+    out = out or Output()
     reports = validate_all(catalog, slice_names)
     for report in reports:
-        typer.echo(report.summary())
-    typer.echo(
+        out.line(report.summary())
+    out.line(
         f"validation results: {reports[0].json_path.parent}; data docs: {reports[0].docs_path}"
     )
+    results = [{"summary": r.summary(), "success": r.success, "results": str(r.json_path)}
+               for r in reports]
     if not all(r.success for r in reports):
+        if document is not None:
+            out.document({**document, "validation": results})
         raise typer.Exit(1)
+    return results
 
 
 @command(commands, "validate")
@@ -176,29 +257,57 @@ slices_app = typer.Typer(help="Inspect slices: list, show, diff.", no_args_is_he
 
 
 @command(slices_app, "list")
-def slices_list(catalog: CatalogOption = DEFAULT_CATALOG) -> None:
-    """One line per slice: name, fraction, seed, rows per split."""
+def slices_list(
+    catalog: CatalogOption = DEFAULT_CATALOG,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """One line per slice: name, fraction, seed, rows per split (--json: every manifest)."""
     from curation.slices import list_slices
 
+    out = Output(quiet=quiet, json=as_json)
     manifests = list_slices(catalog)
+    out.document(manifests)
     if not manifests:
-        typer.echo("no slices yet: curate build-slice --frac F")
+        out.line("no slices yet: curate build-slice --frac F")
     for m in manifests:
         p, r = m["parameters"], m["rows"]
-        typer.echo(
+        out.line(
             f"{m['name']:<36} frac={p['frac']:<6g} seed={p['seed']:<3} "
             f"train={r['train']:>9,} val={r['val']:>8,} test={r['test']:>8,}"
         )
 
 
 @command(slices_app, "show")
-def slices_show(name: str, catalog: CatalogOption = DEFAULT_CATALOG) -> None:
-    """A slice's manifest: parameters, inputs, rows per split and per stratum."""
+def slices_show(
+    name: str,
+    catalog: CatalogOption = DEFAULT_CATALOG,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """A slice's parameters, rows per split and the strata furthest from their exact share;
+    --verbose (or --json) the whole manifest: inputs, checksums, every stratum, versions."""
     import json
 
     from curation.slices import Slice
 
-    typer.echo(json.dumps(Slice.open(catalog, name).manifest, indent=2, sort_keys=True))
+    out = Output(quiet=quiet, json=as_json, verbose=verbose)
+    slice_ = Slice.open(catalog, name)
+    manifest = slice_.manifest
+    out.document(manifest)
+    if out.verbose:
+        out.line(json.dumps(manifest, indent=2, sort_keys=True))
+        return
+    rows = manifest["rows"]
+    out.line(f'slice "{name}": {json.dumps(manifest["parameters"], sort_keys=True)}')
+    out.line(f"  rows: train {rows['train']:,}, val {rows['val']:,}, test {rows['test']:,}")
+    out.line(_view_line(name))
+    for line in _strata_lines(manifest):
+        out.line(line)
+    items_sha = manifest.get("outputs", {}).get(slice_.path.name, "?")
+    out.line(f"  items: {slice_.path} (SHA-256 {items_sha[:16]}...)")
+    out.line(f"  the whole manifest: curate slices show {name} --verbose (or --json)")
 
 
 @command(slices_app, "diff")

@@ -222,12 +222,48 @@ def _write(relation, output_format: str, path: Path) -> None:
 
 
 def _render_table(relation, max_rows: int) -> str:
-    """DuckDB's own box rendering of at most max_rows rows; says so when rows were cut."""
+    """DuckDB's own box rendering of at most max_rows rows, every one of them (``str`` of a
+    relation elides all but about 20 rows, whatever --max-rows says); says so when rows were
+    cut."""
+    import contextlib
+    import io
+
+    if max_rows < 1:
+        raise UserError(f"--max-rows must be 1 or more, got {max_rows}")
     rows = relation.limit(max_rows + 1).fetchall()
-    text = str(relation.limit(max_rows))
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):  # show() prints through Python's sys.stdout
+        relation.limit(max_rows).show(max_rows=max_rows + 1)
+    text = shown.getvalue()
     if len(rows) > max_rows:
         text += f"(more than {max_rows} rows; use --max-rows, or --format csv)\n"
     return text
+
+
+BASE_VIEWS = {
+    "reviews": "review lines (bronze)", "items": "item metadata lines (bronze)",
+    "quarantine": "lines ingest could not type, with the reason",
+    "ingest_files": "one row per raw file: lines read = rows + quarantined",
+}
+
+
+def view_lines(catalog: Catalog) -> list[str]:
+    """One line per view of the catalog: its name, what it holds, and, where the view's name
+    is not the slice's (characters other than letters, digits and _ become _), the slice's."""
+    lines = []
+    for name in catalog.view_definitions():
+        entry = catalog.tables.get(name, {})
+        what = BASE_VIEWS.get(name) or ", ".join(
+            f"{k} {v}" for k, v in entry.items() if k != "files") or "a catalog table"
+        if "slice" in entry:
+            kind = name.split("_", 1)[0]
+            parts = [entry["slice"], *([entry["weights"]] if "weights" in entry else [])]
+            literal = f"{kind}_" + "__".join(parts)
+            if literal != name:
+                what += f" (renamed from {literal}: characters other than letters, digits and _ " \
+                        "become _)"
+        lines.append(f"{name:<36} {what}")
+    return lines
 
 
 def interactive(catalog_root: Path, *, write: bool = False, max_rows: int = 40,
@@ -235,11 +271,12 @@ def interactive(catalog_root: Path, *, write: bool = False, max_rows: int = 40,
     """A small prompt: statements end with ';'. '.quit' or an end of input leaves."""
     import readline  # noqa: F401 - line editing and history for input()
 
-    views = ", ".join(Catalog.open(catalog_root).view_definitions())
-    print(
-        f"curate sql on {catalog_root} ({'read-write' if write else 'read-only'}); "
-        f"views: {views}. End statements with ';', leave with .quit"
-    )
+    opened = Catalog.open(catalog_root)
+    views = list(opened.view_definitions())
+    base = [v for v in views if v in BASE_VIEWS]
+    more = f" and {len(views) - len(base)} more" if len(views) > len(base) else ""
+    print(f"curate sql on {catalog_root} ({'read-write' if write else 'read-only'}): views "
+          f"{', '.join(base)}{more}\n.views lists them; end statements with ';'; .quit leaves")
     buffer: list[str] = []
     with session(catalog_root, write=write, allow_read=allow_read) as con:
         while True:
@@ -250,6 +287,9 @@ def interactive(catalog_root: Path, *, write: bool = False, max_rows: int = 40,
                 break
             if not buffer and line.strip() in (".quit", ".exit", "\\q"):
                 break
+            if not buffer and line.strip() == ".views":
+                print("\n".join(view_lines(opened)))
+                continue
             buffer.append(line)
             if line.rstrip().endswith(";"):
                 text = "\n".join(buffer)

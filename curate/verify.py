@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from curate.common import CatalogOption, command
+from curate.common import CatalogOption, JsonOption, Output, QuietOption, command
 from curation.catalog import Catalog, CatalogError
 from curation.errors import IntegrityError
 from curation.integrity import Problem, VerifyReport, restore_catalog_json, verify_catalog
@@ -30,11 +30,15 @@ def verify(
                            "if that is unchanged; silver, splits and slices from their inputs. "
                            "What cannot be re-derived is named with the command that rebuilds it.")
     ] = False,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Check every output of the catalog against what it recorded: bronze parts and quarantine
     files against catalog.json (parts, rows, SHA-256, reconciliation), every output folder's
     files against its manifest.json (bytes, rows, SHA-256), and every file a view reads.
-    Exits 0 when all match, 1 naming each file that differs."""
+    Exits 0 when all match, 1 naming each file that differs (on stderr; --json: in the
+    document on stdout; --quiet: only the exit status)."""
+    out = Output(quiet=quiet, json=as_json)
     try:
         opened = Catalog.open(catalog)
     except CatalogError:  # catalog.json missing or damaged: its copy, if --repair
@@ -46,20 +50,27 @@ def verify(
     if report.problems and repair:
         repair_catalog(opened, report.problems)
         report = verify_catalog(Catalog.open(catalog), hashes=not quick)
-    _print(report)
+    out.document({
+        "root": str(report.root), "files_checked": report.files_checked,
+        "hashed": report.hashed, "ok": not report.problems,
+        "problems": [{"path": p.path, "what": p.what, "owner": p.owner}
+                     for p in report.problems],
+        "unrecorded": report.unrecorded,
+    })
+    _print(report, out)
     if report.problems:
         raise typer.Exit(1)
 
 
-def _print(report: VerifyReport) -> None:
+def _print(report: VerifyReport, out: Output) -> None:
     depth = "SHA-256 of every byte" if report.hashed else "sizes and rows only, --quick"
     for problem in report.problems:
-        typer.echo(f"{problem.path}: {problem.what}", err=True)
+        out.line(f"{problem.path}: {problem.what}", err=True)
     for folder in report.unrecorded:
-        typer.echo(f"note: {folder}: its manifest records no checksums (not checked)", err=True)
+        out.line(f"note: {folder}: its manifest records no checksums (not checked)", err=True)
     n = len(report.problems)
     verdict = f"{n} differ{'s' if n == 1 else ''}" if n else "all as recorded"
-    typer.echo(f"{report.root}: {report.files_checked:,} files checked ({depth}): {verdict}")
+    out.line(f"{report.root}: {report.files_checked:,} files checked ({depth}): {verdict}")
 
 
 def repair_catalog(catalog: Catalog, problems: list[Problem]) -> None:

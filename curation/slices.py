@@ -15,6 +15,7 @@ The val and test splits are in every slice, whole and identical.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -377,14 +378,135 @@ def diff_slices(catalog: Catalog | Path | str, a: str, b: str) -> dict[str, Any]
     }
 
 
-def export_hf(slice_: Slice, out_dir: Path | str) -> Path:
-    """Save a slice as a ``datasets.Dataset`` on disk (``datasets.load_from_disk``)."""
+# A slice's split names -> the Hugging Face convention's.
+HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}
+HF_IMAGE = "image"  # the Image feature, when any item's image is on this machine
+HF_LICENCE = (
+    "The Amazon Reviews 2023 data are released for research use only; see "
+    "https://amazon-reviews-2023.github.io/ and cite Hou et al. 2024, \"Bridging Language and "
+    "Items for Retrieval and Recommendation\" (arXiv:2403.03952)."
+)
+
+
+def export_hf(slice_: Slice, out_dir: Path | str, *,
+              weights: dict[str, pl.DataFrame] | None = None, images: bool = True) -> Path:
+    """Save a slice as a ``datasets.DatasetDict`` (train, validation, test) in ``out_dir``
+    (``datasets.load_from_disk``), with a dataset card, README.md, holding the manifest's facts.
+
+    ``weights`` maps a column name to a table (parent_asin, weight) covering the slice's items
+    (the caller computes them: weights live in the layer above); each becomes a column. With
+    ``images``, an ``image`` column of the Image feature holds each item's main image when it
+    is on this machine (a ``file://`` URL, or the catalog's image cache) and opens as an
+    image, its bytes embedded; null otherwise. Written beside ``out_dir`` and renamed when
+    complete; an existing export there is replaced, any other folder refused."""
+    import shutil
+
+    import polars as pl
+
     try:
         import datasets
     except ImportError as exc:
         raise UserError(
             "--export-hf needs the datasets package: pip install 'curate[hub]'"
         ) from exc
-    dataset = datasets.Dataset.from_parquet(str(slice_.path))
-    dataset.save_to_disk(str(out_dir))
-    return Path(out_dir)
+    from curation.images import resolve_image_paths
+
+    out = Path(out_dir)
+    earlier_export = (out / "dataset_dict.json").exists() or (out / "dataset_info.json").exists()
+    if out.exists() and not earlier_export and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} exists and is not a dataset export; choose another folder")
+    items = slice_.items()
+    for column, table in (weights or {}).items():
+        if column in items.columns:
+            raise UserError(f"weight column {column!r} clashes with a column of the slice")
+        joined = table.select("parent_asin", pl.col("weight").alias(column))
+        items = items.join(joined, on="parent_asin", how="left")
+        if items[column].null_count():
+            raise UserError(f"weights {column!r} do not cover every item of the slice")
+    with_image = 0
+    if images:
+        paths = [p if p is not None and _decodes(p) else None for p in
+                 resolve_image_paths(items["main_image_url"].to_list(), slice_.catalog.layout)]
+        with_image = sum(p is not None for p in paths)
+        if with_image:
+            items = items.with_columns(pl.Series(HF_IMAGE, paths, dtype=pl.String))
+    splits = {}
+    for split, hf_split in HF_SPLITS.items():
+        part = datasets.Dataset.from_polars(items.filter(pl.col("split") == split))
+        if with_image:
+            part = part.cast_column(HF_IMAGE, datasets.Image())
+        splits[hf_split] = part
+    dataset = datasets.DatasetDict(splits)
+    staging = out.with_name(f".{out.name}.staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # a bar per split on stderr says nothing worth its lines
+    try:
+        dataset.save_to_disk(str(staging))
+        counts = {hf: splits[hf].num_rows for hf in splits}
+        (staging / "README.md").write_text(dataset_card(slice_, counts, list(weights or {}),
+                                                         with_image))
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _decodes(path: str) -> bool:
+    """Whether an image file opens as an image: a corrupt one would fail every reader of the
+    export at decoding, so its item gets no image (as the trainer gives it a black one)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return False
+    return True
+
+
+def dataset_card(slice_: Slice, counts: dict[str, int], weight_columns: list[str],
+                 with_image: int) -> str:
+    """The README.md of an export: the slice manifest's facts and the data's licence."""
+    p = slice_.parameters
+    items_sha = slice_.manifest.get("outputs", {}).get(slice_.path.name) or sha256_file(
+        slice_.path)
+    rows = "\n".join(f"| {hf} | {counts[hf]:,} |" for hf in HF_SPLITS.values())
+    total = sum(counts.values())
+    lines = [
+        "---",
+        "license: other",
+        "pretty_name: " + slice_.name,
+        "---",
+        "",
+        f"# {slice_.name}",
+        "",
+        "A slice of the Amazon Reviews 2023 corpus cut by Curate (`curate export hf`): every "
+        "train item whose stratum threshold lies at or below the fraction, and the whole "
+        "validation and test splits.",
+        "",
+        f"- profile: `{p['profile']}`",
+        f"- fraction: {p['frac']:g}",
+        f"- seed: {p['seed']} (split seed {p['split_seed']})",
+        f"- strata: {', '.join(p['strata'])}",
+        f"- minimum per category: {p['min_per_category']}",
+        f"- items file SHA-256: `{items_sha}`",
+        f"- weight columns: {', '.join(f'`{c}`' for c in weight_columns) or 'none'}",
+        f"- images: {with_image:,} of {total:,} items carry an `image` (Image feature)"
+        if with_image else "- images: none on this machine (no `image` column)",
+        "",
+        "| split | rows |",
+        "|---|---|",
+        rows,
+        "",
+        "## Licence",
+        "",
+        HF_LICENCE,
+        "",
+    ]
+    return "\n".join(lines)

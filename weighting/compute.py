@@ -45,6 +45,19 @@ def parse_spec(spec: str) -> list[tuple[str, dict[str, Any]]]:
     return terms
 
 
+def as_polars(frame: Any) -> pl.DataFrame:
+    """A Polars DataFrame from a Polars DataFrame or LazyFrame, or a pandas DataFrame (whose
+    index is dropped); anything else is a UserError naming what came."""
+    if isinstance(frame, pl.LazyFrame):
+        return frame.collect()
+    if isinstance(frame, pl.DataFrame):
+        return frame
+    if type(frame).__module__.split(".")[0] == "pandas" and hasattr(frame, "columns"):
+        return pl.from_pandas(frame)
+    raise UserError(f"weights are computed from a Polars or pandas DataFrame, not "
+                    f"{type(frame).__module__}.{type(frame).__name__}")
+
+
 def compute_with_stats(
     frame: pl.DataFrame,
     spec: str,
@@ -60,8 +73,7 @@ def compute_with_stats(
     ``normalise`` (divide by the mean over the train rows, so that it is 1 there).
     """
     _check_transforms(clip, power)
-    if isinstance(frame, pl.LazyFrame):
-        frame = frame.collect()
+    frame = as_polars(frame)
     train = frame.filter(pl.col(SPLIT) == TRAIN) if SPLIT in frame.columns else frame
     product: pl.Expr = pl.lit(1.0)
     stats: dict[str, Any] = {"spec": spec, "train_rows": train.height, "terms": []}
@@ -124,5 +136,6 @@ def _check_transforms(clip: tuple[float | None, float | None] | None,
 
 
 def compute(frame: pl.DataFrame, spec: str, **transforms: Any) -> pl.Series:
-    """One finite, non-negative weight per row of ``frame`` (see ``compute_with_stats``)."""
+    """One finite, non-negative weight per row of ``frame``, a Polars or pandas DataFrame
+    (see ``compute_with_stats``)."""
     return compute_with_stats(frame, spec, **transforms)[0]

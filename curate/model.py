@@ -11,6 +11,7 @@ from curate.common import CatalogOption, command, workers_or_default
 from curation.errors import UserError
 from curation.paths import DEFAULT_CATALOG
 from training.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
+from training.loss_registry import DEFAULT_LOSS, describe_losses
 
 commands = typer.Typer()
 
@@ -104,6 +105,11 @@ def train_command(
     renormalise: Annotated[
         bool, typer.Option(help="Divide by the batch's weight sum instead of its size.")
     ] = False,
+    loss: Annotated[
+        str,
+        typer.Option(help="Loss spec, name:key=value,... (weights apply to every term). "
+                     + describe_losses().replace("\n", ". ") + "."),
+    ] = DEFAULT_LOSS,
     workers: Annotated[
         int | None, typer.Option(help="DataLoader worker processes (decode, tokenise).")
     ] = None,
@@ -114,9 +120,10 @@ def train_command(
     """Train EffiMiniVLM on a slice with a weighting; write the run folder (config, checkpoints,
     metrics.json, predictions.parquet, training_dynamics.parquet, model, manifest).
 
-    The loss is the batch mean of weight x Huber(prediction - average_rating); the best epoch by
-    validation Pearson is kept; val and test are scored (PLCC, PLCC+, Spearman, MAE, RMSE, CES),
-    also per category and rating-count decile. Set HF_HUB_OFFLINE=1 without the hub.
+    The loss is the batch mean of weight x Huber(prediction - average_rating) (--loss: or CLCE,
+    which adds a contrastive term over rating bins); the best epoch by validation Pearson is
+    kept; val and test are scored (PLCC, PLCC+, Spearman, MAE, RMSE, CES), also per category
+    and rating-count decile. Set HF_HUB_OFFLINE=1 without the hub.
     """
     from training.config import TrainConfig
     from training.run_folder import RunFolder
@@ -126,9 +133,9 @@ def train_command(
         catalog=str(catalog), slice=slice_name, weights=weights, mode=mode, seed=seed,
         image_encoder=image_encoder, text_encoder=text_encoder, epochs=epochs,
         batch_size=batch_size, lr=lr, patience=patience, huber_delta=huber_delta,
-        renormalise=renormalise,
+        renormalise=renormalise, loss=loss,
     )
-    folder = out or RunFolder.default(slice_name, weights, mode, seed).path
+    folder = out or RunFolder.default(slice_name, weights, mode, seed, loss).path
     result = train(config, folder, workers=workers_or_default(workers),
                    log=lambda line: typer.echo(line, err=True), keep_checkpoint=keep_checkpoint)
     m = result.metrics

@@ -1,6 +1,7 @@
 """Checkpoints of a run's last finished epoch: weights, optimizer moments, the torch RNG and
 the early-stopping state, as safetensors and JSON, swapped in whole (a kill never leaves half
-a checkpoint)."""
+a checkpoint). What the loss trains or fits beside the model (``training.loss.TrainingLoss``:
+a classifier, the rating bins' edges) is saved with it in ``loss.safetensors``."""
 
 from __future__ import annotations
 
@@ -14,10 +15,15 @@ import torch
 
 from curation.manifest import write_json_atomic
 
+LOSS_STATE = "loss.safetensors"
+
 
 def save_checkpoint(
-    folder: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+    folder: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    state: dict[str, Any], *, loss: torch.nn.Module | None = None,
 ) -> None:
+    """Save ``module``'s weights, the optimizer, the RNG and ``state`` (and ``loss``'s state
+    when it has any) as the checkpoint in ``folder``."""
     from safetensors.torch import save_file
 
     tmp = folder.with_name(folder.name + ".tmp")
@@ -30,6 +36,8 @@ def save_checkpoint(
     tensors = {f"{i}.{k}": v.contiguous() for i, s in opt["state"].items() for k, v in s.items()}
     tensors["rng"] = torch.get_rng_state()
     save_file(tensors, str(tmp / "optimizer.safetensors"))
+    if loss is not None and (loss_state := loss.state_dict()):
+        save_file({k: v.contiguous() for k, v in loss_state.items()}, str(tmp / LOSS_STATE))
     write_json_atomic(tmp / "state.json", {**state, "param_groups": opt["param_groups"]})
     old = folder.with_name(folder.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
@@ -44,11 +52,16 @@ def has_checkpoint(folder: Path) -> bool:
 
 
 def load_checkpoint(
-    folder: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer
+    folder: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
+    loss: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
+    """Restore what ``save_checkpoint`` saved into ``module``, ``optimizer``, the RNG and
+    ``loss``; returns the state."""
     from safetensors.torch import load_file
 
     module.load_state_dict(load_file(str(folder / "weights.safetensors")))
+    if loss is not None and loss.state_dict():
+        loss.load_state_dict(load_file(str(folder / LOSS_STATE)))
     tensors = load_file(str(folder / "optimizer.safetensors"))
     torch.set_rng_state(tensors.pop("rng"))
     state = json.loads((folder / "state.json").read_text())

@@ -8,6 +8,7 @@ from typing import Any
 
 from curation.errors import UserError
 from training.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
+from training.loss_registry import DEFAULT_LOSS, parse_loss
 
 DEFAULT_HUBER_DELTA = 1.0
 MODES = ("frozen", "finetune")
@@ -37,13 +38,16 @@ class TrainConfig:
     clip: float = 1.0
     huber_delta: float = DEFAULT_HUBER_DELTA
     renormalise: bool = False
+    loss: str = DEFAULT_LOSS  # a loss spec (training.loss_registry), canonical once resolved
 
     def resolved(self) -> TrainConfig:
-        """The config with the mode's defaults filled in (and checked)."""
+        """The config with the mode's defaults filled in and its loss spec in canonical form
+        (and checked)."""
         if self.mode not in MODES:
             raise UserError(f"unknown mode {self.mode!r}; choose from {', '.join(MODES)}")
         filled = {k: v if v is not None else MODE_DEFAULTS[self.mode].get(k)
                   for k, v in asdict(self).items()}
+        filled["loss"] = parse_loss(self.loss).spec
         config = TrainConfig(**filled)
         checks = {
             "epochs": config.epochs >= 1,

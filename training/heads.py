@@ -9,7 +9,8 @@ cached features; these functions take arrays and return a predictor, with no run
   and Wahba 1979) over a fixed grid, from one SVD of the weighted, centred features, so a fit
   is deterministic and takes a fraction of a second for a few thousand items.
 - ``fit_mlp_head``: the trainer's frozen-mode head (``RegressionHead``, AdamW, the cosine
-  schedule, the weighted Huber loss, early stopping on validation PLCC), on arrays.
+  schedule, the weighted Huber loss or another of ``training.loss_registry``, early stopping
+  on validation PLCC), on arrays.
 """
 
 from __future__ import annotations
@@ -127,12 +128,15 @@ class MlpSettings:
 
 def fit_mlp_head(features: np.ndarray, target: np.ndarray, weight: np.ndarray,
                  train_rows: np.ndarray, val_rows: np.ndarray, seed: int,
-                 settings: MlpSettings) -> tuple[Predictor, int]:
+                 settings: MlpSettings, *, loss: str = "huber") -> tuple[Predictor, int]:
     """(predictor, best epoch): the frozen-mode MLP head trained on ``train_rows`` and stopped
-    early on the validation PLCC of ``val_rows``, as ``curate train --mode frozen`` does."""
+    early on the validation PLCC of ``val_rows``, as ``curate train --mode frozen`` does, with
+    the loss spec ``loss`` (``training.loss_registry``; its rating bins fitted on the train
+    rows' targets, its classifier, if any, trained with the head)."""
     import torch
 
-    from training.loss import weighted_huber
+    from training.loss import TrainingLoss
+    from training.loss_registry import fit_bin_edges, parse_loss
     from training.metrics import pearson
     from training.model import RegressionHead
     from training.trainer import lr_at
@@ -148,8 +152,13 @@ def fit_mlp_head(features: np.ndarray, target: np.ndarray, weight: np.ndarray,
     head = RegressionHead(x.shape[1])
     with torch.no_grad():  # start at the weighted train mean (see the trainer)
         head[-1].bias.fill_(float((w[train_rows] * y[train_rows]).sum() / w[train_rows].sum()))
-    optimizer = torch.optim.AdamW(head.parameters(), lr=settings.lr,
-                                  weight_decay=settings.weight_decay)
+    plan = parse_loss(loss)
+    training_loss = TrainingLoss(
+        plan, huber_delta=settings.huber_delta, renormalise=settings.renormalise,
+        edges=fit_bin_edges(plan, np.asarray(target, dtype=np.float64)[train_rows]),
+        width=head[-1].in_features)
+    trained = [*head.parameters(), *training_loss.parameters()]  # the head's alone for huber
+    optimizer = torch.optim.AdamW(trained, lr=settings.lr, weight_decay=settings.weight_decay)
     total = math.ceil(len(train_rows) / settings.batch_size) * settings.epochs
     step, best_plcc, best_epoch, bad = 0, -math.inf, 0, 0
     best_state = {k: v.clone() for k, v in head.state_dict().items()}
@@ -168,11 +177,11 @@ def fit_mlp_head(features: np.ndarray, target: np.ndarray, weight: np.ndarray,
             index = torch.from_numpy(order[start: start + settings.batch_size])
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total, settings.warmup, settings.lr)
-            loss, _ = weighted_huber(head(inputs[index]).squeeze(-1), y[index], w[index],
-                                     settings.huber_delta, settings.renormalise)
+            output, embedding = head.forward_with_embedding(inputs[index])
+            batch_loss, _ = training_loss(output.squeeze(-1), embedding, y[index], w[index])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(head.parameters(), settings.clip)
+            batch_loss.backward()
+            torch.nn.utils.clip_grad_norm_(trained, settings.clip)
             optimizer.step()
             step += 1
         plcc = pearson(predict_rows(val_rows), val_target)

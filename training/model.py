@@ -166,6 +166,15 @@ class RegressionHead(nn.Sequential):
         layers.append(nn.Linear(width, 1))
         super().__init__(*layers)
 
+    def forward_with_embedding(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(output, embedding): the embedding is the penultimate activation, the vector the
+        last Linear reads (after the last hidden block's dropout, in training). The same
+        layers run in the same order as ``forward``, so the output is the same to the bit."""
+        hidden = features
+        for layer in list(self)[:-1]:
+            hidden = layer(hidden)
+        return self[-1](hidden), hidden
+
 
 class EffiMiniVLM(nn.Module):
     """Image encoder (or None: a text-only model), text encoder and head. A text-only model
@@ -224,6 +233,19 @@ class EffiMiniVLM(nn.Module):
     ) -> torch.Tensor:
         features = self.encode(pixel_values, input_ids, attention_mask, has_image)
         return self.head(features).squeeze(-1)
+
+    def forward_with_embedding(
+        self,
+        pixel_values: torch.Tensor | None,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        has_image: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prediction, the head's penultimate activation): see
+        ``RegressionHead.forward_with_embedding``."""
+        features = self.encode(pixel_values, input_ids, attention_mask, has_image)
+        output, hidden = self.head.forward_with_embedding(features)
+        return output.squeeze(-1), hidden
 
 
 @dataclass

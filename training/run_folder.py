@@ -19,6 +19,7 @@ from typing import Any
 
 from curation.errors import UserError
 from curation.paths import MANIFEST
+from training.loss_registry import DEFAULT_LOSS
 
 DEFAULT_RUNS = Path("runs")
 
@@ -28,9 +29,12 @@ class RunFolder:
     path: Path
 
     @classmethod
-    def default(cls, slice_name: str, weights: str, mode: str, seed: int) -> RunFolder:
-        """Where ``curate train`` puts a run when not told: runs/<slice>__<weights>__..."""
-        return cls(DEFAULT_RUNS / f"{slice_name}__{weights}__{mode}__seed{seed}")
+    def default(cls, slice_name: str, weights: str, mode: str, seed: int,
+                loss: str = DEFAULT_LOSS) -> RunFolder:
+        """Where ``curate train`` puts a run when not told: runs/<slice>__<weights>__<mode>__
+        seed<N>, and __<loss spec> after it for a loss other than the default."""
+        name = f"{slice_name}__{weights}__{mode}__seed{seed}"
+        return cls(DEFAULT_RUNS / (name if loss == DEFAULT_LOSS else f"{name}__{loss}"))
 
     @property
     def config(self) -> Path:

@@ -14,6 +14,12 @@ and test, the outputs written, the manifest last). ``training.run_folder`` lists
 - ``model.safetensors``: the best weights (frozen mode: the head, and a random image
   encoder's calibrated batch norms in ``encoder_state.safetensors``).
 
+The loss is ``config.loss``, a spec of ``training.loss_registry`` (default ``huber``, the
+paper's weighted Huber). A loss with rating bins (``clce``) fits their edges once on the train
+items; they and its classifier (``ce > 0``, optimised with the model) are checkpointed with the
+run, and the manifest records the loss's spec, parameters and edges. The model files never
+hold the classifier: it is a training aid, not part of the model.
+
 ``metrics.json`` and ``manifest.json`` also say what ran: ``encoders_ran`` (each tower's
 configured name, the weights actually loaded, whether pretrained) and how many items had an
 image actually decoded (``items_with_image``; ``items_without_image`` the rest): in frozen mode
@@ -45,7 +51,8 @@ from training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.data import TARGET, ItemDataset, data_loader, load_training_items
 from training.embeddings import batch_norm_state, calibration_paths, embedding_cache
-from training.loss import weighted_huber
+from training.loss import TrainingLoss
+from training.loss_registry import DEFAULT_LOSS, fit_bin_edges, parse_loss
 from training.metrics import evaluate, pearson
 from training.model import (
     MAX_TOKENS,
@@ -118,6 +125,11 @@ class _Frozen:
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.head(inputs).squeeze(-1)
 
+    def forward_with_embedding(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prediction, the head's penultimate activation)."""
+        output, hidden = self.head.forward_with_embedding(inputs)
+        return output.squeeze(-1), hidden
+
 
 class _Finetune:
     """End to end: images decoded and text tokenised by DataLoader workers. Whether each row's
@@ -149,6 +161,11 @@ class _Finetune:
         return self.model(inputs.pixel_values, inputs.input_ids, inputs.attention_mask,
                           inputs.has_image)
 
+    def forward_with_embedding(self, inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prediction, the head's penultimate activation)."""
+        return self.model.forward_with_embedding(inputs.pixel_values, inputs.input_ids,
+                                                 inputs.attention_mask, inputs.has_image)
+
 
 def _predict(engine: _Frozen | _Finetune, rows: np.ndarray, batch_size: int) -> np.ndarray:
     engine.trainable.eval()
@@ -179,6 +196,7 @@ class _OpenRun:
     params: int
     flops: int
     engine: _Frozen | _Finetune
+    loss: TrainingLoss
     optimizer: torch.optim.Optimizer
     target: torch.Tensor
     weight: torch.Tensor
@@ -213,7 +231,8 @@ def _open(config: TrainConfig, folder: RunFolder, workers: int,
     optimizer, resume its last checkpoint; a complete run's RunResult instead."""
     wanted = asdict(config)
     if folder.config.exists():
-        existing = folder.read_config()
+        # a folder from before losses had names trained with the one there was
+        existing = {"loss": DEFAULT_LOSS, **folder.read_config()}
         if existing != wanted:
             changed = sorted(k for k in wanted if existing.get(k) != wanted[k])
             raise UserError(
@@ -279,24 +298,36 @@ def _open(config: TrainConfig, folder: RunFolder, workers: int,
                                   loaded.model.image_size)
         engine = _Finetune(loaded, items, workers)
 
-    trainable = [p for p in engine.trainable.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    plan = parse_loss(config.loss)
+    train_targets = items[TARGET].to_numpy()[splits["train"]]
+    loss = TrainingLoss(plan, huber_delta=config.huber_delta, renormalise=config.renormalise,
+                        edges=fit_bin_edges(plan, train_targets),
+                        width=loaded.model.head[-1].in_features)
+    optimizer = torch.optim.AdamW(_trained_parameters(engine, loss), lr=config.lr,
+                                  weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(splits["train"]) / config.batch_size)
     state: dict[str, Any] = {"epoch": 0, "step": 0, "best_plcc": None, "best_epoch": 0,
                              "bad_epochs": 0, "history": [], "stopped_early": False}
     resumed_from = 0
     if has_checkpoint(folder.last_epoch):
-        state = load_checkpoint(folder.last_epoch, engine.trainable, optimizer)
+        state = load_checkpoint(folder.last_epoch, engine.trainable, optimizer, loss=loss)
         resumed_from = state["epoch"]
         log(f"resuming {folder.path} after epoch {resumed_from}")
     return _OpenRun(
-        config, folder, slice_, weights_id, items, splits, loaded, params, flops, engine,
+        config, folder, slice_, weights_id, items, splits, loaded, params, flops, engine, loss,
         optimizer,
         target=torch.from_numpy(items[TARGET].to_numpy().astype(np.float32)),
         weight=torch.from_numpy(items["weight"].fill_null(0.0).to_numpy().astype(np.float32)),
         total_steps=steps_per_epoch * config.epochs, state=state, encoding=encoding,
         notes=notes, with_image=with_image, resumed_from=resumed_from,
     )
+
+
+def _trained_parameters(engine: _Frozen | _Finetune,
+                        loss: TrainingLoss) -> list[torch.nn.Parameter]:
+    """The model's trainable parameters, then the loss's (its classifier, if any): a Huber
+    run's optimizer holds exactly the model's."""
+    return [p for p in [*engine.trainable.parameters(), *loss.parameters()] if p.requires_grad]
 
 
 def _no_image_note(without: int, items: int) -> str:
@@ -312,20 +343,21 @@ def _epoch(run: _OpenRun, log: Callable[[str], None]) -> int:
     config, state, engine, optimizer = run.config, run.state, run.engine, run.optimizer
     train_rows = run.splits["train"]
     module = engine.trainable
-    trainable = [p for p in module.parameters() if p.requires_grad]
+    trainable = _trained_parameters(engine, run.loss)
     epoch = state["epoch"] + 1
     started = time.perf_counter()
     shuffle = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
     order = train_rows[torch.randperm(len(train_rows), generator=shuffle).numpy()]
     module.train()
+    run.loss.train()
     rows_seen, predictions, losses, total_loss = [], [], [], 0.0
     with progress_bar(f"epoch {epoch}/{config.epochs}", total=len(order)) as advance:
         for index, inputs in engine.batches(order, config.batch_size):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state["step"], run.total_steps, config.warmup, config.lr)
-            prediction = engine.forward(inputs)
-            loss, per_item = weighted_huber(prediction, run.target[index], run.weight[index],
-                                            config.huber_delta, config.renormalise)
+            prediction, embedding = engine.forward_with_embedding(inputs)
+            loss, per_item = run.loss(prediction, embedding, run.target[index],
+                                      run.weight[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, config.clip)
@@ -369,7 +401,7 @@ def _epoch(run: _OpenRun, log: Callable[[str], None]) -> int:
     state["epoch"] = epoch
     log(f"epoch {epoch}: train loss {total_loss / len(order):.4f}, val PLCC {val_plcc:.4f}"
         + (" (best)" if improved else ""))
-    save_checkpoint(run.folder.last_epoch, module, optimizer, state)
+    save_checkpoint(run.folder.last_epoch, module, optimizer, state, loss=run.loss)
     return epoch
 
 
@@ -463,6 +495,8 @@ def _write_outputs(run: _OpenRun, items: pl.DataFrame, metrics: dict[str, Any]) 
         "stage": "train",
         "config": asdict(config),
         "weights_id": run.weights_id,
+        "loss": {"spec": run.loss.plan.spec, "name": run.loss.plan.name,
+                 "params": run.loss.plan.params, "bin_edges": run.loss.bin_edges()},
         "encoders": {"image": run.loaded.image_source, "text": run.loaded.text_source},
         "encoders_ran": run.loaded.describe(),
         "inputs": {

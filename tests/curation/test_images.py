@@ -773,3 +773,47 @@ def test_resize_zero_keeps_the_size(tmp_path):
     stored, width, height = process_image(jpeg(300, 200, 6), settings)
     with Image.open(io.BytesIO(stored)) as image:
         assert image.size == (width, height) == (300, 200)
+
+
+def test_a_url_with_a_query_is_requested_with_its_path_and_its_query(catalog):
+    """Image hosts often tell sizes or versions apart by the query: the server must be asked
+    for the path and the query, as the URL has them."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = jpeg(60, 40, 8)
+    wanted = "/img/a.jpg?v=2&size=large"
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            found = self.path == wanted
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Length", str(len(body) if found else 0))
+            self.end_headers()
+            if found:
+                self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}{wanted}"
+        outcome = fetch_one(url, catalog / "images", dataclasses.replace(SETTINGS, retries=0))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == [wanted]
+    assert (outcome.status, outcome.http_status, outcome.error) == ("ok", 200, None)
+
+
+@pytest.mark.parametrize("option,shown", [
+    ("--concurrency", "0"), ("--connect-timeout", "0.0"), ("--read-timeout", "0.0"),
+    ("--max-bytes", "0"), ("--max-pixels", "0"), ("--url-deadline", "0.0"),
+])
+def test_each_setting_that_must_be_positive_is_named_in_its_one_line(catalog, option, shown):
+    result = CliRunner().invoke(app, ["images", "fetch", "-c", str(catalog), option, "0"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [f"error: {option} must be positive, got {shown}"]

@@ -334,3 +334,21 @@ def test_excluded_items_leave_the_plain_slice_and_nothing_else_changes(catalog):
     from curation.paths import view_name
 
     assert Catalog.open(catalog).tables[view_name("slice", result.name)]["slice"] == result.name
+
+
+def test_each_bad_parameter_is_its_own_whole_line(tmp_path):
+    """The line `curate build-slice` prints after "error: ", whole (a message that only holds
+    the expected words is not enough); the parameters are refused before the catalog is read."""
+    from curation.errors import UserError
+    from curation.slices import STRATA_SQL
+
+    for kwargs, message in (
+        ({"frac": 1.5}, "--frac must lie in (0, 1], got 1.5"),
+        ({"frac": 0.4, "strata": ("colour",)},
+         f"unknown strata ['colour']; choose from {', '.join(STRATA_SQL)}"),
+        ({"frac": 0.4, "min_per_category": -1}, "--min-per-category must be 0 or more"),
+    ):
+        with pytest.raises(UserError) as error:
+            build_slice(tmp_path / "no-catalog-needed", **kwargs)
+        assert str(error.value) == message
+    assert not (tmp_path / "no-catalog-needed").exists()

@@ -8,6 +8,7 @@ next larger slice of the same settings.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -175,3 +176,117 @@ def test_the_items_suite_without_silver_items_says_what_to_run(messy_catalog):
         validate_items(messy_catalog)  # ingested, never cleaned
     assert str(error.value) == ("no silver items in the catalog: run `curate clean` (or "
                                 "`curate build-slice`) first")
+
+
+def test_an_item_without_a_rating_number_fails_the_not_null_expectation_only(split_catalog,
+                                                                             tmp_path):
+    """A missing rating_number is one failure, named once: DuckDB hands an integer column
+    holding a NULL to pandas as its nullable Int64, still an integer type, so the type
+    expectation is met and the report does not name a second, spurious failure."""
+    from curation.clean import silver_shown
+    from curation.validate import validate_items
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    silver = silver_shown(Catalog.open(root))[1]
+    frame = pl.read_parquet(silver)
+    victim = frame.sort("parent_asin")["parent_asin"][3]
+    frame.with_columns(
+        pl.when(pl.col("parent_asin") == victim).then(None).otherwise(pl.col("rating_number"))
+        .alias("rating_number")).write_parquet(silver)
+    report = validate_items(root)
+    [failure] = report.failures
+    assert (failure.expectation, failure.column, failure.unexpected) == (
+        "expect_column_values_to_not_be_null", "rating_number", 1)
+    assert [e["parent_asin"] for e in failure.examples] == [victim]
+    assert report.summary().splitlines() == [
+        f"items: 10/11 expectations met on {frame.height:,} rows",
+        f"  {failure.line(frame.height)}"]
+
+
+def test_a_slice_file_that_differs_from_its_manifest_is_a_line_naming_it_and_how(catalog):
+    from curation.integrity import check_folder
+
+    path = Slice.open(catalog, "small").path
+    frame = _items(catalog, "small")
+    victim = frame.filter(pl.col("split") == "train")["parent_asin"][0]
+    frame.filter(pl.col("parent_asin") != victim).write_parquet(path)  # a train row deleted
+    # by hand: every row left is valid, inside the larger slice and in its split
+    _, [problem] = check_folder(path.parent, catalog, hashes=True, names=[path.name])
+    report = validate_slice(catalog, "small")
+    [altered] = report.failures  # only the file check sees it
+    assert altered.examples == [{"file": "slices/small/items.parquet", "differs": problem.what}]
+    rows = frame.height - 1
+    assert report.summary().splitlines()[1] == (
+        f"  FAILED file_matches_its_manifest: {rows:,} of {rows:,} rows, "
+        f"e.g. file=slices/small/items.parquet, differs={problem.what}")
+
+
+def test_validation_holds_the_writer_lock_as_the_validate_job(split_catalog, tmp_path,
+                                                              monkeypatch):
+    """While validation writes its results, another writer fails at once, told that the
+    catalog is being written by the validate job of this process."""
+    import os
+    import subprocess
+    import sys
+
+    import curation.validate as validate
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    refused = []
+    items = validate.validate_items
+
+    def while_validating(catalog):
+        refused.append(subprocess.run(
+            [sys.executable, "-m", "curate", "clean", "-c", str(root)],
+            cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+            timeout=120))
+        return items(catalog)
+
+    monkeypatch.setattr(validate, "validate_items", while_validating)
+    [report] = validate.validate_all(root)
+    assert report.success
+    [done] = refused
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert f"{root} is being written by " in line and f"(validate, PID {os.getpid()} " in line
+
+
+def test_an_average_rating_that_is_not_a_float_fails_the_type_expectation(split_catalog,
+                                                                         tmp_path):
+    """Ratings written as integers (a bug upstream that keeps every value in [1, 5]) are
+    named by the type expectation, and nothing else fails."""
+    from curation.clean import silver_shown
+    from curation.validate import validate_items
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    silver = silver_shown(Catalog.open(root))[1]
+    frame = pl.read_parquet(silver)
+    frame.with_columns(pl.col("average_rating").round(0).cast(pl.Int64)).write_parquet(silver)
+    report = validate_items(root)
+    [failure] = report.failures
+    assert (failure.expectation, failure.column) == (
+        "expect_column_values_to_be_in_type_list", "average_rating")
+    assert report.summary().splitlines()[0] == (
+        f"items: 10/11 expectations met on {frame.height:,} rows")
+    # validation/items.json keeps great-expectations' own result beside the summary
+    saved = json.loads(report.json_path.read_text())
+    [full] = saved["results"]
+    assert (full["suite_name"], full["success"], len(full["results"])) == ("items", False, 11)
+    assert full["statistics"]["unsuccessful_expectations"] == 1
+
+
+def test_a_failed_slice_row_is_shown_with_its_split_ratings_and_image_url(catalog):
+    frame = _items(catalog, "small")
+    victim = frame.filter(pl.col("split") == "train")["parent_asin"][0]
+    planted = frame.with_columns(
+        pl.when(pl.col("parent_asin") == victim).then(0.5).otherwise(pl.col("average_rating"))
+        .alias("average_rating"))
+    _write_as_built(catalog, planted)
+    row = planted.filter(pl.col("parent_asin") == victim).row(0, named=True)
+    report = validate_slice(catalog, "small")
+    [failure] = report.failures
+    assert (failure.expectation, failure.column, failure.unexpected) == (
+        "expect_column_values_to_be_between", "average_rating", 1)
+    assert failure.examples == [{c: row[c] for c in ("parent_asin", "split", "average_rating",
+                                                     "rating_number", "main_image_url")}]
+    assert f"main_image_url={row['main_image_url']}" in report.summary()

@@ -2,7 +2,9 @@
 
 Validation runs in a file-backed GX project under ``CATALOG/validation/gx`` so that each run
 updates its HTML Data Docs (``validation/gx/uncommitted/data_docs/local_site/index.html``);
-each target's result is also saved as JSON (``validation/<target>.json``). Only the columns
+each target's result is also saved as JSON (``validation/<target>.json``), and ``validate_all``
+renders those into ``validation/report.html``, a page that needs no network (GX's Data Docs load
+their styles from CDNs; see ``curation.validation_page``). Only the columns
 the expectations read are loaded, as a pandas frame: a few numbers and short strings per
 item, not the text.
 
@@ -29,6 +31,7 @@ from curation.clean import silver_shown
 from curation.integrity import check_folder
 from curation.manifest import write_json_atomic
 from curation.paths import CatalogLayout
+from curation.validation_page import write_validation_page
 
 IMAGE_URL_REGEX = r"^(?:https?|file)://\S+$"
 EXAMPLES = 3  # offending rows shown per failed expectation
@@ -301,4 +304,6 @@ def validate_all(
         slice_names if slice_names is not None else [m["name"] for m in list_slices(catalog)]
     )
     with catalog.writing("validate"):  # results and data docs go under validation/
-        return [validate_items(catalog)] + [validate_slice(catalog, n) for n in names]
+        reports = [validate_items(catalog)] + [validate_slice(catalog, n) for n in names]
+        write_validation_page(catalog.layout.validation)  # validation/report.html, offline
+    return reports

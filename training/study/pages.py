@@ -5,15 +5,15 @@
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from curation.html_pages import data_uri, render_page
 from curation.manifest import atomic_file
 from training.study.compare import Comparison
 from training.study.config import (
@@ -360,54 +360,113 @@ def findings(config: StudyConfig, summary: pl.DataFrame, comparison: Comparison)
     return lines or ["- not enough finished runs for findings yet."]
 
 
+# The section whose table the scaling plots illustrate: the HTML page puts them beside it.
+PLOTS_BESIDE = "Test scores per fraction and strategy"
+
+
 def html_page(markdown: str, plots: list[Path]) -> str:
-    """The Markdown as a standalone page: tables and headings converted, plots inlined."""
-    body: list[str] = []
-    table: list[list[str]] = []
+    """The Markdown as one page that works offline.
 
-    def flush_table() -> None:
-        if not table:
-            return
-        head, *rest = table
-        body.append("<table><thead><tr>" + "".join(f"<th>{c}</th>" for c in head)
-                    + "</tr></thead><tbody>")
-        for row in rest:
-            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
-        body.append("</tbody></table>")
-        table.clear()
+    markdown-it-py renders it (CommonMark and tables; raw HTML in the text is escaped), and the
+    jinja2 template ``templates/report.html.j2`` lays it out, one section per heading: the
+    plots beside the test-scores table (the section :data:`PLOTS_BESIDE`; where the Markdown has
+    none, where they stand), every table sortable and its cells unwrapped, the CSS, the script
+    and the plots inline (``curation.html_pages``). An image the Markdown names that is not one
+    of ``plots`` stays a link to the file beside the page.
+    """
+    from markdown_it import MarkdownIt
 
-    images = {p.name: base64.b64encode(p.read_bytes()).decode() for p in plots}
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            cells = [_inline(c.strip()) for c in line.strip("|").split("|")]
-            if not all(set(c) <= set("-:") for c in cells):
-                table.append(cells)
+    parser = MarkdownIt("commonmark", {"html": False}).enable("table")
+    parser.add_render_rule("table_open", lambda *_: '<div class="table-wrap"><table>\n')
+    parser.add_render_rule("table_close", lambda *_: "</table>\n</div>\n")
+    tokens = parser.parse(markdown)
+    sections: list[_Section] = []
+    i = 0
+    while i < len(tokens):
+        if tokens[i].type == "heading_open" and tokens[i].tag in ("h1", "h2"):
+            sections.append(_Section(tokens[i : i + 3]))  # opening, text, closing
+            i += 3
             continue
-        flush_table()
-        if line.startswith("# "):
-            body.append(f"<h1>{_inline(line[2:])}</h1>")
-        elif line.startswith("## "):
-            body.append(f"<h2>{_inline(line[3:])}</h2>")
-        elif line.startswith("- "):
-            body.append(f"<p>&bull; {_inline(line[2:])}</p>")
-        elif line.startswith("![") and "](" in line:
-            name = line[line.index("](") + 2 : -1]
-            if name in images:
-                body.append(f'<p><img alt="{html.escape(name)}" '
-                            f'src="data:image/png;base64,{images[name]}"></p>')
-        elif line.strip():
-            body.append(f"<p>{_inline(line)}</p>")
-    flush_table()
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;"
-             "padding:0 1em;color:#222}table{border-collapse:collapse;margin:1em 0;"
-             "font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-             "th{background:#f3f3f3}code{background:#f3f3f3;padding:0 3px}img{max-width:100%}")
-    return ("<!doctype html>\n<html><head><meta charset='utf-8'><title>Curate study report"
-            f"</title><style>{style}</style></head><body>\n" + "\n".join(body)
-            + "\n</body></html>\n")
+        if not sections:
+            sections.append(_Section([]))
+        sections[-1].body.append(tokens[i])
+        i += 1
+    images = {p.name: p for p in plots}
+    for section in sections:
+        section.figures = _take_figures(section.body, images)
+    beside = next((s for s in sections if s.text == PLOTS_BESIDE), None)
+    if beside is not None:
+        for section in sections:
+            if section is not beside and section.figures:
+                section.moved = [f["name"] for f in section.figures]
+                beside.figures += section.figures
+                section.figures = []
+    render = parser.renderer.render
+    shown = [{"id": _slug(s.text) or f"section-{i}",
+              "heading": render(s.heading, parser.options, {}),
+              "body": render(s.body, parser.options, {}),
+              "figures": s.figures, "moved": s.moved}
+             for i, s in enumerate(sections)]
+    title = next((s.text for s in sections if s.heading and s.heading[0].tag == "h1"),
+                 "Curate study report")
+    return render_page("report.html.j2", packages=("training.study",), title=title,
+                       sections=shown, placed_under=PLOTS_BESIDE)
 
 
-def _inline(text: str) -> str:
-    escaped = html.escape(text)
-    parts = escaped.split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+@dataclass
+class _Section:
+    """A heading's tokens (none before the first heading), the tokens up to the next one, and
+    the figures shown beside them or moved from them."""
+
+    heading: list[Any]
+    body: list[Any] = field(default_factory=list)
+    figures: list[dict[str, Any]] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """The heading's text, without its Markdown."""
+        inline = [t for t in self.heading if t.type == "inline"]
+        return "".join(c.content for c in inline[0].children or []) if inline else ""
+
+
+def _take_figures(tokens: list[Any], images: dict[str, Path]) -> list[dict[str, Any]]:
+    """The plots of ``tokens``' paragraphs that hold nothing else, taken out of ``tokens``."""
+    figures: list[dict[str, Any]] = []
+    kept: list[Any] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if (token.type == "paragraph_open" and i + 2 < len(tokens)
+                and _only_plots(tokens[i + 1], images)):
+            for child in tokens[i + 1].children or []:
+                if child.type == "image":
+                    path = images[str(child.attrGet("src"))]
+                    figures.append({"name": path.name, "alt": child.content or path.stem,
+                                    "src": data_uri(path), "size": _png_size(path)})
+            i += 3  # the paragraph's opening, its images and its closing
+            continue
+        kept.append(token)
+        i += 1
+    tokens[:] = kept
+    return figures
+
+
+def _only_plots(inline: Any, images: dict[str, Path]) -> bool:
+    children = inline.children or []
+    return inline.type == "inline" and any(c.type == "image" for c in children) and all(
+        (c.type == "image" and c.attrGet("src") in images)
+        or c.type in ("softbreak", "hardbreak") or (c.type == "text" and not c.content.strip())
+        for c in children)
+
+
+def _slug(text: str) -> str:
+    return "-".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
+
+
+def _png_size(path: Path) -> tuple[int, int] | None:
+    """A PNG's width and height from its header (so the page keeps its layout while loading)."""
+    head = path.read_bytes()[:24]
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")

@@ -9,7 +9,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -23,6 +23,9 @@ from training.study.config import (
     StudyConfig,
 )
 from training.study.scaling import GRID_STARTS
+
+if TYPE_CHECKING:  # markdown-it-py is imported when a page is rendered
+    from markdown_it.token import Token
 
 
 def write_text(path: Path, text: str) -> Path:
@@ -418,8 +421,8 @@ class _Section:
     """A heading's tokens (none before the first heading), the tokens up to the next one, and
     the figures shown beside them or moved from them."""
 
-    heading: list[Any]
-    body: list[Any] = field(default_factory=list)
+    heading: list[Token]
+    body: list[Token] = field(default_factory=list)
     figures: list[dict[str, Any]] = field(default_factory=list)
     moved: list[str] = field(default_factory=list)
 
@@ -430,10 +433,10 @@ class _Section:
         return "".join(c.content for c in inline[0].children or []) if inline else ""
 
 
-def _take_figures(tokens: list[Any], images: dict[str, Path]) -> list[dict[str, Any]]:
+def _take_figures(tokens: list[Token], images: dict[str, Path]) -> list[dict[str, Any]]:
     """The plots of ``tokens``' paragraphs that hold nothing else, taken out of ``tokens``."""
     figures: list[dict[str, Any]] = []
-    kept: list[Any] = []
+    kept: list[Token] = []
     i = 0
     while i < len(tokens):
         token = tokens[i]
@@ -452,7 +455,7 @@ def _take_figures(tokens: list[Any], images: dict[str, Path]) -> list[dict[str, 
     return figures
 
 
-def _only_plots(inline: Any, images: dict[str, Path]) -> bool:
+def _only_plots(inline: Token, images: dict[str, Path]) -> bool:
     children = inline.children or []
     return inline.type == "inline" and any(c.type == "image" for c in children) and all(
         (c.type == "image" and c.attrGet("src") in images)

@@ -231,8 +231,9 @@ def test_build_slice_command_prints_a_summary_and_validates(catalog, tmp_path):
         assert text in result.output
     import datasets
 
-    dataset = datasets.load_from_disk(str(out))
-    assert dataset.num_rows == pl.read_parquet(Slice.open(catalog, "cli-slice").path).height
+    dataset = datasets.load_from_disk(str(out))  # a DatasetDict: train, validation, test
+    rows = sum(dataset.num_rows.values())
+    assert rows == pl.read_parquet(Slice.open(catalog, "cli-slice").path).height
     listing = runner.invoke(app, ["slices", "list", "-c", str(catalog)])
     assert "cli-slice" in listing.output and "frac=0.4" in listing.output
     shown = runner.invoke(app, ["slices", "show", "cli-slice", "-c", str(catalog)])
@@ -241,7 +242,7 @@ def test_build_slice_command_prints_a_summary_and_validates(catalog, tmp_path):
         app,
         ["sql", "SELECT count(*) AS n FROM slice_cli_slice", "-c", str(catalog), "--format", "csv"],
     )
-    assert query.output.splitlines()[1] == str(dataset.num_rows)
+    assert query.output.splitlines()[1] == str(rows)
     missing = runner.invoke(app, ["slices", "show", "nope", "-c", str(catalog)])
     assert missing.exit_code == 2 and "no slice named 'nope'" in missing.output
 

@@ -209,3 +209,25 @@ def test_a_reused_slice_of_another_split_is_refused(small_catalog, tmp_path):
     assert out.exit_code == 2
     assert ("slice default-frac0.5-seed0 exists with other parameters: split_seed 1 (the "
             "study needs 0)") in out.output
+
+
+def test_losses_are_a_grid_axis_compared_like_strategies(small_catalog, tmp_path):
+    """(strategy x loss) arms, each fitted with the MLP head on every fold, every pair compared."""
+    config = write_config(tmp_path / "study.toml", small_catalog, fractions=[1.0],
+                          strategies=["uniform"], seeds=[0],
+                          losses=["huber", "clce:lambda=0.5,bins=4"],
+                          evaluation={"design": "kfold", "folds": 3},
+                          trainer={"head": "mlp", "epochs": 3})
+    result = run_study(config, log=lambda _: None)
+    assert result.trained == 3 * 2
+    report = build_report(result.folder)
+    arms = set(report.summary["strategy"])
+    assert arms == {"uniform + huber", "uniform + clce:lambda=0.5,bins=4"}
+    pair = report.comparison.pairs.row(0, named=True)
+    assert {pair["a"], pair["b"]} == arms
+    markdown = (result.folder / "report" / "report.md").read_text()
+    assert "PLCC - `uniform + huber`" in markdown
+    ridge = write_config(tmp_path / "ridge.toml", small_catalog, losses=["huber", "clce"],
+                         trainer={"head": "ridge"})
+    out = CliRunner().invoke(app, ["study", "run", str(ridge)])
+    assert out.exit_code == 2 and "loss 'clce' trains the MLP head's embedding" in out.output

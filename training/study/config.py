@@ -18,6 +18,7 @@ from training.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 DEFAULT_FRACTIONS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
 DEFAULT_STRATEGIES = ("uniform", "effiminivlm")
 DEFAULT_SEEDS = (0, 1, 2)
+DEFAULT_LOSSES = ("huber",)
 MIN_SEEDS = 3  # a mean and an interval need a spread
 TRAINER_KEYS = ("mode", "head", "image_encoder", "text_encoder", "epochs", "batch_size", "lr",
                 "patience", "huber_delta", "renormalise", "weight_decay", "warmup", "clip")
@@ -39,6 +40,11 @@ MIN_FRACTIONS_FOR_FITS = 4
 ERRORS = {"error_plcc": "1 - PLCC", "test_rmse": "RMSE"}
 
 
+def arm_label(strategy: str, loss: str, losses: tuple[str, ...]) -> str:
+    """How the report names a (strategy, loss) arm: the strategy alone in a one-loss study."""
+    return strategy if len(losses) == 1 else f"{strategy} + {loss}"
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     """What a study runs. Paths are relative to the config file's folder."""
@@ -52,13 +58,29 @@ class StudyConfig:
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES
     seeds: tuple[int, ...] = DEFAULT_SEEDS
+    losses: tuple[str, ...] = DEFAULT_LOSSES
     trainer: dict[str, Any] = field(default_factory=lambda: {"mode": "frozen"})
     report: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def baseline(self) -> str:
-        return str(self.report.get("baseline", self.strategies[0]))
+        """The baseline arm (a strategy; with several losses, ``arm(strategy, losses[0])``
+        unless the config names an arm)."""
+        given = str(self.report.get("baseline", self.strategies[0]))
+        return given if given in self.arms else arm_label(given, self.losses[0], self.losses)
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """What the study compares: each strategy, or each (strategy, loss) when the study
+        has more than one loss."""
+        return tuple(arm_label(s, loss, self.losses) for loss in self.losses
+                     for s in self.strategies)
+
+    def arm_parts(self) -> dict[str, tuple[str, str]]:
+        """arm -> (strategy, loss)."""
+        return {arm_label(s, loss, self.losses): (s, loss) for loss in self.losses
+                for s in self.strategies}
 
     @property
     def design(self) -> str:
@@ -111,6 +133,7 @@ min_per_category = 0           # the paper's recipe tops categories up to 10000
 fractions = {list(DEFAULT_FRACTIONS)}
 strategies = {json.dumps(list(DEFAULT_STRATEGIES))}   # any spec of `curate weights list`
 seeds = {list(DEFAULT_SEEDS)}              # slice and trainer seed; holdout: >= {MIN_SEEDS}
+losses = {json.dumps(list(DEFAULT_LOSSES))}             # curate train --loss specs: a grid axis
 {out_line}
 
 [evaluation]
@@ -168,7 +191,7 @@ def load_study_config(path: Path | str) -> tuple[StudyConfig, Path]:
         value = data.get(key)
         if value is not None and "://" not in str(value):
             data[key] = str((base / value).resolve())
-    for key in ("fractions", "strategies", "seeds"):
+    for key in ("fractions", "strategies", "seeds", "losses"):
         if key in data:
             data[key] = tuple(data[key])
     data.setdefault("trainer", {"mode": "frozen"})
@@ -183,6 +206,7 @@ _TYPES: dict[str, tuple[type | tuple[type, ...], type | tuple[type, ...] | None]
     "name": (str, None), "catalog": (str, None), "corpus": (str, None), "out": (str, None),
     "profile": (str, None), "min_per_category": (int, None),
     "fractions": (list, (int, float)), "strategies": (list, str), "seeds": (list, int),
+    "losses": (list, str),
     "trainer": (dict, None), "report": (dict, None), "evaluation": (dict, None),
 }
 _TYPE_NAMES = {str: "text", int: "an integer", list: "a list", dict: "a table",
@@ -222,8 +246,10 @@ def _check(config: StudyConfig, path: Path) -> None:
                 weighting.get_strategy(name).resolve(params)
         except ValueError as exc:
             raise UserError(f"{path}: strategy {spec!r}: {exc}") from None
-    if config.baseline not in config.strategies:
-        raise UserError(f"{path}: baseline {config.baseline!r} is not one of the strategies")
+    if config.baseline not in config.arms:
+        raise UserError(f"{path}: baseline {config.report.get('baseline')!r} is not one of "
+                        f"the strategies")
+    _check_losses(config, path)
     mode = config.trainer.get("mode", "frozen")
     if mode not in ("frozen", "finetune"):
         raise UserError(f"{path}: [trainer] mode must be frozen or finetune, got {mode!r}")
@@ -242,6 +268,23 @@ def _check(config: StudyConfig, path: Path) -> None:
             f"{path}: power-law fits need at least {MIN_FRACTIONS_FOR_FITS} fractions (a "
             f"3-parameter curve passes through any 3 points), got "
             f"{len(set(config.fractions))}; add fractions or set fits = false in [report]")
+
+
+def _check_losses(config: StudyConfig, path: Path) -> None:
+    from training.loss_registry import parse_loss
+
+    if not config.losses:
+        raise UserError(f"{path}: give at least one loss (default: [\"huber\"])")
+    if len(set(config.losses)) != len(config.losses):
+        raise UserError(f"{path}: losses repeat a value")
+    for spec in config.losses:
+        try:
+            plan = parse_loss(spec)
+        except UserError as exc:
+            raise UserError(f"{path}: loss {spec!r}: {exc}") from None
+        if plan.needs_embedding and config.head == "ridge":
+            raise UserError(f"{path}: loss {spec!r} trains the MLP head's embedding: use "
+                            "head = \"mlp\" in [trainer]")
 
 
 def _check_evaluation(config: StudyConfig, path: Path) -> None:

@@ -37,6 +37,7 @@ from curation.errors import UserError
 from curation.manifest import atomic_file
 from curation.split import stable_hash
 from training.heads import MlpSettings, fit_mlp_head, fit_weighted_ridge
+from training.loss_registry import DEFAULT_LOSS
 
 CROSSFIT_DIR = "crossfit"
 PREDICTIONS_FILE = "predictions.parquet"
@@ -137,13 +138,13 @@ def unit_parts(data: StudyData, unit: Unit, design: str,
 
 
 def run_unit(data: StudyData, unit: Unit, *, design: str, folds: int,
-             fractions: Sequence[float], strategies: Sequence[str], seeds: Sequence[int],
-             head: str, trainer: dict[str, Any],
+             fractions: Sequence[float], seeds: Sequence[int], head: str,
+             trainer: dict[str, Any], strategies: Sequence[str] = (),
+             arms: dict[str, tuple[str, str]] | None = None,
              min_per_category: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(predictions on the unit's test items, one row per run) for every seed x fraction x
-    strategy of one unit."""
-    import weighting
-
+    arm of one unit. An arm is a (weighting strategy, loss) named by its label (``arms``;
+    by default each strategy with the Huber loss, named by the strategy)."""
     items, features = data.items, data.features
     parts = unit_parts(data, unit, design, folds)
     train_all = items[parts["train"]]
@@ -152,21 +153,20 @@ def run_unit(data: StudyData, unit: Unit, *, design: str, folds: int,
     predictions: list[pl.DataFrame] = []
     runs: list[dict[str, Any]] = []
     settings = MlpSettings.from_trainer(trainer)
+    if arms is None:
+        arms = {s: (s, DEFAULT_LOSS) for s in strategies}
     for seed in seeds:
         for fraction in sorted(fractions):
             chosen = nested_selection(train_all, fraction, seed, min_per_category).to_numpy()
             train_rows = parts["train"][chosen]
             frame = items[train_rows].with_columns(pl.lit("train").alias("split"))
-            for spec in strategies:
+            weights: dict[str, np.ndarray] = {}
+            for label, (spec, loss) in arms.items():
                 started = time.perf_counter()
-                try:
-                    weight = weighting.compute(frame, spec).to_numpy()
-                except UserError as exc:
-                    raise UserError(f"strategy {spec!r}, fraction {fraction:g}, seed {seed}, "
-                                    f"{unit.name}: {exc}") from None
-                if not weight.sum() > 0:
-                    raise UserError(f"strategy {spec!r} gives every train item weight 0 at "
-                                    f"fraction {fraction:g}, seed {seed} ({unit.name})")
+                if spec not in weights:
+                    weights[spec] = _weights(frame, spec, f"fraction {fraction:g}, seed "
+                                                          f"{seed}, {unit.name}")
+                weight = weights[spec]
                 detail: dict[str, Any] = {}
                 if head == "ridge":
                     fit = fit_weighted_ridge(features[train_rows], target[train_rows], weight)
@@ -176,7 +176,8 @@ def run_unit(data: StudyData, unit: Unit, *, design: str, folds: int,
                     full_weight = np.zeros(len(items))
                     full_weight[train_rows] = weight
                     predictor, best_epoch = fit_mlp_head(features, target, full_weight,
-                                                         train_rows, parts["val"], seed, settings)
+                                                         train_rows, parts["val"], seed, settings,
+                                                         loss=loss)
                     predicted = predictor(features[test_rows])
                     detail = {"best_epoch": best_epoch}
                 predictions.append(pl.DataFrame({
@@ -184,13 +185,13 @@ def run_unit(data: StudyData, unit: Unit, *, design: str, folds: int,
                     "fold": pl.Series([unit.fold] * len(test_rows), dtype=pl.Int32),
                     "seed": pl.Series([seed] * len(test_rows), dtype=pl.Int64),
                     "fraction": pl.Series([fraction] * len(test_rows), dtype=pl.Float64),
-                    "strategy": pl.Series([spec] * len(test_rows), dtype=pl.String),
+                    "strategy": pl.Series([label] * len(test_rows), dtype=pl.String),
                     "parent_asin": items["parent_asin"].gather(test_rows),
                     "target": target[test_rows],
                     "prediction": predicted.astype(np.float64),
                 }))
                 runs.append({"repeat": unit.repeat, "fold": unit.fold, "seed": seed,
-                             "fraction": fraction, "strategy": spec,
+                             "fraction": fraction, "strategy": label,
                              "train_items": len(train_rows), "val_items": len(parts["val"]),
                              "test_items": len(test_rows),
                              "effective_train_items": float(weight.sum() ** 2
@@ -205,9 +206,23 @@ def run_unit(data: StudyData, unit: Unit, *, design: str, folds: int,
     return pl.concat(predictions), pl.DataFrame(runs, schema=schema)
 
 
+def _weights(frame: pl.DataFrame, spec: str, where: str) -> np.ndarray:
+    """The train items' weights, or one line naming the strategy and where it failed."""
+    import weighting
+
+    try:
+        weight = weighting.compute(frame, spec).to_numpy()
+    except UserError as exc:
+        raise UserError(f"strategy {spec!r}, {where}: {exc}") from None
+    if not weight.sum() > 0:
+        raise UserError(f"strategy {spec!r} gives every train item weight 0 ({where})")
+    return weight
+
+
 def run_units(data: StudyData, folder: Path, *, design: str, folds: int, repeats: int,
-              fractions: Sequence[float], strategies: Sequence[str], seeds: Sequence[int],
-              head: str, trainer: dict[str, Any], min_per_category: int = 0,
+              fractions: Sequence[float], arms: dict[str, tuple[str, str]],
+              seeds: Sequence[int], head: str, trainer: dict[str, Any],
+              min_per_category: int = 0,
               log: Callable[[str], None] = print) -> tuple[int, int]:
     """Every unfinished unit, each written whole; (units run now, units already done)."""
     todo = [u for u in units(design, folds, repeats)
@@ -217,9 +232,8 @@ def run_units(data: StudyData, folder: Path, *, design: str, folds: int, repeats
     for i, unit in enumerate(todo, start=1):
         started = time.perf_counter()
         predictions, runs = run_unit(
-            data, unit, design=design, folds=folds, fractions=fractions,
-            strategies=strategies, seeds=seeds, head=head, trainer=trainer,
-            min_per_category=min_per_category)
+            data, unit, design=design, folds=folds, fractions=fractions, arms=arms,
+            seeds=seeds, head=head, trainer=trainer, min_per_category=min_per_category)
         out = folder / CROSSFIT_DIR / unit.name
         out.mkdir(parents=True, exist_ok=True)
         with atomic_file(out / PREDICTIONS_FILE) as tmp:

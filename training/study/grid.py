@@ -26,6 +26,7 @@ import numpy as np
 from curation.catalog import Catalog, CatalogError
 from curation.errors import UserError
 from training.config import TrainConfig
+from training.loss_registry import DEFAULT_LOSS
 from training.run_folder import RunFolder
 from training.study.config import TRAINER_KEYS, StudyConfig, load_study_config
 
@@ -41,6 +42,8 @@ class PlannedRun:
     seed: int
     slice: str
     name: str
+    loss: str = DEFAULT_LOSS
+    arm: str = ""  # how the report names its (strategy, loss): see StudyConfig.arms
 
 
 def slice_for(config: StudyConfig, fraction: float, seed: int) -> str:
@@ -56,10 +59,12 @@ def plan(config: StudyConfig) -> list[PlannedRun]:
     runs = []
     for seed in config.seeds:
         for fraction in sorted(config.fractions):
-            for strategy in config.strategies:
-                name = f"frac{fraction:g}__{weights_id(strategy)}__seed{seed}"
+            for arm, (strategy, loss) in config.arm_parts().items():
+                # the default loss keeps the names of studies made before losses were an axis
+                with_loss = "" if loss == DEFAULT_LOSS else f"__{weights_id(loss)}"
+                name = f"frac{fraction:g}__{weights_id(strategy)}{with_loss}__seed{seed}"
                 runs.append(PlannedRun(fraction, strategy, seed,
-                                       slice_for(config, fraction, seed), name))
+                                       slice_for(config, fraction, seed), name, loss, arm))
     return runs
 
 
@@ -204,8 +209,9 @@ def run_study(
     _write_study_json(folder, config, runs)
     done = [r for r in runs if run_folder(folder, r).is_complete()]
     todo = [r for r in runs if not run_folder(folder, r).is_complete()]
+    losses = f" x {len(config.losses)} losses" if len(config.losses) > 1 else ""
     log(f"study {config.name}: {len(runs)} runs ({len(config.fractions)} fractions x "
-        f"{len(config.strategies)} strategies x {len(config.seeds)} seeds), {len(done)} "
+        f"{len(config.strategies)} strategies{losses} x {len(config.seeds)} seeds), {len(done)} "
         f"already complete, {len(todo)} to run -> {folder}")
     trainer = {k: v for k, v in config.trainer.items() if k in TRAINER_KEYS and k != "head"}
     trainer["image_encoder"] = image_encoder
@@ -228,7 +234,8 @@ def run_study(
     for i, run in enumerate(todo, start=1):
         run_started = time.perf_counter()
         train_config = TrainConfig(catalog=config.catalog, slice=run.slice,
-                                   weights=run.strategy, seed=run.seed, **trainer)
+                                   weights=run.strategy, seed=run.seed, loss=run.loss,
+                                   **trainer)
         result = train(train_config, run_folder(folder, run).path, workers=workers,
                        log=lambda line: _relay(line, seen, log))
         timings.append(time.perf_counter() - run_started)
@@ -281,7 +288,8 @@ def _run_in_memory(catalog: Catalog, config: StudyConfig, folder: Path, image_en
     text_encoder = str(config.trainer.get("text_encoder", DEFAULT_TEXT_ENCODER))
     plan_record = {"design": config.design, "folds": config.folds, "repeats": config.repeats,
                    "fractions": sorted(config.fractions), "strategies": list(config.strategies),
-                   "seeds": list(config.seeds), "head": config.head,
+                   "losses": list(config.losses), "seeds": list(config.seeds),
+                   "head": config.head,
                    "trainer": {k: v for k, v in sorted(config.trainer.items())
                                if k != "image_encoder"},
                    "image_encoder": image_encoder, "text_encoder": text_encoder,
@@ -297,13 +305,14 @@ def _run_in_memory(catalog: Catalog, config: StudyConfig, folder: Path, image_en
     items = items.join(groups, on="parent_asin", how="left", maintain_order="left")
     data = StudyData(items, embedded.features)
     planned = len(units(config.design, config.folds, config.repeats))
-    per_unit = len(config.seeds) * len(config.fractions) * len(config.strategies)
+    per_unit = len(config.seeds) * len(config.fractions) * len(config.arms)
+    losses = f" x {len(config.losses)} losses" if len(config.losses) > 1 else ""
     log(f"study {config.name}: {config.design} design, {planned} unit(s) x {per_unit} runs "
-        f"({len(config.fractions)} fractions x {len(config.strategies)} strategies x "
+        f"({len(config.fractions)} fractions x {len(config.strategies)} strategies{losses} x "
         f"{len(config.seeds)} seeds), {config.head} head, on {items.height:,} items -> {folder}")
     trained, skipped = run_units(
         data, folder, design=config.design, folds=config.folds, repeats=config.repeats,
-        fractions=config.fractions, strategies=config.strategies, seeds=config.seeds,
+        fractions=config.fractions, arms=config.arm_parts(), seeds=config.seeds,
         head=config.head, trainer=config.trainer, min_per_category=config.min_per_category,
         log=log)
     with_image = int(np.asarray(embedded.has_image).sum())
@@ -410,7 +419,8 @@ def load_study(folder: Path | str) -> tuple[StudyConfig, list[PlannedRun], dict[
     # study.json holds the config with its paths as resolved when the study ran
     record = json.loads((folder / "study.json").read_text())
     data = record["config"]
-    for key in ("fractions", "strategies", "seeds"):
-        data[key] = tuple(data[key])
+    for key in ("fractions", "strategies", "seeds", "losses"):
+        if key in data:
+            data[key] = tuple(data[key])
     config = StudyConfig(**data)
     return config, plan(config), record.get("ran", {})

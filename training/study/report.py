@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from curation.errors import UserError
+from training.loss_registry import DEFAULT_LOSS
 from training.study import pages
 from training.study.compare import Comparison, compare
 from training.study.config import (
@@ -84,7 +85,7 @@ def collect_results(folder: Path, runs: list[PlannedRun]) -> tuple[pl.DataFrame,
         rows.append({
             "run": run.name,
             "fraction": run.fraction,
-            "strategy": run.strategy,
+            "strategy": run.arm or run.strategy,
             "seed": run.seed,
             "train_items": manifest["counts"]["train_items"],
             "test_items": test["n"],
@@ -119,7 +120,7 @@ def collect_predictions(folder: Path, runs: list[PlannedRun]) -> pl.DataFrame:
             pl.lit(0, pl.Int32).alias("repeat"), pl.lit(0, pl.Int32).alias("fold"),
             pl.lit(run.seed, pl.Int64).alias("seed"),
             pl.lit(run.fraction, pl.Float64).alias("fraction"),
-            pl.lit(run.strategy, pl.String).alias("strategy"), "parent_asin",
+            pl.lit(run.arm or run.strategy, pl.String).alias("strategy"), "parent_asin",
             pl.col("target").cast(pl.Float64), pl.col("prediction").cast(pl.Float64)))
     return pl.concat(frames)
 
@@ -221,10 +222,14 @@ def build_report(folder: Path | str, *, baseline: str | None = None) -> StudyRep
     folder = Path(folder)
     config, runs, ran = load_study(folder)
     if baseline is not None:
-        if baseline not in config.strategies:
+        if baseline not in config.strategies and baseline not in config.arms:
             raise UserError(f"--baseline {baseline!r} is not one of the study's strategies: "
-                            f"{', '.join(config.strategies)}")
+                            f"{', '.join(config.arms)}")
         config = replace(config, report={**config.report, "baseline": baseline})
+    # From here on the report compares arms: each strategy, or (strategy, loss) pairs when
+    # the study has several losses; the pages see them as its strategies.
+    config = replace(config, strategies=config.arms, losses=(DEFAULT_LOSS,),
+                     report={**config.report, "baseline": config.baseline})
     if config.in_memory:
         predictions, run_table, missing = read_units(folder, config.design, config.folds,
                                                      config.repeats)

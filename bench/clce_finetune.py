@@ -8,7 +8,7 @@ tools (DuckDB, Polars) and no network:
     # on the GPU machine (the `device` tool, carrying .gpu): every fold x loss, end to end
     python3 bench/clce_finetune.py run --data .gpu --out $OUT
     # here: the paired comparison over the folds (Nadeau-Bengio corrected t)
-    .venv/bin/python bench/clce_finetune.py compare $OUT/results.json
+    .venv/bin/python bench/clce_finetune.py compare seed0/results.json seed1/results.json ...
 
 The run follows the paper's finetune recipe (AdamW 2e-5, batch 32, cosine schedule with 10%
 warm-up, gradient clipping 1.0, up to 10 epochs, early stopping on validation PLCC with
@@ -81,6 +81,12 @@ def prepare(catalog: Path, out: Path, folds: int, repeat: int) -> None:
             role[fold, rows] = part
         train = items[parts["train"]].with_columns(pl.lit("train").alias("split"))
         weight[fold, parts["train"]] = weighting.compute(train, STRATEGY).to_numpy()
+    from dataclasses import asdict
+
+    from training.loss_registry import parse_loss
+
+    # parsed here: the spec grammar is the weighting module's, which needs Polars
+    (out / "losses.json").write_text(json.dumps([asdict(parse_loss(s)) for s in LOSSES]))
     np.savez_compressed(out / "data.npz", input_ids=tokens["input_ids"].astype(np.int32),
                         attention_mask=tokens["attention_mask"].astype(np.int8),
                         target=items["average_rating"].to_numpy().astype(np.float32),
@@ -97,8 +103,10 @@ def run(data_dir: Path, out: Path, seed: int, epochs: int, max_folds: int | None
     # Not training.trainer nor training.metrics: they import Polars, which the GPU machine
     # lacks; lr_at is the trainer's schedule, pearson its metric, here on plain numpy.
     from training.loss import TrainingLoss
-    from training.loss_registry import fit_bin_edges, parse_loss
+    from training.loss_registry import LossPlan, fit_bin_edges
     from training.model import RegressionHead
+
+    plans = {d["spec"]: LossPlan(**d) for d in json.loads((data_dir / "losses.json").read_text())}
 
     def lr_at(step: int, total: int, warmup_share: float, base: float) -> float:
         warmup = int(warmup_share * total)
@@ -133,16 +141,15 @@ def run(data_dir: Path, out: Path, seed: int, epochs: int, max_folds: int | None
     for fold in range(data["role"].shape[0])[:max_folds]:
         role, weight = data["role"][fold], torch.from_numpy(data["weight"][fold])
         rows = {r: np.flatnonzero(role == r)[:max_items] for r in ("train", "val", "test")}
-        for spec in LOSSES:
+        for spec, plan in plans.items():
             started = time.perf_counter()
             torch.manual_seed(seed)
             encoder = AutoModel.from_pretrained(str(data_dir / "encoder"),
-                                                torch_dtype=torch.float32).to(device)
+                                                dtype=torch.float32).to(device)
             head = RegressionHead(encoder.config.hidden_size).to(device)
             with torch.no_grad():
                 w, y = weight[rows["train"]], target[rows["train"]]
                 head[-1].bias.fill_(float((w * y).sum() / w.sum()))
-            plan = parse_loss(spec)
             loss_fn = TrainingLoss(plan, huber_delta=1.0, renormalise=False,
                                    edges=fit_bin_edges(plan, y.numpy().astype(np.float64)),
                                    width=head[-1].in_features).to(device)
@@ -198,26 +205,32 @@ def run(data_dir: Path, out: Path, seed: int, epochs: int, max_folds: int | None
     (out / "results.json").write_text(json.dumps(results, indent=1))
 
 
-def compare(path: Path) -> None:
+def compare(paths: list[Path]) -> None:
+    """Each fold's test PLCC averaged over the seeds (one results file per seed), then the
+    corrected resampled t over the folds, as a k-fold study does."""
     from training.study.compare import corrected_t
 
-    results = json.loads(path.read_text())
-    runs = results["runs"]
-    by = {(r["fold"], r["loss"]): r for r in runs}
+    files = [json.loads(p.read_text()) for p in paths]
+    runs = [r for f in files for r in f["runs"]]
+    specs = list(dict.fromkeys(r["loss"] for r in runs))  # huber first, as run
     folds = sorted({r["fold"] for r in runs})
     n_train = float(np.mean([r["train_items"] for r in runs]))
     n_test = float(np.mean([r["test_items"] for r in runs]))
-    print(f"{results['device']}, torch {results['torch']}, weights {results['strategy']}, "
-          f"{len(folds)} folds")
-    for spec in LOSSES:
-        values = [by[f, spec]["test_plcc"] for f in folds]
-        e = corrected_t(values, n_train, n_test, 0.95)
-        seconds = sum(by[f, spec]["seconds"] for f in folds)
-        print(f"{spec}: test PLCC {e.mean:.3f} [{e.low:.3f}, {e.high:.3f}] "
-              f"(best epochs {[by[f, spec]['best_epoch'] for f in folds]}, {seconds:.0f} s)")
-    difference = [by[f, LOSSES[1]]["test_plcc"] - by[f, LOSSES[0]]["test_plcc"] for f in folds]
-    e = corrected_t(difference, n_train, n_test, 0.95)
-    print(f"{LOSSES[1]} - {LOSSES[0]}: {e.mean:+.3f} [{e.low:+.3f}, {e.high:+.3f}], "
+
+    def per_fold(spec: str) -> np.ndarray:
+        return np.array([np.mean([r["test_plcc"] for r in runs
+                                  if r["fold"] == f and r["loss"] == spec]) for f in folds])
+
+    print(f"{files[0]['device']}, torch {files[0]['torch']}, weights {files[0]['strategy']}, "
+          f"{len(folds)} folds x {len(files)} seed(s)")
+    for spec in specs:
+        e = corrected_t(per_fold(spec), n_train, n_test, 0.95)
+        epochs = [r["best_epoch"] for r in runs if r["loss"] == spec]
+        seconds = sum(r["seconds"] for r in runs if r["loss"] == spec)
+        print(f"{spec}: test PLCC {e.mean:.3f} [{e.low:.3f}, {e.high:.3f}] (best epoch median "
+              f"{np.median(epochs):g}, {seconds:.0f} s of training)")
+    e = corrected_t(per_fold(specs[1]) - per_fold(specs[0]), n_train, n_test, 0.95)
+    print(f"{specs[1]} - {specs[0]}: {e.mean:+.3f} [{e.low:+.3f}, {e.high:+.3f}], "
           f"p = {e.p:.3f}")
 
 
@@ -237,7 +250,7 @@ def main() -> None:
     r.add_argument("--max-folds", type=int, default=None, help="a quick check: fewer folds")
     r.add_argument("--max-items", type=int, default=None, help="a quick check: fewer items")
     c = sub.add_parser("compare")
-    c.add_argument("results", type=Path)
+    c.add_argument("results", type=Path, nargs="+", help="one results.json per seed")
     args = parser.parse_args()
     if args.step == "prepare":
         prepare(args.catalog, args.out, args.folds, args.repeat)

@@ -219,6 +219,7 @@ def _run_validation(catalog: Catalog | Path, slice_names: list[str] | None,
     """Run the suites, print their summaries; exit 1 (after printing ``document`` under
     --json) when any failed."""
     from curation.validate import validate_all
+    from curation.validation_page import page_path
 
     out = out or Output()
     reports = validate_all(catalog, slice_names)
@@ -227,6 +228,7 @@ def _run_validation(catalog: Catalog | Path, slice_names: list[str] | None,
     out.line(
         f"validation results: {reports[0].json_path.parent}; data docs: {reports[0].docs_path}"
     )
+    out.line(f"validation page (works offline): {page_path(reports[0].json_path.parent)}")
     results = [{"summary": r.summary(), "success": r.success, "results": str(r.json_path)}
                for r in reports]
     if not all(r.success for r in reports):

@@ -116,6 +116,20 @@ def train_command(
     keep_checkpoint: Annotated[
         bool, typer.Option(help="Keep checkpoint/ (optimizer state, last epoch) once complete.")
     ] = False,
+    track: Annotated[
+        str | None,
+        typer.Option(help="Mirror the run into a tracker: mlflow (params, per-epoch train loss, "
+                     "val PLCC and lr, final scores, artefacts; needs curate[track]). A resumed "
+                     "run goes on in the same MLflow run (its id is in tracking.json)."),
+    ] = None,
+    track_uri: Annotated[
+        str | None,
+        typer.Option(help="Tracking store URI (default sqlite:///<catalog>/mlruns/mlflow.db, "
+                     "artefacts in <catalog>/mlruns/artifacts; or http(s)://a server)."),
+    ] = None,
+    experiment: Annotated[
+        str | None, typer.Option(help="Tracking experiment (default: the slice's name).")
+    ] = None,
 ) -> None:
     """Train EffiMiniVLM on a slice with a weighting; write the run folder (config, checkpoints,
     metrics.json, predictions.parquet, training_dynamics.parquet, model, manifest).
@@ -135,9 +149,17 @@ def train_command(
         batch_size=batch_size, lr=lr, patience=patience, huber_delta=huber_delta,
         renormalise=renormalise, loss=loss,
     )
+    if track is None and (track_uri is not None or experiment is not None):
+        raise UserError("--track-uri and --experiment need --track mlflow")
+    tracking = None
+    if track is not None:
+        from training.tracking import Tracking
+
+        tracking = Tracking(track, track_uri, experiment)
     folder = out or RunFolder.default(slice_name, weights, mode, seed, loss).path
     result = train(config, folder, workers=workers_or_default(workers),
-                   log=lambda line: typer.echo(line, err=True), keep_checkpoint=keep_checkpoint)
+                   log=lambda line: typer.echo(line, err=True), keep_checkpoint=keep_checkpoint,
+                   track=tracking)
     m = result.metrics
     if result.already_complete:
         typer.echo(f"{folder} is already complete (same config); its metrics:")

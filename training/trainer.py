@@ -62,6 +62,7 @@ from training.model import (
     model_for_run,
 )
 from training.run_folder import RunFolder
+from training.tracking import TRACKING_FILE, Tracker, Tracking
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -454,20 +455,40 @@ def train(
     on_epoch_end: Callable[[int], None] | None = None,
     log: Callable[[str], None] = print,
     keep_checkpoint: bool = False,
+    track: Tracking | None = None,
 ) -> RunResult:
     """Train (or resume, or find complete) the run ``config`` in the folder ``out``.
 
     Once the run is complete its ``checkpoint/`` folder (last epoch with optimizer state,
     per-epoch dynamics) is removed unless ``keep_checkpoint``: what a complete run needs is in
-    model.safetensors and training_dynamics.parquet."""
-    opened = _open(config.resolved(), RunFolder(Path(out)), workers, log)
+    model.safetensors and training_dynamics.parquet. With ``track`` the run is mirrored into an
+    MLflow store (``training.tracking``; a resumed run into the same MLflow run), which changes
+    none of its outputs."""
+    config = config.resolved()
+    tracker = None
+    if track is not None:  # before anything is read or trained: a missing mlflow, a bad store
+        tracker = Tracker(track, config, log)
+    opened = _open(config, RunFolder(Path(out)), workers, log)
     if isinstance(opened, RunResult):
         return opened
-    while not opened.done:
-        epoch = _epoch(opened, log)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
-    return _finish(opened, keep_checkpoint)
+    tracked = None if tracker is None else tracker.start(
+        opened.folder.path, opened.config, opened.weights_id, opened.loaded.describe(),
+        opened.state["history"])
+    try:
+        while not opened.done:
+            epoch = _epoch(opened, log)
+            if tracked is not None:
+                tracked.log_epoch(opened.state["history"][-1])
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
+        result = _finish(opened, keep_checkpoint)
+    except BaseException as error:
+        if tracked is not None:
+            tracked.interrupted(error)
+        raise
+    if tracked is not None:
+        tracked.finish(result.metrics)
+    return result
 
 
 def _write_outputs(run: _OpenRun, items: pl.DataFrame, metrics: dict[str, Any]) -> None:
@@ -488,8 +509,9 @@ def _write_outputs(run: _OpenRun, items: pl.DataFrame, metrics: dict[str, Any]) 
     if config.mode == "frozen" and is_random_image_encoder(run.loaded.image_source):
         save_file(batch_norm_state(run.loaded.model.image_encoder), str(folder.encoder_state))
     write_json_atomic(folder.metrics, metrics)
+    # tracking.json (training.tracking) says where the run is mirrored, not what it made
     outputs = {p.name: sha256_file(p) for p in sorted(folder.path.iterdir())
-               if p.is_file() and p != folder.manifest}
+               if p.is_file() and p != folder.manifest and p.name != TRACKING_FILE}
     layout = run.slice_.catalog.layout
     write_json_atomic(folder.manifest, {
         "stage": "train",

@@ -71,7 +71,8 @@ def train_command(
         typer.Option(help="frozen: encode once into the embedding cache, train the head; "
                      "finetune: end to end, as the paper."),
     ] = "frozen",
-    seed: Annotated[int, typer.Option(help="Seed of the head, shuffles and dropout.")] = 42,
+    seed: Annotated[int, typer.Option(
+        help="Seed of the head, shuffles and dropout (default 0, as slices and studies).")] = 0,
     out: Annotated[
         Path | None,
         typer.Option(help="Run folder (default runs/<slice>__<weights>__<mode>__seed<N>). An "

@@ -26,7 +26,7 @@ class TrainConfig:
     slice: str
     weights: str
     mode: str = "frozen"
-    seed: int = 42
+    seed: int = 0
     image_encoder: str = DEFAULT_IMAGE_ENCODER
     text_encoder: str = DEFAULT_TEXT_ENCODER
     epochs: int | None = None

@@ -6,8 +6,9 @@ cached features; these functions take arrays and return a predictor, with no run
 - ``fit_weighted_ridge``: minimises sum_i w_i (y_i - b - x_i . beta)^2 + lambda |beta|^2 on
   features standardised with the training rows' weighted mean and spread; the intercept is
   not penalised. The penalty is chosen by weighted generalised cross-validation (Golub, Heath
-  and Wahba 1979) over a fixed grid, from one SVD of the weighted, centred features, so a fit
-  is deterministic and takes a fraction of a second for a few thousand items.
+  and Wahba 1979) over a fixed grid, from one spectrum of the weighted, centred features
+  (their Gram matrix's, or an SVD when rows are fewer than features), so a fit is
+  deterministic and takes a fraction of a second for a few thousand items.
 - ``fit_mlp_head``: the trainer's frozen-mode head (``RegressionHead``, AdamW, the cosine
   schedule, the weighted Huber loss or another of ``training.loss_registry``, early stopping
   on validation PLCC), on arrays.

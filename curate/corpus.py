@@ -43,6 +43,16 @@ def synth(
         float, typer.Option(help="Share of items relisted as a near-copy (suffixed title, "
                             "same text and image bytes, another URL).")
     ] = 0.0,
+    image_attributes: Annotated[
+        bool, typer.Option("--image-attributes/--no-image-attributes",
+                           help="Images show a coloured shape that the title names "
+                           "(ground_truth/images.parquet).")
+    ] = False,
+    mismatched_images: Annotated[
+        float, typer.Option(help="Share of items whose image is swapped with another item's "
+                            "(implies --image-attributes; recorded in "
+                            "ground_truth/images.parquet).")
+    ] = 0.0,
 ) -> None:
     """Write a synthetic corpus in the raw Amazon Reviews 2023 layout, with ground truth.
 
@@ -62,6 +72,8 @@ def synth(
         image_base_url=image_base_url,
         label_noise=label_noise,
         near_duplicates=near_duplicates,
+        image_attributes=image_attributes,
+        mismatched_images=mismatched_images,
     )
     summary = synthesize(out_dir, config)
     typer.echo(
@@ -69,6 +81,8 @@ def synth(
         f"{summary.review_lines:,} review lines, {summary.images:,} images, "
         f"{summary.mess_lines:,} lines with planted mess to {out_dir}"
     )
+    if config.draws_attributes:
+        typer.echo(f"{summary.mismatched_images:,} items show another item's image")
     if summary.truncated_file:
         typer.echo(f"truncated on purpose: {summary.truncated_file}")
 

@@ -10,6 +10,12 @@ Mess (``mess_rate`` > 0) is planted line by line and recorded in ``ground_truth/
 with the outcome ingest must reach: the line typed correctly, or quarantined with a reason.
 The ground truth lies beside the corpus (``OUT/ground_truth``), never inside ``OUT/raw``.
 
+With ``image_attributes`` each image shows a shape in a colour that its title names ("Acme
+Sturdy red round lipstick"), for text-to-image search; ``mismatched_images`` (which implies
+them) swaps that share of images between pairs of items of a category (each item's image URL
+points at the other's file), recorded in ``ground_truth/images.parquet``. With both off the
+corpus is byte for byte what it was without them.
+
 Everything is streamed item by item, so memory stays flat, and a seed gives identical bytes.
 """
 
@@ -37,6 +43,8 @@ from curation.synth.mess import (
 from curation.synth.vocabulary import (
     CATEGORY_TABLE,
     DEFAULT_CATEGORIES,
+    IMAGE_COLOURS,
+    IMAGE_SHAPES,
     NOUNS,
     RELIST_SUFFIXES,
     REVIEW_TEXT,
@@ -44,6 +52,7 @@ from curation.synth.vocabulary import (
     item_text,
 )
 from curation.synth.writers import (
+    TRUTH_IMAGE_SCHEMA,
     TRUTH_ITEM_SCHEMA,
     TRUTH_MESS_SCHEMA,
     LineWriter,
@@ -76,6 +85,9 @@ class SynthConfig:
     # another URL, its own ratings).
     label_noise: float = 0.0
     near_duplicates: float = 0.0
+    # For text-to-image search and the alignment audit (ground_truth/images.parquet).
+    image_attributes: bool = False
+    mismatched_images: float = 0.0  # share of items whose image is swapped with another's
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.categories if c not in CATEGORY_TABLE]
@@ -83,11 +95,21 @@ class SynthConfig:
             raise UserError(
                 f"unknown synthetic categories {unknown}; choose from {sorted(CATEGORY_TABLE)}"
             )
-        for name in ("mess_rate", "label_noise", "near_duplicates"):
+        for name in ("mess_rate", "label_noise", "near_duplicates", "mismatched_images"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.n_items < len(self.categories):
             raise UserError(f"n_items ({self.n_items}) must be at least one per category")
+
+
+    @property
+    def draws_attributes(self) -> bool:
+        return self.image_attributes or self.mismatched_images > 0
+
+
+# Options added later, left out of a corpus's manifest at their defaults (so a corpus made
+# without them keeps its bytes).
+_LATER_OPTIONS = {"image_attributes": False, "mismatched_images": 0.0}
 
 
 @dataclass
@@ -98,6 +120,7 @@ class SynthSummary:
     review_lines: int = 0
     images: int = 0
     mess_lines: int = 0
+    mismatched_images: int = 0
     truncated_file: str | None = None
     files: dict[str, int] = field(default_factory=dict)  # relative path -> lines written
 
@@ -109,6 +132,27 @@ def _base36(n: int, width: int) -> str:
         n, r = divmod(n, 36)
         out.append(digits[r])
     return "".join(reversed(out))
+
+
+def _asin(category_index: int, i: int) -> str:
+    return "B0" + _base36(category_index * 50_000_000 + i * 7 + 1, 8)
+
+
+def _shape_mask(shape: str, xx: np.ndarray, yy: np.ndarray, cx: float, cy: float,
+                radius: float) -> np.ndarray:
+    """Pixels of a shape centred at (cx, cy), about ``radius`` across from the centre."""
+    dx, dy = xx - cx, yy - cy
+    if shape == "round":
+        return dx**2 + dy**2 < radius**2
+    if shape == "square":
+        return (np.abs(dx) < 0.85 * radius) & (np.abs(dy) < 0.85 * radius)
+    if shape == "triangular":  # apex up: inside while |dx| shrinks towards the top
+        height = (dy + radius) / (2 * radius)  # 0 at the apex, 1 at the base
+        return (height >= 0) & (height <= 1) & (np.abs(dx) < height * radius)
+    if shape == "ring-shaped":
+        r2 = dx**2 + dy**2
+        return (r2 < radius**2) & (r2 > (0.55 * radius) ** 2)
+    raise ValueError(f"unknown shape {shape!r}")
 
 
 def star_probabilities(quality: float) -> np.ndarray:
@@ -137,7 +181,8 @@ class _Generator:
 
     # -- items -------------------------------------------------------------------------------
     def _image(
-        self, rng: np.random.Generator, category_index: int, quality: float, path: Path
+        self, rng: np.random.Generator, category_index: int, quality: float, path: Path,
+        attributes: tuple[str, str] | None = None,
     ) -> None:
         from PIL import Image
 
@@ -152,9 +197,14 @@ class _Generator:
         yy, xx = np.mgrid[0:size, 0:size]
         cx, cy = rng.uniform(0.35, 0.65, 2) * size
         radius = rng.uniform(0.25, 0.4) * size
-        disk = (xx - cx) ** 2 + (yy - cy) ** 2 < radius**2
+        shape = (xx - cx) ** 2 + (yy - cy) ** 2 < radius**2
+        if attributes is not None:
+            shape = _shape_mask(attributes[1], xx, yy, cx, cy, radius)
         brightness = np.clip(0.5 + 0.3 * (quality - 3.9) + rng.normal(0, 0.08), 0.0, 1.0) * 255
-        pixels[disk] = brightness + rng.normal(0, 6, (int(disk.sum()), 3))
+        fill = brightness
+        if attributes is not None:  # the colour, lighter or darker with the quality as before
+            fill = np.array(IMAGE_COLOURS[attributes[0]]) * (0.7 + 0.6 * brightness / 255)
+        pixels[shape] = fill + rng.normal(0, 6, (int(shape.sum()), 3))
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
             path, format="JPEG", quality=85
@@ -176,6 +226,8 @@ class _Generator:
         summary = SynthSummary(out_dir=out)
         items_truth = TruthWriter(truth_dir / "items.parquet", TRUTH_ITEM_SCHEMA)
         mess_truth = TruthWriter(truth_dir / "mess.parquet", TRUTH_MESS_SCHEMA)
+        if cfg.draws_attributes:
+            self._images_truth = TruthWriter(truth_dir / "images.parquet", TRUTH_IMAGE_SCHEMA)
         per_category = np.full(len(cfg.categories), cfg.n_items // len(cfg.categories))
         per_category[: cfg.n_items % len(cfg.categories)] += 1
 
@@ -190,6 +242,8 @@ class _Generator:
                 progress.update(task, advance=int(per_category[ci]))
         items_truth.close()
         mess_truth.close()
+        if cfg.draws_attributes:
+            self._images_truth.close()
         if cfg.gzip and cfg.mess_rate > 0 and cfg.truncate_gzip:
             target = out / "raw" / REVIEW_DIR / review_file_name(cfg.categories[-1], gz=True)
             size = target.stat().st_size
@@ -199,7 +253,8 @@ class _Generator:
         manifest = {
             "generator": "curate synth",
             "version": __version__,
-            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()
+                       if _LATER_OPTIONS.get(k, object()) != v},
             "image_base_url": self.image_base_url,
             "items": summary.items,
             "meta_lines": summary.meta_lines,
@@ -207,6 +262,8 @@ class _Generator:
             "images": summary.images,
             "mess_lines": summary.mess_lines,
             "truncated_file": summary.truncated_file,
+            **({"mismatched_images": summary.mismatched_images} if cfg.draws_attributes
+               else {}),
             "files": summary.files,
         }
         (truth_dir / "manifest.json").write_text(
@@ -231,6 +288,7 @@ class _Generator:
         review_rel = f"raw/{REVIEW_DIR}/{review_file_name(category, cfg.gzip)}"
         meta_out = LineWriter(self.out_dir / meta_rel, cfg.gzip)
         review_out = LineWriter(self.out_dir / review_rel, cfg.gzip)
+        attributes, partner = self._attributes(ci, n_items)
 
         def record(
             file: str,
@@ -257,7 +315,7 @@ class _Generator:
             )
 
         for i in range(n_items):
-            asin = "B0" + _base36(ci * 50_000_000 + i * 7 + 1, 8)
+            asin = _asin(ci, i)
             quality = float(np.clip(rng.normal(mean_quality, 0.6), 1.0, 5.0))
             probs = star_probabilities(quality)
             true_mean = float((np.arange(1, 6) * probs).sum())
@@ -279,15 +337,21 @@ class _Generator:
                 np.repeat(np.arange(1, 6), rng.multivariate_hypergeometric(counts, k)) if k else []
             )
             stars = rng.permutation(stars) if k else stars
-            title, features, description, brand = item_text(rng, category, quality)
-            has_image = rng.random() > 0.03
+            own = attributes[i] if attributes else None
+            title, features, description, brand = item_text(rng, category, quality, own)
+            has_image = rng.random() > 0.03 or i in partner  # a swapped pair has both images
             image_rel = f"images/{asin[-2:]}/{asin}.jpg"
+            shown_rel = image_rel
+            if i in partner:  # the URL points at the partner's file
+                other = _asin(ci, partner[i])
+                shown_rel = f"images/{other[-2:]}/{other}.jpg"
+                summary.mismatched_images += 1
             images: list[dict[str, Any]] = []
             if has_image:
                 if cfg.images:
-                    self._image(rng, ci, quality, self.out_dir / image_rel)
+                    self._image(rng, ci, quality, self.out_dir / image_rel, own)
                     summary.images += 1
-                url = self.image_base_url + image_rel[len("images/") :]
+                url = self.image_base_url + shown_rel[len("images/") :]
                 images.append(
                     {
                         "thumb": url,
@@ -340,9 +404,25 @@ class _Generator:
                     "near_duplicate_of": None,
                 }
             )
-            if has_meta and cfg.near_duplicates and plant.random() < cfg.near_duplicates:
+            if attributes:
+                shown = attributes[partner.get(i, i)] if has_image else (None, None)
+                self._images_truth.add({
+                    "parent_asin": asin, "colour": own[0], "shape": own[1],
+                    "has_image": has_image, "shown_colour": shown[0], "shown_shape": shown[1],
+                    "image_of": _asin(ci, partner[i]) if i in partner else None,
+                })
+            # a swapped item is not relisted: its copy's image would be a file not written yet
+            if has_meta and cfg.near_duplicates and plant.random() < cfg.near_duplicates \
+                    and i not in partner:
                 self._near_copy(plant, ci, i, record_meta, quality, image_rel, meta_out,
                                 items_truth, summary)
+                if attributes:  # the copy shows what the item shows
+                    self._images_truth.add({
+                        "parent_asin": "B1" + asin[2:], "colour": own[0], "shape": own[1],
+                        "has_image": has_image,
+                        "shown_colour": own[0] if has_image else None,
+                        "shown_shape": own[1] if has_image else None, "image_of": None,
+                    })
             summary.items += 1
             for star in stars:
                 t = int(min(launch + rng.exponential(120 * 86_400_000), TIME_END_MS))
@@ -370,7 +450,7 @@ class _Generator:
                    summary) -> None:  # type: ignore[no-untyped-def]
         """Relist an item: another parent_asin, a suffixed title, the same text and image
         bytes under another URL, its own ratings."""
-        asin = "B1" + _base36(ci * 50_000_000 + i * 7 + 1, 8)
+        asin = "B1" + _asin(ci, i)[2:]
         copy = json.loads(json.dumps(record))
         copy["parent_asin"] = asin
         copy["title"] = f"{record['title']} {plant.choice(RELIST_SUFFIXES)}"
@@ -403,6 +483,25 @@ class _Generator:
             "near_duplicate_of": record["parent_asin"],
         })
         summary.items += 1
+
+    def _attributes(self, ci: int, n_items: int) -> tuple[list[tuple[str, str]],
+                                                          dict[int, int]]:
+        """Each item's (colour, shape) and the swapped pairs (item -> partner) of a category,
+        drawn from a stream of their own (none without image attributes)."""
+        cfg = self.config
+        if not cfg.draws_attributes:
+            return [], {}
+        draw = np.random.default_rng([cfg.seed, ci, 11])
+        colours = draw.integers(0, len(IMAGE_COLOURS), n_items)
+        shapes = draw.integers(0, len(IMAGE_SHAPES), n_items)
+        names = list(IMAGE_COLOURS)
+        attributes = [(names[c], IMAGE_SHAPES[s]) for c, s in zip(colours, shapes, strict=True)]
+        pairs = round(cfg.mismatched_images * n_items / 2)
+        chosen = draw.permutation(n_items)[: 2 * pairs]
+        partner: dict[int, int] = {}
+        for a, b in zip(chosen[0::2], chosen[1::2], strict=True):
+            partner[int(a)], partner[int(b)] = int(b), int(a)
+        return attributes, partner
 
     def _category_name(self, ci: int) -> str:
         return self.config.categories[ci]

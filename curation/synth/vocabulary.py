@@ -116,6 +116,20 @@ REVIEW_TEXT = {
 }
 REVIEW_TITLE = {1: "One Star", 2: "Two Stars", 3: "Three Stars", 4: "Four Stars", 5: "Five Stars"}
 
+# What a synthetic image can show (``curate synth --image-attributes``): a shape in a colour
+# on the category's background, both named in the title.
+IMAGE_COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (205, 30, 30),
+    "green": (30, 165, 60),
+    "blue": (35, 65, 210),
+    "yellow": (235, 215, 40),
+    "purple": (135, 45, 170),
+    "orange": (245, 135, 20),
+    "black": (20, 20, 20),
+    "white": (242, 242, 242),
+}
+IMAGE_SHAPES = ("round", "square", "triangular", "ring-shaped")
+
 RELIST_SUFFIXES = ("(Pack of 2)", "- Newer Version", "Value Edition", "(Renewed)")
 
 
@@ -130,13 +144,19 @@ def quality_word(rng: np.random.Generator, quality: float) -> str:
     return str(rng.choice(POSITIVE if positive else NEGATIVE))
 
 def item_text(
-    rng: np.random.Generator, category: str, quality: float
+    rng: np.random.Generator, category: str, quality: float,
+    attributes: tuple[str, str] | None = None,
 ) -> tuple[str, list[str], list[str], str]:
+    """(title, features, description, brand). ``attributes`` (colour, shape): the title names
+    what the item's image shows in place of its nuisance word (the same draws are made, so
+    everything else about the item is unchanged)."""
     brand = str(rng.choice(BRANDS))
     noun = str(rng.choice(NOUNS[category]))
-    title = (
-        f"{brand} {quality_word(rng, quality).capitalize()} {rng.choice(NUISANCE)} {noun}"
-    )
+    word = quality_word(rng, quality).capitalize()
+    nuisance = str(rng.choice(NUISANCE))  # drawn either way: the rest of the stream is kept
+    if attributes is not None:
+        nuisance = " ".join(attributes)
+    title = f"{brand} {word} {nuisance} {noun}"
     if rng.random() < 0.5:
         title += f", {int(rng.integers(1, 6)) * 10} Count"
     features = []

@@ -103,3 +103,14 @@ TRUTH_MESS_SCHEMA = pa.schema(
         ("expected_reason", pa.string()),
     ]
 )
+TRUTH_IMAGE_SCHEMA = pa.schema(
+    [
+        ("parent_asin", pa.string()),
+        ("colour", pa.string()),  # what the title names
+        ("shape", pa.string()),
+        ("has_image", pa.bool_()),
+        ("shown_colour", pa.string()),  # what the image its URL points at shows
+        ("shown_shape", pa.string()),
+        ("image_of", pa.string()),  # a swapped image: the item whose image it is
+    ]
+)

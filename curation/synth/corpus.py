@@ -12,8 +12,10 @@ The ground truth lies beside the corpus (``OUT/ground_truth``), never inside ``O
 
 With ``image_attributes`` each image shows a shape in a colour that its title names ("Acme
 Sturdy red round lipstick"), for text-to-image search; ``mismatched_images`` (which implies
-them) swaps that share of images between pairs of items of a category (each item's image URL
-points at the other's file), recorded in ``ground_truth/images.parquet``. With both off the
+them) swaps that share of images between pairs of items (each item's image URL
+points at the other's file; the two are drawn from the whole corpus, so mostly of two
+categories, as a wrong picture mostly shows another kind of product), recorded in
+``ground_truth/images.parquet``. With both off the
 corpus is byte for byte what it was without them.
 
 Everything is streamed item by item, so memory stays flat, and a seed gives identical bytes.
@@ -230,6 +232,7 @@ class _Generator:
             self._images_truth = TruthWriter(truth_dir / "images.parquet", TRUTH_IMAGE_SCHEMA)
         per_category = np.full(len(cfg.categories), cfg.n_items // len(cfg.categories))
         per_category[: cfg.n_items % len(cfg.categories)] += 1
+        self._draw_attributes([int(n) for n in per_category])
 
         from rich.progress import Progress
 
@@ -288,7 +291,8 @@ class _Generator:
         review_rel = f"raw/{REVIEW_DIR}/{review_file_name(category, cfg.gzip)}"
         meta_out = LineWriter(self.out_dir / meta_rel, cfg.gzip)
         review_out = LineWriter(self.out_dir / review_rel, cfg.gzip)
-        attributes, partner = self._attributes(ci, n_items)
+        attributes = self._attributes.get(ci, [])
+        partner = {i: other for (c, i), other in self._partner.items() if c == ci}
 
         def record(
             file: str,
@@ -343,7 +347,7 @@ class _Generator:
             image_rel = f"images/{asin[-2:]}/{asin}.jpg"
             shown_rel = image_rel
             if i in partner:  # the URL points at the partner's file
-                other = _asin(ci, partner[i])
+                other = _asin(*partner[i])
                 shown_rel = f"images/{other[-2:]}/{other}.jpg"
                 summary.mismatched_images += 1
             images: list[dict[str, Any]] = []
@@ -405,11 +409,12 @@ class _Generator:
                 }
             )
             if attributes:
-                shown = attributes[partner.get(i, i)] if has_image else (None, None)
+                shown = self._attributes[partner[i][0]][partner[i][1]] if i in partner \
+                    else own if has_image else (None, None)
                 self._images_truth.add({
                     "parent_asin": asin, "colour": own[0], "shape": own[1],
                     "has_image": has_image, "shown_colour": shown[0], "shown_shape": shown[1],
-                    "image_of": _asin(ci, partner[i]) if i in partner else None,
+                    "image_of": _asin(*partner[i]) if i in partner else None,
                 })
             # a swapped item is not relisted: its copy's image would be a file not written yet
             if has_meta and cfg.near_duplicates and plant.random() < cfg.near_duplicates \
@@ -484,24 +489,27 @@ class _Generator:
         })
         summary.items += 1
 
-    def _attributes(self, ci: int, n_items: int) -> tuple[list[tuple[str, str]],
-                                                          dict[int, int]]:
-        """Each item's (colour, shape) and the swapped pairs (item -> partner) of a category,
-        drawn from a stream of their own (none without image attributes)."""
+    def _draw_attributes(self, per_category: list[int]) -> None:
+        """Each item's (colour, shape), per category from a stream of its own, and the swapped
+        pairs ((category, item) -> (category, item)) over the whole corpus; none without image
+        attributes."""
         cfg = self.config
+        self._attributes: dict[int, list[tuple[str, str]]] = {}
+        self._partner: dict[tuple[int, int], tuple[int, int]] = {}
         if not cfg.draws_attributes:
-            return [], {}
-        draw = np.random.default_rng([cfg.seed, ci, 11])
-        colours = draw.integers(0, len(IMAGE_COLOURS), n_items)
-        shapes = draw.integers(0, len(IMAGE_SHAPES), n_items)
+            return
         names = list(IMAGE_COLOURS)
-        attributes = [(names[c], IMAGE_SHAPES[s]) for c, s in zip(colours, shapes, strict=True)]
-        pairs = round(cfg.mismatched_images * n_items / 2)
-        chosen = draw.permutation(n_items)[: 2 * pairs]
-        partner: dict[int, int] = {}
+        for ci, n_items in enumerate(per_category):
+            draw = np.random.default_rng([cfg.seed, ci, 11])
+            colours = draw.integers(0, len(IMAGE_COLOURS), n_items)
+            shapes = draw.integers(0, len(IMAGE_SHAPES), n_items)
+            self._attributes[ci] = [(names[c], IMAGE_SHAPES[s])
+                                    for c, s in zip(colours, shapes, strict=True)]
+        slots = [(ci, i) for ci, n_items in enumerate(per_category) for i in range(n_items)]
+        pairs = round(cfg.mismatched_images * len(slots) / 2)
+        chosen = np.random.default_rng([cfg.seed, 11]).permutation(len(slots))[: 2 * pairs]
         for a, b in zip(chosen[0::2], chosen[1::2], strict=True):
-            partner[int(a)], partner[int(b)] = int(b), int(a)
-        return attributes, partner
+            self._partner[slots[a]], self._partner[slots[b]] = slots[b], slots[a]
 
     def _category_name(self, ci: int) -> str:
         return self.config.categories[ci]

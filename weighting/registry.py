@@ -88,6 +88,9 @@ class Strategy:
 
 
 STRATEGIES: dict[str, Strategy] = {}
+# Strategies whose statistics need more than a frame (weighting/learned.py): get_strategy finds
+# them and checks their parameters, but STRATEGIES holds only those that compute from a frame.
+FITTED_ELSEWHERE: dict[str, Strategy] = {}
 
 
 def register(
@@ -98,13 +101,15 @@ def register(
     family: str = "reliability",
     fit: FitFunction | None = None,
     limits: dict[str, Limit] | None = None,
+    elsewhere: bool = False,
 ) -> Callable[[ExpressionFunction], ExpressionFunction]:
     """Register ``expression(stats, *, params...)`` as strategy ``name``.
 
     The keyword-only parameters of the expression function (and of ``fit``) are the
     strategy's parameters; their defaults are the strategy's defaults, their annotations
     (float, int, str, ``| None``) the types a spec's values are checked against, and
-    ``limits`` the ranges numeric ones must lie in.
+    ``limits`` the ranges numeric ones must lie in. ``elsewhere``: the strategy's statistics
+    are fitted outside this layer (``FITTED_ELSEWHERE``).
     """
 
     def decorator(expression: ExpressionFunction) -> ExpressionFunction:
@@ -117,13 +122,14 @@ def register(
                 if p.kind is inspect.Parameter.KEYWORD_ONLY:
                     defaults[p.name] = p.default
                     types[p.name] = str(p.annotation)
-        if name in STRATEGIES:
+        if name in STRATEGIES or name in FITTED_ELSEWHERE:
             raise ValueError(f"a weighting strategy named {name!r} is already registered")
         unknown = sorted(set(limits or {}) - set(defaults))
         if unknown:
             raise ValueError(f"strategy {name!r}: limits for unknown parameters {unknown}")
-        STRATEGIES[name] = Strategy(name, favours, requires, expression, fit, family, defaults,
-                                    types, dict(limits or {}))
+        home = FITTED_ELSEWHERE if elsewhere else STRATEGIES
+        home[name] = Strategy(name, favours, requires, expression, fit, family, defaults, types,
+                              dict(limits or {}))
         return expression
 
     return decorator
@@ -139,8 +145,10 @@ def reads_reviews(strategy: Strategy) -> bool:
 
 
 def get_strategy(name: str) -> Strategy:
+    if name in FITTED_ELSEWHERE:
+        return FITTED_ELSEWHERE[name]
     if name not in STRATEGIES:
-        valid = ", ".join(sorted(STRATEGIES))
+        valid = ", ".join(sorted([*STRATEGIES, *FITTED_ELSEWHERE]))
         raise UserError(f"unknown weighting strategy {name!r}; valid strategies: {valid}")
     return STRATEGIES[name]
 

@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from curation.errors import UserError
+from weighting import learned as _learned  # noqa: F401 - registers learned and prune
 from weighting.registry import (
     NON_NEGATIVE,
     ODD_POSITIVE,

@@ -40,6 +40,41 @@ MIN_FRACTIONS_FOR_FITS = 4
 ERRORS = {"error_plcc": "1 - PLCC", "test_rmse": "RMSE"}
 
 
+# What a pruning arm ranks the training part by: these, or the weight of a strategy that
+# computes from a frame (weighting.STRATEGIES).
+PRUNE_SCORES = ("rating_count", "learned")
+
+
+@dataclass(frozen=True)
+class PruneArm:
+    """``prune:score=S,weight=W``: at each fraction, the top items of the training part by S
+    (as many as the random slice holds), weighted by W, beside W's random slice."""
+
+    score: str
+    weight: str
+
+
+def prune_arm(spec: str) -> PruneArm | None:
+    """The pruning arm a strategy spec names, or None for a weighting."""
+    import weighting
+
+    terms = weighting.parse_spec(spec)
+    if all(name != "prune" for name, _ in terms):
+        return None
+    if len(terms) > 1:
+        raise UserError(f"strategy {spec!r}: a prune arm is not multiplied with other "
+                        "strategies (give the kept items' weighting as weight=...)")
+    params = weighting.get_strategy("prune").resolve(terms[0][1])
+    return PruneArm(str(params["score"]), str(params["weight"]))
+
+
+def fitted_in_memory(spec: str) -> bool:
+    """Whether an arm needs the study's in-memory fits: a learned weight or a pruning arm."""
+    import weighting
+
+    return any(name in ("learned", "prune") for name, _ in weighting.parse_spec(spec))
+
+
 def arm_label(strategy: str, loss: str, losses: tuple[str, ...]) -> str:
     """How the report names a (strategy, loss) arm: the strategy alone in a one-loss study."""
     return strategy if len(losses) == 1 else f"{strategy} + {loss}"
@@ -246,6 +281,7 @@ def _check(config: StudyConfig, path: Path) -> None:
                 weighting.get_strategy(name).resolve(params)
         except ValueError as exc:
             raise UserError(f"{path}: strategy {spec!r}: {exc}") from None
+    _check_learned_and_pruning(config, path)
     if config.baseline not in config.arms:
         raise UserError(f"{path}: baseline {config.report.get('baseline')!r} is not one of "
                         f"the strategies")
@@ -268,6 +304,40 @@ def _check(config: StudyConfig, path: Path) -> None:
             f"{path}: power-law fits need at least {MIN_FRACTIONS_FOR_FITS} fractions (a "
             f"3-parameter curve passes through any 3 points), got "
             f"{len(set(config.fractions))}; add fractions or set fits = false in [report]")
+
+
+def _check_learned_and_pruning(config: StudyConfig, path: Path) -> None:
+    """Learned weights and pruning arms are fitted in memory on the cached embeddings; a prune
+    arm ranks by a score there is, and its random partner is in the study."""
+    import weighting
+
+    for spec in config.strategies:
+        if not fitted_in_memory(spec):
+            continue
+        if not config.in_memory:
+            raise UserError(f"{path}: strategy {spec!r} is fitted on the cached embeddings in "
+                            "memory: set [trainer] head = \"ridge\" or [evaluation] design = "
+                            "\"kfold\"")
+        try:
+            arm = prune_arm(spec)
+        except UserError as exc:
+            raise UserError(f"{path}: {exc}") from None
+        if arm is None:
+            if len(weighting.parse_spec(spec)) > 1:
+                raise UserError(f"{path}: strategy {spec!r}: 'learned' is not multiplied with "
+                                "other strategies in a study")
+            continue
+        if arm.score not in PRUNE_SCORES and arm.score not in weighting.STRATEGIES:
+            raise UserError(f"{path}: strategy {spec!r}: score must be one of "
+                            f"{', '.join(PRUNE_SCORES)} or a strategy of curate weights list, "
+                            f"got {arm.score!r}")
+        if arm.weight not in weighting.STRATEGIES:
+            raise UserError(f"{path}: strategy {spec!r}: weight must be a strategy of curate "
+                            f"weights list, got {arm.weight!r}")
+        if arm.weight not in config.strategies:
+            raise UserError(f"{path}: strategy {spec!r} is set beside the random slice of the "
+                            f"same size weighted by {arm.weight!r}: add {arm.weight!r} to "
+                            "strategies")
 
 
 def _check_losses(config: StudyConfig, path: Path) -> None:

@@ -34,7 +34,7 @@ import numpy as np
 import polars as pl
 
 from curation.errors import UserError
-from curation.manifest import atomic_file
+from curation.manifest import atomic_file, write_json_atomic
 from curation.split import stable_hash
 from training.heads import MlpSettings, fit_mlp_head, fit_weighted_ridge
 from training.loss_registry import DEFAULT_LOSS
@@ -42,6 +42,7 @@ from training.loss_registry import DEFAULT_LOSS
 CROSSFIT_DIR = "crossfit"
 PREDICTIONS_FILE = "predictions.parquet"
 RUNS_FILE = "runs.parquet"  # written last: the unit's completion marker
+CURVES_FILE = "learned.json"  # the unit's learned curves (learned arms, learned pruning scores)
 VAL_SHARE = 1 / 9  # of a fold's training part: the split's val : train is 10 : 80
 TARGET = "average_rating"
 # Columns of the 100% slice the folds and slices are drawn from.
@@ -141,10 +142,13 @@ def run_unit(data: StudyData, unit: Unit, *, design: str, folds: int,
              fractions: Sequence[float], seeds: Sequence[int], head: str,
              trainer: dict[str, Any], strategies: Sequence[str] = (),
              arms: dict[str, tuple[str, str]] | None = None,
-             min_per_category: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
+             min_per_category: int = 0,
+             curves: list[dict[str, Any]] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(predictions on the unit's test items, one row per run) for every seed x fraction x
     arm of one unit. An arm is a (weighting strategy, loss) named by its label (``arms``;
-    by default each strategy with the Huber loss, named by the strategy)."""
+    by default each strategy with the Huber loss, named by the strategy). A pruning arm
+    trains on its own selection, as large as the random slice; ``curves`` receives the
+    learned curves fitted."""
     items, features = data.items, data.features
     parts = unit_parts(data, unit, design, folds)
     train_all = items[parts["train"]]
@@ -155,18 +159,17 @@ def run_unit(data: StudyData, unit: Unit, *, design: str, folds: int,
     settings = MlpSettings.from_trainer(trainer)
     if arms is None:
         arms = {s: (s, DEFAULT_LOSS) for s in strategies}
+    fits = _UnitFits(data, parts["train"], unit)
     for seed in seeds:
         for fraction in sorted(fractions):
             chosen = nested_selection(train_all, fraction, seed, min_per_category).to_numpy()
-            train_rows = parts["train"][chosen]
-            frame = items[train_rows].with_columns(pl.lit("train").alias("split"))
-            weights: dict[str, np.ndarray] = {}
+            random_rows = parts["train"][chosen]
+            weights: dict[str, tuple[np.ndarray, np.ndarray]] = {}
             for label, (spec, loss) in arms.items():
                 started = time.perf_counter()
                 if spec not in weights:
-                    weights[spec] = _weights(frame, spec, f"fraction {fraction:g}, seed "
-                                                          f"{seed}, {unit.name}")
-                weight = weights[spec]
+                    weights[spec] = fits.rows_and_weights(spec, random_rows, seed, fraction)
+                train_rows, weight = weights[spec]
                 detail: dict[str, Any] = {}
                 if head == "ridge":
                     fit = fit_weighted_ridge(features[train_rows], target[train_rows], weight)
@@ -199,6 +202,8 @@ def run_unit(data: StudyData, unit: Unit, *, design: str, folds: int,
                              "ridge_penalty": detail.get("ridge_penalty"),
                              "best_epoch": detail.get("best_epoch"),
                              "seconds": round(time.perf_counter() - started, 4)})
+    if curves is not None:
+        curves += fits.curves
     schema = {"repeat": pl.Int32, "fold": pl.Int32, "seed": pl.Int64, "fraction": pl.Float64,
               "strategy": pl.String, "train_items": pl.Int64, "val_items": pl.Int64,
               "test_items": pl.Int64, "effective_train_items": pl.Float64,
@@ -206,17 +211,99 @@ def run_unit(data: StudyData, unit: Unit, *, design: str, folds: int,
     return pl.concat(predictions), pl.DataFrame(runs, schema=schema)
 
 
-def _weights(frame: pl.DataFrame, spec: str, where: str) -> np.ndarray:
-    """The train items' weights, or one line naming the strategy and where it failed."""
+def _weights(frame: pl.DataFrame, spec: str, where: str,
+             learned: dict[str, Any] | None = None) -> np.ndarray:
+    """The train items' weights (``learned``: a fitted curve's), or one line naming the
+    strategy and where it failed."""
     import weighting
+    from weighting.learned import learned_weights
 
     try:
-        weight = weighting.compute(frame, spec).to_numpy()
+        weight = (weighting.compute(frame, spec).to_numpy() if learned is None
+                  else learned_weights(frame, learned))
     except UserError as exc:
         raise UserError(f"strategy {spec!r}, {where}: {exc}") from None
     if not weight.sum() > 0:
         raise UserError(f"strategy {spec!r} gives every train item weight 0 ({where})")
     return weight
+
+
+class _UnitFits:
+    """The training rows and weights of each arm in one unit: ``weighting.compute`` on the
+    random slice; a learned curve fitted on the slice (``training.learned_weighting``, the
+    principal axes of the unit's whole training part fitted once); a pruning arm's top items
+    of the training part by its score (ties broken by the seed's hash), as many as the random
+    slice holds, so the two are set side by side at equal size."""
+
+    def __init__(self, data: StudyData, training_part: np.ndarray, unit: Unit) -> None:
+        self.data, self.part, self.unit = data, training_part, unit
+        self.curves: list[dict[str, Any]] = []
+        self._basis: Any = None
+        self._scores: dict[str, np.ndarray] = {}
+
+    def rows_and_weights(self, spec: str, random_rows: np.ndarray, seed: int,
+                         fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        from training.study.config import prune_arm
+
+        where = f"fraction {fraction:g}, seed {seed}, {self.unit.name}"
+        arm = prune_arm(spec)
+        if arm is None:
+            return random_rows, self._weights(spec, random_rows, seed, fraction, where)
+        score = self._score(arm.score, spec)
+        order = np.lexsort((_hash_share(str(seed), self._asins(self.part)), -score))
+        kept = np.sort(self.part[order[:len(random_rows)]])
+        return kept, self._weights(arm.weight, kept, seed, fraction, where)
+
+    def _asins(self, rows: np.ndarray) -> list[str]:
+        return self.data.items["parent_asin"].gather(rows).to_list()
+
+    def _frame(self, rows: np.ndarray) -> pl.DataFrame:
+        return self.data.items[rows].with_columns(pl.lit("train").alias("split"))
+
+    def _weights(self, spec: str, rows: np.ndarray, seed: int, fraction: float,
+                 where: str) -> np.ndarray:
+        import weighting
+
+        name, params = weighting.parse_spec(spec)[0]
+        if name != "learned":
+            return _weights(self._frame(rows), spec, where)
+        stats = self._learned(rows, params, seed)
+        self.curves.append({"repeat": self.unit.repeat, "fold": self.unit.fold, "seed": seed,
+                            "fraction": fraction, "strategy": spec, "fitted_on": "slice",
+                            "stats": stats})
+        return _weights(self._frame(rows), spec, where, stats)
+
+    def _learned(self, rows: np.ndarray, params: dict[str, Any], seed: int) -> dict[str, Any]:
+        import weighting
+        from training.learned_weighting import FeatureBasis, fit_learned_curve
+
+        settings = weighting.get_strategy("learned").resolve(params)
+        if self._basis is None:  # the training part's features only: no target, no test item
+            self._basis = FeatureBasis.fit(self.data.features[self.part],
+                                           int(settings["components"]))
+        items = self.data.items
+        return fit_learned_curve(
+            self.data.features[rows], items[TARGET].gather(rows).to_numpy(),
+            items["rating_number"].gather(rows).fill_null(0).to_numpy(), seed=seed,
+            basis=self._basis, **settings)
+
+    def _score(self, score: str, spec: str) -> np.ndarray:
+        """Each item of the training part's score (higher: kept first)."""
+        if score in self._scores:
+            return self._scores[score]
+        items = self.data.items
+        if score == "rating_count":
+            value = items["rating_number"].gather(self.part).fill_null(0).to_numpy()
+        elif score == "learned":
+            stats = self._learned(self.part, {}, 0)
+            self.curves.append({"repeat": self.unit.repeat, "fold": self.unit.fold, "seed": 0,
+                                "fraction": 1.0, "strategy": spec,
+                                "fitted_on": "training part", "stats": stats})
+            value = _weights(self._frame(self.part), "learned", self.unit.name, stats)
+        else:
+            value = _weights(self._frame(self.part), score, f"{spec}, {self.unit.name}")
+        self._scores[score] = np.asarray(value, dtype=np.float64)
+        return self._scores[score]
 
 
 def run_units(data: StudyData, folder: Path, *, design: str, folds: int, repeats: int,
@@ -231,11 +318,15 @@ def run_units(data: StudyData, folder: Path, *, design: str, folds: int, repeats
     timings: list[float] = []
     for i, unit in enumerate(todo, start=1):
         started = time.perf_counter()
+        curves: list[dict[str, Any]] = []
         predictions, runs = run_unit(
             data, unit, design=design, folds=folds, fractions=fractions, arms=arms,
-            seeds=seeds, head=head, trainer=trainer, min_per_category=min_per_category)
+            seeds=seeds, head=head, trainer=trainer, min_per_category=min_per_category,
+            curves=curves)
         out = folder / CROSSFIT_DIR / unit.name
         out.mkdir(parents=True, exist_ok=True)
+        if curves:  # the learned curves, beside the predictions they weighted
+            write_json_atomic(out / CURVES_FILE, curves)
         with atomic_file(out / PREDICTIONS_FILE) as tmp:
             predictions.write_parquet(tmp)
         with atomic_file(out / RUNS_FILE) as tmp:
@@ -265,3 +356,15 @@ def read_units(folder: Path, design: str, folds: int,
     if not runs:
         return pl.DataFrame(), pl.DataFrame(), missing
     return pl.concat(predictions), pl.concat(runs), missing
+
+
+def read_curves(folder: Path, design: str, folds: int, repeats: int) -> list[dict[str, Any]]:
+    """Every finished unit's learned curves (``learned.json``), in unit order."""
+    import json
+
+    curves: list[dict[str, Any]] = []
+    for unit in units(design, folds, repeats):
+        out = folder / CROSSFIT_DIR / unit.name
+        if (out / RUNS_FILE).exists() and (out / CURVES_FILE).exists():
+            curves += json.loads((out / CURVES_FILE).read_text())
+    return curves

@@ -473,3 +473,97 @@ def _png_size(path: Path) -> tuple[int, int] | None:
     if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         return None
     return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+# -- learned weights and pruning ------------------------------------------------------------
+
+
+def plot_learned(curves: list[dict[str, Any]], path: Path, config: StudyConfig) -> Path:
+    """Every learned curve fitted (weight, mean 1 over the items it was fitted on, against
+    the rating count), per arm, beside the paper's curve for the same items."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from weighting.learned import curve_values, paper_curve
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    top = max(max(c["stats"]["knots_log1p_n"]) for c in curves)
+    counts = np.unique(np.round(np.expm1(np.linspace(0.0, max(top, np.log1p(10)), 200))))
+    arms = sorted({(c["strategy"], c["fitted_on"]) for c in curves})
+    for i, (arm, fitted_on) in enumerate(arms):
+        mine = [c for c in curves if c["strategy"] == arm and c["fitted_on"] == fitted_on]
+        largest = max(c["fraction"] for c in mine)
+        for j, curve in enumerate(mine):
+            ax.plot(counts + 1, curve_values(curve["stats"], np.log1p(counts)),
+                    color=colours[i % len(colours)], alpha=0.9 if
+                    curve["fraction"] == largest else 0.15, linewidth=1.2,
+                    label=f"`{arm}` fitted on the {fitted_on} (bold: fraction {largest:g}; "
+                          f"{len(mine)} fits)" if j == 0 else None)
+    mean = float(np.median([c["stats"]["mean_log1p_n"] for c in curves]))
+    ax.plot(counts + 1, paper_curve(counts, mean), color="black", linestyle="--",
+            label=f"paper: min(log(1+n) / {mean:.2f}, 5)")
+    ax.set_xscale("log")
+    ax.set_xlabel("rating count n + 1")
+    ax.set_ylabel("weight (mean 1 over the items fitted on)")
+    ax.set_title(f"{config.name}: learned weight against rating count")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+    return path
+
+
+def learned_lines(curves: list[dict[str, Any]], plot: Path) -> list[str]:
+    """The learned curves in a few lines: how many, and what their fits saw."""
+    lines = ["", "## Learned weights", "",
+             "Each curve f(log(1 + n)) was fitted on its run's training items only (or, for a "
+             "pruning score, the fold's whole training part), to the inner cross-validated "
+             "validation score of the ridge stand-in (`training/learned_weighting.py`); "
+             "`learned_curves.json` holds every knot and value.", "",
+             "| arm | fitted on | fits | inner score, uniform (median) | inner score, learned "
+             "(median) | weight at n = 1, 10, 100, 1000 (median) |",
+             "|---|---|---:|---:|---:|---|"]
+    import numpy as np
+
+    from weighting.learned import curve_values
+
+    for arm, fitted_on in sorted({(c["strategy"], c["fitted_on"]) for c in curves}):
+        mine = [c["stats"] for c in curves if c["strategy"] == arm
+                and c["fitted_on"] == fitted_on]
+        fitted = [s for s in mine if "inner_score_learned" in s]
+        at = np.median([curve_values(s, np.log1p([1, 10, 100, 1000])) for s in mine], axis=0)
+        uniform = _fmt(float(np.median([s["inner_score_uniform"] for s in fitted]))) \
+            if fitted else "n/a"
+        learned = _fmt(float(np.median([s["inner_score_learned"] for s in fitted]))) \
+            if fitted else "n/a"
+        flat = len(mine) - len(fitted)
+        lines.append(f"| `{arm}` | {fitted_on} | {len(mine)}"
+                     + (f" ({flat} flat: too few items)" if flat else "")
+                     + f" | {uniform} | {learned} | {', '.join(f'{v:.2f}' for v in at)} |")
+    lines += ["", f"![{plot.stem}]({plot.name})", ""]
+    return lines
+
+
+def pruning_lines(verdicts: list[dict[str, Any]], plots: list[Path]) -> list[str]:
+    """Each pruning arm against the random slice of the same size: bend or shift."""
+    lines = ["", "## Pruning against random slices", "",
+             "A pruning arm trains, at each fraction, on the top items of the training part by "
+             "its score, as many as the random slice of that fraction holds; it is set beside "
+             "that random slice. **Bends** the curve: the two fitted exponents' bootstrap "
+             "intervals (1 - PLCC) do not overlap (the two bootstraps are drawn apart, not "
+             "paired). **Shifts** it: the exponents cannot be told apart, and the paired "
+             "difference in test PLCC is decided (Holm) at one fraction or more.", "",
+             "| pruning arm | random arm | exponent c, pruned | exponent c, random | "
+             "PLCC pruned - random, per fraction | verdict |",
+             "|---|---|---|---|---|---|"]
+    for v in verdicts:
+        lines.append(f"| `{v['arm']}` | `{v['random']}` | {v['c_arm']} | {v['c_random']} | "
+                     f"{v['differences']} | {v['verdict']} |")
+    lines += [""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    return lines

@@ -36,8 +36,10 @@ from training.study.config import (
     DEFAULT_EXTRAPOLATE_FROM,
     ERRORS,
     StudyConfig,
+    arm_label,
+    prune_arm,
 )
-from training.study.crossfit import read_units
+from training.study.crossfit import read_curves, read_units
 from training.study.grid import PlannedRun, load_study, run_folder
 from training.study.scaling import (
     bootstrap_fit,
@@ -226,6 +228,7 @@ def build_report(folder: Path | str, *, baseline: str | None = None) -> StudyRep
             raise UserError(f"--baseline {baseline!r} is not one of the study's strategies: "
                             f"{', '.join(config.arms)}")
         config = replace(config, report={**config.report, "baseline": baseline})
+    partners = pruning_partners(config)
     # From here on the report compares arms: each strategy, or (strategy, loss) pairs when
     # the study has several losses; the pages see them as its strategies.
     config = replace(config, strategies=config.arms, losses=(DEFAULT_LOSS,),
@@ -277,10 +280,83 @@ def build_report(folder: Path | str, *, baseline: str | None = None) -> StudyRep
         "tiers": [{"fraction": f, "tiers": t} for f, t in comparison.tiers.items()]}))
     plots = [pages.plot_curves(summary, fits, error, out / f"scaling_{error}.png", config)
              for error in ERRORS]
+    extra: list[str] = []
+    curves = read_curves(folder, config.design, config.folds, config.repeats) \
+        if config.in_memory else []
+    if curves:
+        files.append(pages.write_json(out / "learned_curves.json", curves))
+        plot = pages.plot_learned(curves, out / "learned_weight.png", config)
+        plots.append(plot)
+        extra += pages.learned_lines(curves, plot)
+    if partners:
+        verdicts = pruning_verdicts(partners, fits, comparison)
+        files.append(pages.write_json(out / "pruning.json", verdicts))
+        shown = sorted({a for pair in partners.items() for a in pair}, key=config.arms.index)
+        pruned = [pages.plot_curves(summary, fits, error, out / f"pruning_{error}.png",
+                                    replace(config, strategies=tuple(shown),
+                                            name=f"{config.name}, pruning against random"))
+                  for error in ERRORS]
+        plots += pruned
+        extra += pages.pruning_lines(verdicts, pruned)
     files += plots
     findings = pages.findings(config, summary, comparison)
     markdown = pages.markdown(config, results, summary, fits, missing, plots, findings,
-                              comparison, ran)
+                              comparison, ran) + "\n".join(extra)
     files.append(pages.write_text(out / "report.md", markdown))
     files.append(pages.write_text(out / "report.html", pages.html_page(markdown, plots)))
     return StudyReport(folder, results, summary, fits, missing, files, findings, comparison)
+
+
+def pruning_partners(config: StudyConfig) -> dict[str, str]:
+    """Each pruning arm -> the random arm of the same weighting and loss it is set beside."""
+    partners = {}
+    for label, (spec, loss) in config.arm_parts().items():
+        arm = prune_arm(spec)
+        if arm is not None:
+            partners[label] = arm_label(arm.weight, loss, config.losses)
+    return partners
+
+
+def pruning_verdicts(partners: dict[str, str], fits: dict[str, Any],
+                     comparison: Comparison) -> list[dict[str, Any]]:
+    """Per pruning arm: the fitted exponents of 1 - PLCC (pruned, random) with their
+    intervals, the paired PLCC differences per fraction, and whether pruning bends the curve
+    (exponent intervals apart), shifts it (a difference decided, exponents not apart) or
+    neither is clear."""
+    def exponent(arm: str) -> tuple[str, tuple[float, float] | None]:
+        found = [c for c in fits["curves"] if c["strategy"] == arm
+                 and c["error"] == ERRORS["error_plcc"]]
+        if not found:
+            return "no fit (fits = false)", None
+        fit, ci = found[0]["fit"], found[0].get("bootstrap", {}).get("intervals", {}).get("c")
+        if fit["status"] != "ok":
+            return f"fit failed: {fit['reason']}", None
+        return (f"{fit['c']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")), ci
+
+    verdicts = []
+    for arm, random in partners.items():
+        (c_arm, ci_arm), (c_random, ci_random) = exponent(arm), exponent(random)
+        pairs = comparison.pairs.filter(
+            ((pl.col("a") == arm) & (pl.col("b") == random))
+            | ((pl.col("a") == random) & (pl.col("b") == arm))).sort("fraction")
+        differences, better, worse = [], 0, 0
+        for row in pairs.iter_rows(named=True):
+            sign = 1.0 if row["a"] == arm else -1.0
+            low, high = sorted((sign * row["plcc_diff_low"], sign * row["plcc_diff_high"]))
+            decided = {"a better": sign, "b better": -sign}.get(row["decision"], 0.0)
+            better, worse = better + (decided > 0), worse + (decided < 0)
+            differences.append(f"{row['fraction']:g}: {sign * row['plcc_diff_mean']:+.3f} "
+                               f"[{low:+.3f}, {high:+.3f}]")
+        bends = bool(ci_arm and ci_random and (ci_arm[0] > ci_random[1]
+                                               or ci_random[0] > ci_arm[1]))
+        if bends:
+            verdict = "bends the curve (exponents apart)"
+        elif better or worse:
+            verdict = (f"shifts the curve: better at {better}, worse at {worse} of "
+                       f"{pairs.height} fractions (Holm); exponents not told apart")
+        else:
+            verdict = "neither a bend nor a shift is clear"
+        verdicts.append({"arm": arm, "random": random, "c_arm": c_arm, "c_random": c_random,
+                         "differences": "; ".join(differences), "better_at": better,
+                         "worse_at": worse, "bends": bends, "verdict": verdict})
+    return verdicts

@@ -38,7 +38,9 @@ import numpy as np
 from training.heads import RIDGE_GRID
 from weighting.learned import KNOTS_KEY, VALUES_KEY
 
-STEPS = 200  # Adam steps: the objective flattens well before (see the tests' timings)
+STEPS = 200  # at most this many Adam steps;
+PATIENCE = 25  # stop once this many in a row gained less than TOLERANCE (relative)
+TOLERANCE = 1e-4
 LEARNING_RATE = 0.05
 SMOOTHNESS = 1e-3  # x mean squared second difference of the curve's values (mean 1)
 MIN_ITEMS = 20  # fewer items than this: the curve is flat (uniform), and says why
@@ -203,18 +205,24 @@ def fit_learned_curve(features: np.ndarray, target: np.ndarray, rating_number: n
         uniform = float(loss_of(torch.ones(len(positions), dtype=torch.float64)))
     optimiser = torch.optim.Adam([theta], lr=LEARNING_RATE)
     best = (uniform, np.ones(len(positions)))
-    for _ in range(steps):
+    taken, since_better = 0, 0
+    while taken < steps:
+        taken += 1
         optimiser.zero_grad()
         values = values_of(theta)
         loss = loss_of(values)
-        if float(loss.detach()) < best[0]:
-            best = (float(loss.detach()), values.detach().numpy().copy())
+        value = float(loss.detach())
+        since_better = 0 if value < best[0] - TOLERANCE * abs(best[0]) else since_better + 1
+        if value < best[0]:
+            best = (value, values.detach().numpy().copy())
+        if since_better >= PATIENCE:  # flat: more steps would only polish the inner score
+            break
         loss.backward()
         optimiser.step()
     values = best[1] / float(hat.mean(axis=0) @ best[1])
     sign = -1.0 if objective == "plcc" else 1.0  # report scores, not losses
     return {**record, KNOTS_KEY: positions.tolist(), VALUES_KEY: values.tolist(),
-            "components": int(z.shape[1]), "penalty": penalty, "steps": steps,
+            "components": int(z.shape[1]), "penalty": penalty, "steps": taken,
             "inner_score_uniform": sign * uniform, "inner_score_learned": sign * best[0]}
 
 

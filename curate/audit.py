@@ -1,4 +1,4 @@
-"""``curate audit``: label quality, duplicates, data maps."""
+"""``curate audit``: label quality, duplicates, data maps, image-text alignment."""
 
 from __future__ import annotations
 
@@ -95,3 +95,33 @@ def audit_data_map(
     typer.echo(f"{table.height:,} train items: {counts}")
     typer.echo(f"-> {folder} (data_map.png, summary.md)")
 
+
+
+@command(audit_app, "alignment")
+def audit_alignment(
+    slice_name: Annotated[str, typer.Option("--slice", help="Slice to audit (all its "
+                                            "splits).")],
+    catalog: CatalogOption = DEFAULT_CATALOG,
+    folds: Annotated[int, typer.Option(help="Folds of the cross-fitted alignments.")] = 5,
+    z: Annotated[float, typer.Option(help="Flag a score whose robust z-score is below "
+                                     "-Z.")] = 3.0,
+    image_encoder: Annotated[str | None, typer.Option(help="Image encoder of the embeddings "
+                                                      "(default: the slice's alignment's, "
+                                                      "else the model's).")] = None,
+    text_encoder: Annotated[str | None, typer.Option(help="Text encoder of the embeddings "
+                                                     "(default: as for the image).")] = None,
+    workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.")] = None,
+) -> None:
+    """Each item's own image against its text: the cosine in an alignment trained on the
+    other folds, and the own image's rank among the slice's images; items far below the
+    others flagged. Writes CATALOG/audit/alignment/<slice>/; feeds the alignment weighting."""
+    from audit.alignment import alignment_audit
+
+    with writes_to(catalog, "audit alignment"):
+        result = alignment_audit(catalog, slice_name, image_encoder=image_encoder,
+                                 text_encoder=text_encoder, folds=folds, z=z,
+                                 workers=workers_or_default(workers))
+    typer.echo(f"{result.items:,} items, {result.with_image:,} with an image: own image's "
+               f"median rank {result.median_rank:g}; {result.flagged:,} flagged "
+               f"({result.seconds:.0f} s)")
+    typer.echo(f"-> {result.folder} (summary.md, items.parquet)")

@@ -17,6 +17,7 @@ from curate import (
     model,
     recsys,
     runs,
+    search,
     slicing,
     sql,
     study,
@@ -102,6 +103,8 @@ app.add_typer(study.study_app, name="study")
 app.add_typer(demo.commands)  # demo
 app.add_typer(runs.runs_app, name="runs")
 app.add_typer(export.export_app, name="export")
+app.add_typer(search.align_app, name="align")
+app.add_typer(search.commands)  # search
 
 
 def main() -> None:  # pragma: no cover

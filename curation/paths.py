@@ -227,6 +227,14 @@ class CatalogLayout:
         """The trainer's embedding cache: one folder per encoder configuration."""
         return self.root / "embeddings"
 
+    def alignment_dir(self, slice_name: str) -> Path:
+        """An image-text alignment trained on a slice's train split (curate align train)."""
+        return self.root / "alignment" / slice_name / "model"
+
+    def search_index_dir(self, slice_name: str) -> Path:
+        """The index of a slice's aligned image vectors (curate search)."""
+        return self.root / "alignment" / slice_name / "index"
+
     @property
     def validation(self) -> Path:
         """great-expectations results (JSON per target) and its project with Data Docs."""

@@ -12,6 +12,7 @@ strategy with optional parameters, ``"capped_count:c=50"``, or a product of seve
 (all rows when there is no split column). ``curate weights list`` shows every strategy.
 """
 
+from weighting import alignment as _alignment  # noqa: F401 - registers `alignment`
 from weighting import strategies as _strategies  # noqa: F401 - registers the built-ins
 from weighting.compute import compute, compute_with_stats, parse_spec
 from weighting.registry import STRATEGIES, Strategy, get_strategy, reads_reviews, register

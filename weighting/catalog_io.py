@@ -80,6 +80,8 @@ AUDIT_INPUTS = {
                       "curate audit label-quality --slice {slice}"),
     "data_map": ("data_map", {"region": "dm_region"}, "curate train ... then curate audit "
                  "data-map --run RUN (a run on {slice} or on a slice holding it)"),
+    "alignment": ("alignment", {"is_misaligned": "is_misaligned"},
+                  "curate audit alignment --slice {slice}"),
 }
 
 

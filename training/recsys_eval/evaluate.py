@@ -34,7 +34,7 @@ from curation.manifest import replace_path, sha256_file, versions, write_json_at
 from training.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from training.recsys_eval.config import BOOTSTRAP, FitConfig
 from training.recsys_eval.data import EVAL_SPLITS, Benchmark, load_benchmark
-from training.recsys_eval.metrics import KS, METRICS, ranking_metrics
+from training.recsys_eval.metrics import KS, METRICS, metrics_from_hits, sparse_hits
 from training.recsys_eval.models import MODELS, Scorer, normalised_features
 
 SEGMENTS = ("all", "cold", "warm")
@@ -139,19 +139,23 @@ def top_items(scorer: Scorer, users: np.ndarray, seen: sp.csr_matrix, k: int,
     out = np.empty((len(users), k), dtype=np.int64)
     for start in range(0, len(users), batch):
         chunk = users[start:start + batch]
-        scores = scorer.scores(chunk)
+        scores = scorer.scores(chunk)  # on the scorer's device: masked and cut there
         known = seen[chunk].tocoo()
-        scores[torch.from_numpy(known.row.astype(np.int64)),
-               torch.from_numpy(known.col.astype(np.int64))] = -torch.inf
-        out[start:start + len(chunk)] = torch.topk(scores, k, dim=1).indices.numpy()
+        rows = torch.from_numpy(known.row.astype(np.int64)).to(scores.device)
+        cols = torch.from_numpy(known.col.astype(np.int64)).to(scores.device)
+        scores[rows, cols] = -torch.inf
+        out[start:start + len(chunk)] = torch.topk(scores, k, dim=1).indices.cpu().numpy()
     return out
 
 
 def _segment_relevance(relevant: sp.csr_matrix, cold: np.ndarray) -> dict[str, sp.csr_matrix]:
     cold_mask = sp.diags(cold.astype(np.float32))
     warm_mask = sp.diags((~cold).astype(np.float32))
-    return {"all": relevant, "cold": (relevant @ cold_mask).tocsr(),
-            "warm": (relevant @ warm_mask).tocsr()}
+    segments = {"all": relevant, "cold": (relevant @ cold_mask).tocsr(),
+                "warm": (relevant @ warm_mask).tocsr()}
+    for matrix in segments.values():
+        matrix.eliminate_zeros()  # a masked-out item must not count as relevant
+    return segments
 
 
 def evaluated_users(bench: Benchmark, split: str) -> np.ndarray:
@@ -175,8 +179,9 @@ def score_model(bench: Benchmark, scorer: Scorer, batch: int) -> list[dict[str, 
             keep = np.asarray(relevant.sum(axis=1)).ravel() > 0
             if not keep.any():
                 continue
-            dense = relevant[keep].toarray() > 0
-            metrics = ranking_metrics(top[keep], dense)
+            kept = relevant[keep]
+            metrics = metrics_from_hits(sparse_hits(top[keep], kept),
+                                        np.diff(kept.indptr))
             rows.append({"split": split, "segment": segment, "user": users[keep],
                          **metrics})
     return rows

@@ -15,6 +15,7 @@ of that item when it is in the top K.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 KS = (10, 20)
 METRICS = tuple(f"{name}@{k}" for name in ("recall", "ndcg") for k in KS)
@@ -33,13 +34,31 @@ def ranking_metrics(top: np.ndarray, relevant: np.ndarray,
     {'recall@1': 0.0, 'recall@2': 1.0, 'ndcg@1': 0.0, 'ndcg@2': 0.6309}
     """
     relevant = np.asarray(relevant, dtype=bool)
-    n_relevant = relevant.sum(axis=1)
+    hits = np.take_along_axis(relevant, top, axis=1)
+    return metrics_from_hits(hits, relevant.sum(axis=1), ks)
+
+
+def sparse_hits(top: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
+    """``hits[u, j]``: is ``top[u, j]`` among the user's relevant items (a CSR row), without
+    a dense users x items matrix."""
+    n_items = relevant.shape[1]
+    coo = relevant.tocoo()
+    wanted = coo.row.astype(np.int64) * n_items + coo.col
+    ranked = np.arange(top.shape[0], dtype=np.int64)[:, None] * n_items + top
+    return np.isin(ranked, wanted)
+
+
+def metrics_from_hits(hits: np.ndarray, n_relevant: np.ndarray,
+                      ks: tuple[int, ...] = KS) -> dict[str, np.ndarray]:
+    """Recall@K and NDCG@K from (users, max K) hit flags and each user's count of relevant
+    items."""
+    n_relevant = np.asarray(n_relevant).astype(np.int64)
     if (n_relevant == 0).any():
         raise ValueError("every user ranked needs at least one relevant item")
-    if top.shape[1] < max(ks):
-        raise ValueError(f"a top {top.shape[1]} cannot give metrics at {max(ks)}")
-    hits = np.take_along_axis(relevant, top, axis=1).astype(np.float64)
-    discounts = 1.0 / np.log2(np.arange(2, top.shape[1] + 2))
+    if hits.shape[1] < max(ks):
+        raise ValueError(f"a top {hits.shape[1]} cannot give metrics at {max(ks)}")
+    hits = hits.astype(np.float64)
+    discounts = 1.0 / np.log2(np.arange(2, hits.shape[1] + 2))
     ideal = np.cumsum(discounts)
     out: dict[str, np.ndarray] = {}
     for k in ks:

@@ -38,7 +38,8 @@ from training.recsys_eval.config import MODALITIES, MODEL_NAMES, FitConfig
 
 
 class Scorer:
-    """Scores of every item for a batch of users: (len(users), n_items) float32 tensor."""
+    """Scores of every item for a batch of users: (len(users), n_items) float32 tensor, on
+    the device the model lives on."""
 
     def scores(self, users: np.ndarray) -> torch.Tensor:
         raise NotImplementedError
@@ -124,7 +125,8 @@ class _BPRModule(nn.Module):
 
 
 def _embedding(rows: int, dim: int) -> nn.Embedding:
-    table = nn.Embedding(rows, dim)
+    # sparse gradients: a step updates the rows its batch touched, not 100k users' worth
+    table = nn.Embedding(rows, dim, sparse=True)
     nn.init.normal_(table.weight, std=0.01)
     return table
 
@@ -198,14 +200,15 @@ class _Trained(Scorer):
     def scores(self, users: np.ndarray) -> torch.Tensor:
         with torch.no_grad():
             u = torch.from_numpy(np.asarray(users, dtype=np.int64)).to(self.device)
-            return self.module.all_scores(u).float().cpu()
+            return self.module.all_scores(u).float()
 
 
 def train_bpr(module: _BPRModule, train: sp.csr_matrix, config: FitConfig, seed: int,
               weights: np.ndarray | None = None) -> _Trained:
     """BPR: minimise ``-w_i log sigmoid(s(u,i) - s(u,j))`` over the train pairs (u, i), one
-    uniform negative j per pair, in shuffled batches; Adam; ``reg`` x the squared norms the
-    batch touches. The seed fixes the start, the order and the negatives."""
+    uniform negative j per pair, in shuffled batches; Adam (lazy Adam for the embedding
+    tables, whose untouched rows keep their moments); ``reg`` x the squared norms the batch
+    touches. The seed fixes the start, the order and the negatives."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = config.device
@@ -215,7 +218,11 @@ def train_bpr(module: _BPRModule, train: sp.csr_matrix, config: FitConfig, seed:
     items_all = torch.from_numpy(coo.col.astype(np.int64))
     item_weight = None if weights is None else torch.from_numpy(
         np.asarray(weights, dtype=np.float32)).to(device)
-    optimiser = torch.optim.Adam(module.parameters(), lr=config.lr)
+    tables = [m.weight for m in module.modules() if isinstance(m, nn.Embedding)]
+    dense = [p for p in module.parameters() if all(p is not t for t in tables)]
+    optimisers = [torch.optim.SparseAdam(tables, lr=config.lr)]
+    if dense:
+        optimisers.append(torch.optim.Adam(dense, lr=config.lr))
     n, n_items = len(users_all), train.shape[1]
     module.train()
     for _ in range(config.epochs):
@@ -233,9 +240,11 @@ def train_bpr(module: _BPRModule, train: sp.csr_matrix, config: FitConfig, seed:
             else:
                 loss = losses.mean()
             loss = loss + config.reg * (module.penalty(u, i) + module.penalty(u, j)) / len(batch)
-            optimiser.zero_grad(set_to_none=True)
+            for optimiser in optimisers:
+                optimiser.zero_grad(set_to_none=True)
             loss.backward()
-            optimiser.step()
+            for optimiser in optimisers:
+                optimiser.step()
     return _Trained(module, device)
 
 

@@ -6,20 +6,21 @@ on a training part only, because the fit needs the items' cached embeddings:
 1. **A smaller stand-in for the head.** The training part's features are standardised and
    projected on their top ``components`` principal axes (``FeatureBasis``, fitted on the
    training part's features; no targets). The weighted ridge on these scores, its intercept
-   unpenalised, has a closed form; its penalty is fixed, chosen by generalised
-   cross-validation with uniform weights over ``training.heads.RIDGE_GRID``, so that the
-   solution is a smooth function of the weights.
+   unpenalised, has a closed form; its penalty is chosen at every step as the head chooses
+   its own, by weighted generalised cross-validation over ``training.heads.RIDGE_GRID`` for
+   the current weights, and held fixed in the gradient.
 2. **The curve.** Knots at the quantiles of log(1 + n) over the items; a weight is linear
    between knots and flat beyond them. ``monotone``: the values are a positive start plus
    non-negative increments (softplus), so f never falls as n grows; otherwise each value is
-   free (softplus, >= 0). The weights are divided by their mean over the items, so the
-   penalty keeps its meaning.
+   free (softplus, >= 0). The weights are scaled to mean 1 over the items and never fall
+   below ``FLOOR`` (an item of weight 0 leaves the head, and a head on few rows overfits).
 3. **The objective.** The items are cut into ``inner_folds`` folds; for each, the ridge is
    solved on the other folds with the weights and predicts this one (uniformly scored: the
    test metric is unweighted). The objective is the mean validation PLCC over the folds
    (``objective="plcc"``) or the pooled validation mean squared error (``"mse"``), with a
-   small penalty on the curve's second differences. Its gradient in the curve's parameters
-   (the hypergradient through the ridge solve) comes from torch autograd. Because the ridge
+   small penalty on the differences between neighbouring knots' weights (so the curve stays
+   flat where the data are silent). Its gradient in the curve's parameters (the
+   hypergradient through the ridge solve) comes from torch autograd. Because the ridge
    normal equations are linear in the weights, each fold's Gram matrix is precomputed once per
    knot, and a step costs a few (components x components) solves whatever the item count:
    a fit takes well under a second.
@@ -42,8 +43,9 @@ STEPS = 200  # at most this many Adam steps;
 PATIENCE = 25  # stop once this many in a row gained less than TOLERANCE (relative)
 TOLERANCE = 1e-4
 LEARNING_RATE = 0.05
-SMOOTHNESS = 1e-3  # x mean squared second difference of the curve's values (mean 1)
+SMOOTHNESS = 1e-3  # x mean squared difference between neighbouring knots' weights
 MIN_ITEMS = 20  # fewer items than this: the curve is flat (uniform), and says why
+FLOOR = 0.1  # the least weight, as a share of the mean: every item stays in the head
 
 
 @dataclass(frozen=True)
@@ -102,28 +104,34 @@ def hat_basis(log1p_n: np.ndarray, knots: np.ndarray) -> np.ndarray:
     return hat
 
 
-def gcv_penalty(scores: np.ndarray, target: np.ndarray) -> float:
-    """The ridge penalty (absolute) that weighted GCV picks with uniform weights, over the
-    heads' grid (relative to the mean squared singular value of the centred scores)."""
-    z = scores - scores.mean(axis=0)
-    r = target - target.mean()
-    u, s, _ = np.linalg.svd(z, full_matrices=False)
-    s2 = s**2
+def gcv_choice(s2: np.ndarray, projected: np.ndarray, outside: float, rows: int) -> float:
+    """The absolute ridge penalty weighted GCV picks over the heads' grid (relative to the
+    mean squared singular value), from the spectrum ``s2`` of the weighted, centred features,
+    the centred target in its basis (``projected``) and the part no feature reaches, as
+    ``training.heads.fit_weighted_ridge`` picks it."""
     kept = s2 > s2.max() * 1e-12 if len(s2) and s2.max() > 0 else s2 > 0
-    s2, projected = s2[kept], u[:, kept].T @ r
+    s2, projected = s2[kept], projected[kept]
     unit = float(s2.mean()) if len(s2) else 1.0
-    outside = max(float(r @ r - projected @ projected), 0.0)
-    n, best = len(r), (RIDGE_GRID[-1], np.inf)
+    best = (RIDGE_GRID[-1], np.inf)
     for relative in RIDGE_GRID:
         shrink = s2 / (s2 + relative * unit)
         dof = float(shrink.sum()) + 1.0
-        if dof >= n:
+        if dof >= rows:
             continue
         residual = outside + float((((1 - shrink) * projected) ** 2).sum())
-        gcv = (residual / n) / (1 - dof / n) ** 2
+        gcv = (residual / rows) / (1 - dof / rows) ** 2
         if gcv < best[1]:
             best = (relative, gcv)
     return float(best[0] * unit)
+
+
+def _penalty_for(gram: np.ndarray, rhs: np.ndarray, target_ss: float, rows: int) -> float:
+    """GCV's penalty for the weighted normal equations (gram, rhs) of ``rows`` rows whose
+    weighted, centred target has sum of squares ``target_ss``."""
+    s2, vectors = np.linalg.eigh(gram)
+    s2 = np.clip(s2, 0.0, None)
+    projected = np.where(s2 > 0, (vectors.T @ rhs) / np.sqrt(np.where(s2 > 0, s2, 1.0)), 0.0)
+    return gcv_choice(s2, projected, max(target_ss - float(projected @ projected), 0.0), rows)
 
 
 def inner_folds_of(count: int, folds: int, seed: int) -> np.ndarray:
@@ -161,7 +169,6 @@ def fit_learned_curve(features: np.ndarray, target: np.ndarray, rating_number: n
     z = basis.scores(x)[:, :components]
     hat = hat_basis(u, positions)
     fold = inner_folds_of(len(y), inner_folds, seed)
-    penalty = gcv_penalty(z, y)
     pieces = []
     for f in range(inner_folds):
         train, val = fold != f, fold == f
@@ -171,7 +178,8 @@ def fit_learned_curve(features: np.ndarray, target: np.ndarray, rating_number: n
             "zsum": torch.from_numpy(h.T @ zt), "zy": torch.from_numpy(np.einsum(
                 "ik,ia,i->ka", h, zt, yt)),
             "count": torch.from_numpy(h.sum(axis=0)), "ysum": torch.from_numpy(h.T @ yt),
-            "share": train.mean(), "z_val": torch.from_numpy(z[val]),
+            "yy": torch.from_numpy(h.T @ yt**2), "rows": int(train.sum()),
+            "z_val": torch.from_numpy(z[val]),
             "y_val": torch.from_numpy(y[val])})
     mean_hat = torch.from_numpy(hat.mean(axis=0))
     eye = torch.eye(z.shape[1], dtype=torch.float64)
@@ -180,8 +188,15 @@ def fit_learned_curve(features: np.ndarray, target: np.ndarray, rating_number: n
         positive = torch.nn.functional.softplus(theta)
         return torch.cumsum(positive, 0) if monotone else positive
 
+    def weights_of(values: Any) -> Any:
+        """Values at the knots -> weights there: mean 1 over the items, never below FLOOR
+        (an item of weight 0 would leave the head, and few rows make its GCV overfit)."""
+        return FLOOR + (1.0 - FLOOR) * values / (mean_hat @ values)
+
+    penalties: list[float] = []
+
     def loss_of(values: torch.Tensor) -> torch.Tensor:
-        v = values / (mean_hat @ values)  # mean weight 1 over the items
+        v = weights_of(values)
         losses = []
         for p in pieces:
             total = p["count"] @ v
@@ -189,7 +204,12 @@ def fit_learned_curve(features: np.ndarray, target: np.ndarray, rating_number: n
             my = (p["ysum"] @ v) / total
             gram = torch.einsum("k,kab->ab", v, p["gram"]) - total * torch.outer(mx, mx)
             rhs = v @ p["zy"] - total * mx * my
-            beta = torch.linalg.solve(gram + penalty * p["share"] * eye, rhs)
+            # the penalty the head's GCV would pick for these weights, held fixed in the
+            # gradient (a choice over a grid has none)
+            penalty = _penalty_for(gram.detach().numpy(), rhs.detach().numpy(),
+                                   float((p["yy"] @ v - total * my**2).detach()), p["rows"])
+            penalties.append(penalty)
+            beta = torch.linalg.solve(gram + penalty * eye, rhs)
             predicted = (p["z_val"] - mx) @ beta + my
             if objective == "mse":
                 losses.append(((predicted - p["y_val"]) ** 2).sum() / len(y))
@@ -219,10 +239,11 @@ def fit_learned_curve(features: np.ndarray, target: np.ndarray, rating_number: n
             break
         loss.backward()
         optimiser.step()
-    values = best[1] / float(hat.mean(axis=0) @ best[1])
+    values = FLOOR + (1.0 - FLOOR) * best[1] / float(hat.mean(axis=0) @ best[1])
     sign = -1.0 if objective == "plcc" else 1.0  # report scores, not losses
     return {**record, KNOTS_KEY: positions.tolist(), VALUES_KEY: values.tolist(),
-            "components": int(z.shape[1]), "penalty": penalty, "steps": taken,
+            "components": int(z.shape[1]), "penalty_last": penalties[-len(pieces):],
+            "steps": taken,
             "inner_score_uniform": sign * uniform, "inner_score_learned": sign * best[0]}
 
 

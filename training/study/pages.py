@@ -501,7 +501,7 @@ def plot_learned(curves: list[dict[str, Any]], path: Path, config: StudyConfig) 
             ax.plot(counts + 1, curve_values(curve["stats"], np.log1p(counts)),
                     color=colours[i % len(colours)], alpha=0.9 if
                     curve["fraction"] == largest else 0.15, linewidth=1.2,
-                    label=f"`{arm}` fitted on the {fitted_on} (bold: fraction {largest:g}; "
+                    label=f"{arm} fitted on the {fitted_on} (bold: fraction {largest:g}; "
                           f"{len(mine)} fits)" if j == 0 else None)
     mean = float(np.median([c["stats"]["mean_log1p_n"] for c in curves]))
     ax.plot(counts + 1, paper_curve(counts, mean), color="black", linestyle="--",

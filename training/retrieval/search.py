@@ -3,12 +3,14 @@
 - One stage: the whole text's vector against the image vectors.
 - Two stages: (1) entity ranking: the text is split into entities (its title, each feature,
   each sentence of its description; a free text by lines, ``|``/``;`` and sentences), each
-  searched for ``per_entity`` images; the candidates they bring (the union) are scored by
-  their mean similarity to all entities (multiple queries against multiple targets), and the
-  best ``candidates`` kept; (2) summary re-ranking: a concise summary of the text (its title
-  and its ``summary_terms`` most informative other words, by IDF over the indexed items'
-  texts) and the whole text are scored against each candidate; the final score is the mean
-  of the entity score, the summary's and the whole text's.
+  searched for ``per_entity`` images; the candidates they bring (the union: multiple
+  queries against multiple targets) are ranked by their best similarity to any entity and
+  the best ``candidates`` kept; (2) summary re-ranking: a concise summary of the text (its
+  title and its ``summary_terms`` most informative other words, by IDF over the indexed
+  items' texts) and the whole text are scored against each candidate, and the final score
+  is the mean of the two. (On the synthetic corpus, adding the entities' mean or best
+  similarity to the final score, or ranking the candidates by their mean, found fewer own
+  images: most entities there are features and sentences that say nothing of the picture.)
 
 All scores are cosines of aligned vectors, so every step is a vector search or a small
 matrix product and scales with the index. ``evaluate`` measures Recall@k of held-out items'
@@ -35,8 +37,8 @@ from curation.slices import Slice
 from training.retrieval.align import Alignment, encode_texts, load_alignment, recall_at
 from training.retrieval.index import SearchIndex, build_index, open_index, words
 
-PER_ENTITY = 50
-CANDIDATES = 100
+PER_ENTITY = 100
+CANDIDATES = 200
 SUMMARY_TERMS = 8
 MAX_ENTITIES = 16
 FIELDS = ("Main category", "Title", "Features", "Description")  # curation.clean's model_text
@@ -141,10 +143,10 @@ class Searcher:
         if len(pool) == 0:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
         images = self.index.vectors[pool]
-        entity_score = (entities @ images.T).mean(axis=0)
+        entity_score = (entities @ images.T).max(axis=0)
         top = np.lexsort((pool, -entity_score))[: max(candidates, k)]
-        pool, entity_score, images = pool[top], entity_score[top], images[top]
-        final = (entity_score + images @ summary + images @ full) / 3
+        pool, images = pool[top], images[top]
+        final = (images @ summary + images @ full) / 2
         order = np.lexsort((pool, -final))[:k]
         return final[order], pool[order]
 

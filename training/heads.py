@@ -12,6 +12,11 @@ cached features; these functions take arrays and return a predictor, with no run
 - ``fit_mlp_head``: the trainer's frozen-mode head (``RegressionHead``, AdamW, the cosine
   schedule, the weighted Huber loss or another of ``training.loss_registry``, early stopping
   on validation PLCC), on arrays.
+- ``fit_mlp_heads``: many such heads with the weighted Huber loss trained at once, their
+  parameters stacked along a first axis (batched matrix products, an AdamW written out over
+  the stack): a study grid's runs share one loop instead of one each. Every head has its own
+  generators (shuffles, dropout), its own steps, schedule, clipping and early stop, so a
+  head's result does not depend on which heads it is trained beside.
 """
 
 from __future__ import annotations
@@ -120,6 +125,7 @@ class MlpSettings:
     clip: float = 1.0
     huber_delta: float = 1.0
     renormalise: bool = False
+    dropout: float = 0.1  # the head's (training.model.HEAD_DROPOUT)
 
     @classmethod
     def from_trainer(cls, trainer: dict[str, Any]) -> MlpSettings:
@@ -150,7 +156,7 @@ def fit_mlp_head(features: np.ndarray, target: np.ndarray, weight: np.ndarray,
     y = torch.from_numpy(np.asarray(target, dtype=np.float32))
     w = torch.from_numpy(np.asarray(weight, dtype=np.float32))
     torch.manual_seed(seed)
-    head = RegressionHead(x.shape[1])
+    head = RegressionHead(x.shape[1], dropout=settings.dropout)
     with torch.no_grad():  # start at the weighted train mean (see the trainer)
         head[-1].bias.fill_(float((w[train_rows] * y[train_rows]).sum() / w[train_rows].sum()))
     plan = parse_loss(loss)
@@ -203,3 +209,229 @@ def fit_mlp_head(features: np.ndarray, target: np.ndarray, weight: np.ndarray,
             return head(torch.from_numpy(standard)).squeeze(-1).double().numpy()
 
     return predictor, best_epoch
+
+
+@dataclass(frozen=True)
+class HeadJob:
+    """One head of ``fit_mlp_heads``: its train rows with their weights, its validation rows
+    (early stopping) and its seed (initialisation, shuffles, dropout)."""
+
+    train_rows: np.ndarray
+    train_weight: np.ndarray  # one per train row
+    val_rows: np.ndarray
+    seed: int
+
+
+# Heads trained together at most: each holds about 20 MB (parameters, two Adam moments, the
+# best state and gradients at 1,664 inputs), so a group stays near half a gigabyte.
+HEADS_PER_GROUP = 24
+_BETAS, _EPS = (0.9, 0.999), 1e-8  # torch.optim.AdamW's defaults, as fit_mlp_head uses
+
+
+def fit_mlp_heads(features: np.ndarray, target: np.ndarray, jobs: list[HeadJob],
+                  settings: MlpSettings, *,
+                  heads_per_group: int = HEADS_PER_GROUP) -> list[tuple[Predictor, int]]:
+    """(predictor, best epoch) of each job, in the jobs' order: ``fit_mlp_head``'s recipe with
+    the Huber loss, heads of the same number of steps per epoch trained together, at most
+    ``heads_per_group`` at a time. Initialisation is ``fit_mlp_head``'s (the global generator
+    seeded with the job's seed); shuffles are too; dropout draws from a generator of the
+    job's own. So a job gives the same head alone or among others (the batched products may
+    differ in the last bits), and with ``dropout`` 0 the same head as ``fit_mlp_head`` up to
+    float rounding."""
+    steps = [math.ceil(len(j.train_rows) / settings.batch_size) for j in jobs]
+    fitted: dict[int, tuple[Predictor, int]] = {}
+    for count in sorted(set(steps)):
+        same = [i for i, s in enumerate(steps) if s == count]
+        for start in range(0, len(same), heads_per_group):
+            group = same[start:start + heads_per_group]
+            results = _fit_head_group(features, target, [jobs[i] for i in group], settings)
+            fitted.update(zip(group, results, strict=True))
+    return [fitted[i] for i in range(len(jobs))]
+
+
+def _stacked_heads(jobs: list[HeadJob], width: int, settings: MlpSettings,
+                   target: np.ndarray) -> list[Any]:
+    """The parameters of ``RegressionHead`` for each job, stacked: per hidden layer the weight
+    (transposed, inputs x outputs), bias, LayerNorm scale and shift; then the last layer's
+    weight and bias. The last bias starts at the job's weighted train mean."""
+    import torch
+
+    from training.model import RegressionHead
+
+    heads = []
+    for job in jobs:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(job.seed)
+            heads.append(RegressionHead(width, dropout=settings.dropout))
+    layers = [m for m in heads[0] if isinstance(m, torch.nn.Linear | torch.nn.LayerNorm)]
+    stacked = []
+    for i, layer in enumerate(layers):
+        members = [[m for m in h if isinstance(m, torch.nn.Linear | torch.nn.LayerNorm)][i]
+                   for h in heads]
+        if isinstance(layer, torch.nn.Linear):
+            stacked.append(torch.stack([m.weight.detach().T for m in members]))
+        else:
+            stacked.append(torch.stack([m.weight.detach() for m in members]))
+        stacked.append(torch.stack([m.bias.detach() for m in members]))
+    for r, job in enumerate(jobs):  # start at the weighted train mean (see the trainer)
+        y = np.asarray(target, dtype=np.float32)[job.train_rows]
+        w = np.asarray(job.train_weight, dtype=np.float32)
+        stacked[-1][r] = float((w * y).sum() / w.sum())
+    return [p.contiguous().clone().requires_grad_(True) for p in stacked]
+
+
+def _forward(params: list[Any], inputs: Any, dropout_masks: list[Any] | None) -> Any:
+    """Outputs (heads x rows) of the stacked heads on inputs (heads x rows x features)."""
+    import torch
+    import torch.nn.functional as F
+
+    hidden = inputs
+    blocks = (len(params) - 2) // 4
+    for k in range(blocks):
+        weight, bias, scale, shift = params[4 * k: 4 * k + 4]
+        hidden = torch.baddbmm(bias[:, None, :], hidden, weight)
+        hidden = F.layer_norm(hidden, (hidden.shape[-1],)) * scale[:, None, :] + shift[:, None, :]
+        hidden = F.gelu(hidden)
+        if dropout_masks is not None:
+            hidden = hidden * dropout_masks[k]
+    return torch.baddbmm(params[-1][:, None, :], hidden, params[-2]).squeeze(-1)
+
+
+def _padded(rows: list[np.ndarray]) -> tuple[Any, Any]:
+    """(index, valid): rows of unequal length as one heads x longest index, padded with 0."""
+    import torch
+
+    longest = max(1, max(len(r) for r in rows))
+    index = np.zeros((len(rows), longest), dtype=np.int64)
+    valid = np.zeros((len(rows), longest), dtype=np.float32)
+    for r, part in enumerate(rows):
+        index[r, :len(part)] = part
+        valid[r, :len(part)] = 1.0
+    return torch.from_numpy(index), torch.from_numpy(valid)
+
+
+def _fit_head_group(features: np.ndarray, target: np.ndarray, jobs: list[HeadJob],
+                    settings: MlpSettings) -> list[tuple[Predictor, int]]:
+    """Heads with the same number of steps per epoch, trained in step: they share the step
+    count and so the learning rate; a head that stops early leaves the stack."""
+    import torch
+    import torch.nn.functional as F
+
+    from training.metrics import pearson
+    from training.trainer import lr_at
+
+    x_np = np.asarray(features, dtype=np.float32)
+    x = torch.from_numpy(x_np)
+    y = torch.from_numpy(np.asarray(target, dtype=np.float32))
+    batch, keep = settings.batch_size, 1.0 - settings.dropout
+    steps_per_epoch = math.ceil(len(jobs[0].train_rows) / batch)
+    total = steps_per_epoch * settings.epochs
+    means = np.stack([x_np[j.train_rows].mean(axis=0) for j in jobs])
+    spreads = np.stack([x_np[j.train_rows].std(axis=0) for j in jobs])
+    spreads = np.where(spreads > 1e-6, spreads, 1.0)
+    params = _stacked_heads(jobs, x.shape[1], settings, target)
+    moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+    best: list[list[Any]] = [[p.detach()[r].clone() for p in params] for r in range(len(jobs))]
+    best_plcc = [-math.inf] * len(jobs)
+    best_epoch = [0] * len(jobs)
+    bad = [0] * len(jobs)
+    weight_of = []
+    for j in jobs:
+        full = np.zeros(len(x_np), dtype=np.float32)
+        full[j.train_rows] = j.train_weight
+        weight_of.append(torch.from_numpy(full))
+    dropout_generators = [torch.Generator().manual_seed(j.seed * 1_000_003 + 7) for j in jobs]
+    val_targets = [np.asarray(target, dtype=np.float64)[j.val_rows] for j in jobs]
+    widths = [p.shape[-1] for p in params[0:-2:4]]  # each hidden layer's outputs
+    alive = list(range(len(jobs)))  # the jobs in the stack, in its order
+    step = 0
+    for epoch in range(1, settings.epochs + 1):
+        mean_t = torch.from_numpy(means[alive])[:, None, :]
+        spread_t = torch.from_numpy(spreads[alive])[:, None, :]
+        orders = []
+        for r in alive:
+            shuffle = torch.Generator().manual_seed(jobs[r].seed * 1_000_003 + epoch)
+            rows = jobs[r].train_rows
+            orders.append(rows[torch.randperm(len(rows), generator=shuffle).numpy()])
+        weights = torch.stack([weight_of[r] for r in alive])
+        for s in range(steps_per_epoch):
+            index, valid = _padded([order[s * batch:(s + 1) * batch] for order in orders])
+            masks = None
+            if settings.dropout:
+                masks = [torch.zeros(len(alive), index.shape[1], width) for width in widths]
+                for k, r in enumerate(alive):
+                    n = int(valid[k].sum())
+                    for mask, width in zip(masks, widths, strict=True):
+                        drawn = torch.rand(n, width, generator=dropout_generators[r])
+                        mask[k, :n] = (drawn >= settings.dropout).float() / keep
+            output = _forward(params, (x[index] - mean_t) / spread_t, masks)
+            weight = torch.gather(weights, 1, index) * valid
+            per_item = F.huber_loss(output, y[index], reduction="none",
+                                    delta=settings.huber_delta) * weight
+            if settings.renormalise:
+                loss = per_item.sum(1) / weight.sum(1).clamp_min(1e-30)
+            else:
+                loss = per_item.sum(1) / valid.sum(1)
+            for p in params:
+                p.grad = None
+            loss.sum().backward()  # the heads' losses are independent: each gets its own
+            _adamw_step(params, moments, step + 1,
+                        lr_at(step, total, settings.warmup, settings.lr), settings)
+            step += 1
+        val_index, _ = _padded([jobs[r].val_rows for r in alive])
+        with torch.no_grad():
+            predicted = _forward(params, (x[val_index] - mean_t) / spread_t, None)
+        stopped = []
+        for k, r in enumerate(alive):
+            plcc = pearson(predicted[k, :len(val_targets[r])].double().numpy(), val_targets[r])
+            plcc = plcc if math.isfinite(plcc) else -1.0
+            if plcc > best_plcc[r]:
+                best_plcc[r], best_epoch[r], bad[r] = plcc, epoch, 0
+                best[r] = [p.detach()[k].clone() for p in params]
+            else:
+                bad[r] += 1
+                if bad[r] >= settings.patience:
+                    stopped.append(k)
+        if stopped:  # out of the stack, so that it costs nothing more
+            kept = [k for k in range(len(alive)) if k not in stopped]
+            if not kept:
+                break
+            params = [p.detach()[kept].clone().requires_grad_(True) for p in params]
+            moments = [(first[kept].clone(), second[kept].clone()) for first, second in moments]
+            alive = [alive[k] for k in kept]
+
+    def predictor_for(r: int) -> Predictor:
+        own = [p[None] for p in best[r]]
+        mean, spread = means[r], spreads[r]
+
+        def predictor(new_features: np.ndarray) -> np.ndarray:
+            standard = (np.asarray(new_features, dtype=np.float32) - mean) / spread
+            with torch.no_grad():
+                return _forward(own, torch.from_numpy(standard)[None], None)[0].double().numpy()
+
+        return predictor
+
+    return [(predictor_for(r), best_epoch[r]) for r in range(len(jobs))]
+
+
+def _adamw_step(params: list[Any], moments: list[tuple[Any, Any]], step: int, lr: float,
+                settings: MlpSettings) -> None:
+    """``clip_grad_norm_`` to ``settings.clip`` over each head's own parameters, then one
+    ``torch.optim.AdamW`` step (decoupled weight decay, bias-corrected moments), written out
+    over the stack; the heads share the step count and learning rate."""
+    import torch
+
+    heads = params[0].shape[0]
+    beta1, beta2 = _BETAS
+    with torch.no_grad():
+        norms = torch.sqrt(sum((p.grad.reshape(heads, -1) ** 2).sum(1) for p in params))
+        clip = (settings.clip / (norms + 1e-6)).clamp(max=1.0)
+        step_size = lr / (1 - beta1**step)
+        correction2_root = math.sqrt(1 - beta2**step)
+        for p, (first, second) in zip(params, moments, strict=True):
+            grad = p.grad.mul_(clip.view((heads,) + (1,) * (p.dim() - 1)))
+            p.mul_(1 - lr * settings.weight_decay)
+            first.lerp_(grad, 1 - beta1)
+            second.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = (second.sqrt() / correction2_root).add_(_EPS)
+            p.addcdiv_(first, denom, value=-step_size)

@@ -36,7 +36,13 @@ import polars as pl
 from curation.errors import UserError
 from curation.manifest import atomic_file, write_json_atomic
 from curation.split import stable_hash
-from training.heads import MlpSettings, fit_mlp_head, fit_weighted_ridge
+from training.heads import (
+    HeadJob,
+    MlpSettings,
+    fit_mlp_head,
+    fit_mlp_heads,
+    fit_weighted_ridge,
+)
 from training.loss_registry import DEFAULT_LOSS
 
 CROSSFIT_DIR = "crossfit"
@@ -160,6 +166,7 @@ def run_unit(data: StudyData, unit: Unit, *, design: str, folds: int,
     if arms is None:
         arms = {s: (s, DEFAULT_LOSS) for s in strategies}
     fits = _UnitFits(data, parts["train"], unit)
+    planned: list[dict[str, Any]] = []  # each run's rows and weights, in the output's order
     for seed in seeds:
         for fraction in sorted(fractions):
             chosen = nested_selection(train_all, fraction, seed, min_per_category).to_numpy()
@@ -170,38 +177,59 @@ def run_unit(data: StudyData, unit: Unit, *, design: str, folds: int,
                 if spec not in weights:
                     weights[spec] = fits.rows_and_weights(spec, random_rows, seed, fraction)
                 train_rows, weight = weights[spec]
-                detail: dict[str, Any] = {}
-                if head == "ridge":
-                    fit = fit_weighted_ridge(features[train_rows], target[train_rows], weight)
-                    predicted = fit.predict(features[test_rows])
-                    detail = {"ridge_penalty": fit.penalty, "ridge_dof": fit.effective_dof}
-                else:
-                    full_weight = np.zeros(len(items))
-                    full_weight[train_rows] = weight
-                    predictor, best_epoch = fit_mlp_head(features, target, full_weight,
-                                                         train_rows, parts["val"], seed, settings,
-                                                         loss=loss)
-                    predicted = predictor(features[test_rows])
-                    detail = {"best_epoch": best_epoch}
-                predictions.append(pl.DataFrame({
-                    "repeat": pl.Series([unit.repeat] * len(test_rows), dtype=pl.Int32),
-                    "fold": pl.Series([unit.fold] * len(test_rows), dtype=pl.Int32),
-                    "seed": pl.Series([seed] * len(test_rows), dtype=pl.Int64),
-                    "fraction": pl.Series([fraction] * len(test_rows), dtype=pl.Float64),
-                    "strategy": pl.Series([label] * len(test_rows), dtype=pl.String),
-                    "parent_asin": items["parent_asin"].gather(test_rows),
-                    "target": target[test_rows],
-                    "prediction": predicted.astype(np.float64),
-                }))
-                runs.append({"repeat": unit.repeat, "fold": unit.fold, "seed": seed,
-                             "fraction": fraction, "strategy": label,
-                             "train_items": len(train_rows), "val_items": len(parts["val"]),
-                             "test_items": len(test_rows),
-                             "effective_train_items": float(weight.sum() ** 2
-                                                            / (weight**2).sum()),
-                             "ridge_penalty": detail.get("ridge_penalty"),
-                             "best_epoch": detail.get("best_epoch"),
-                             "seconds": round(time.perf_counter() - started, 4)})
+                planned.append({"seed": seed, "fraction": fraction, "label": label,
+                                "loss": loss, "rows": train_rows, "weight": weight,
+                                "seconds": time.perf_counter() - started})
+    # The MLP heads with the Huber loss are trained together (training.heads.fit_mlp_heads);
+    # each run is charged an equal share of that time.
+    batched = [run for run in planned if head != "ridge" and run["loss"] == DEFAULT_LOSS]
+    if batched:
+        started = time.perf_counter()
+        jobs = [HeadJob(run["rows"], run["weight"], parts["val"], run["seed"])
+                for run in batched]
+        for run, (predictor, best_epoch) in zip(
+                batched, fit_mlp_heads(features, target, jobs, settings), strict=True):
+            run["predicted"], run["detail"] = (predictor(features[test_rows]),
+                                               {"best_epoch": best_epoch})
+        share = (time.perf_counter() - started) / len(batched)
+        for run in batched:
+            run["seconds"] += share
+    for run in planned:
+        train_rows, weight, seed = run["rows"], run["weight"], run["seed"]
+        if "predicted" not in run:
+            started = time.perf_counter()
+            if head == "ridge":
+                fit = fit_weighted_ridge(features[train_rows], target[train_rows], weight)
+                run["predicted"] = fit.predict(features[test_rows])
+                run["detail"] = {"ridge_penalty": fit.penalty, "ridge_dof": fit.effective_dof}
+            else:
+                full_weight = np.zeros(len(items))
+                full_weight[train_rows] = weight
+                predictor, best_epoch = fit_mlp_head(features, target, full_weight, train_rows,
+                                                     parts["val"], seed, settings,
+                                                     loss=run["loss"])
+                run["predicted"] = predictor(features[test_rows])
+                run["detail"] = {"best_epoch": best_epoch}
+            run["seconds"] += time.perf_counter() - started
+        detail = run["detail"]
+        predictions.append(pl.DataFrame({
+            "repeat": pl.Series([unit.repeat] * len(test_rows), dtype=pl.Int32),
+            "fold": pl.Series([unit.fold] * len(test_rows), dtype=pl.Int32),
+            "seed": pl.Series([seed] * len(test_rows), dtype=pl.Int64),
+            "fraction": pl.Series([run["fraction"]] * len(test_rows), dtype=pl.Float64),
+            "strategy": pl.Series([run["label"]] * len(test_rows), dtype=pl.String),
+            "parent_asin": items["parent_asin"].gather(test_rows),
+            "target": target[test_rows],
+            "prediction": run["predicted"].astype(np.float64),
+        }))
+        runs.append({"repeat": unit.repeat, "fold": unit.fold, "seed": seed,
+                     "fraction": run["fraction"], "strategy": run["label"],
+                     "train_items": len(train_rows), "val_items": len(parts["val"]),
+                     "test_items": len(test_rows),
+                     "effective_train_items": float(weight.sum() ** 2 / (weight**2).sum()),
+                     "ridge_penalty": detail.get("ridge_penalty"),
+                     "best_epoch": detail.get("best_epoch"),
+                     "seconds": round(run["seconds"], 4)})
     if curves is not None:
         curves += fits.curves
     schema = {"repeat": pl.Int32, "fold": pl.Int32, "seed": pl.Int64, "fraction": pl.Float64,

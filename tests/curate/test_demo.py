@@ -20,17 +20,19 @@ from curate.demo import DEMO_QUERIES, STEPS, demo_study_config
 from training.study.config import load_study_config, study_template
 
 ITEMS = 400
-GRID = ["--fractions", "0.5,1", "--seeds", "0,1,2", "--image-encoder", "tiny-efficientnet",
+GRID = ["--fractions", "0.5,1", "--image-encoder", "tiny-efficientnet",
         "--text-encoder", "tiny-minilm"]
-RUNS = 2 * 2 * 3  # fractions x the demo's two weightings x seeds
+FOLDS = 5
+RUNS = FOLDS * 2 * 2 * 1  # folds x fractions x the demo's two weightings x its one seed
 STEP_LINES = [
     f"1/{STEPS} synth: {ITEMS} items with planted mess",
     f"2/{STEPS} ingest",
     f"3/{STEPS} clean (default profile)",
-    f"4/{STEPS} nested slices of the train split",
-    f"5/{STEPS} validate (great-expectations)",
-    f"6/{STEPS} sample weights on",
-    f"7/{STEPS} study: frozen EffiMiniVLM over 2 fractions x 2 weightings x 3 seeds",
+    f"4/{STEPS} nested slices of the train split: (0.2, 0.4, 1.0)",
+    f"5/{STEPS} validate the items and every slice (great-expectations)",
+    f"6/{STEPS} sample weights on default-frac0.4-seed0",
+    f"7/{STEPS} study (kfold): frozen EffiMiniVLM over 5 folds x 2 fractions x 2 weightings x "
+    "1 seed(s)",
     f"8/{STEPS} report: curves, fits, intervals",
     f"9/{STEPS} exploration queries",
     f"10/{STEPS} verify: every output against what the catalog recorded",
@@ -57,10 +59,18 @@ def test_the_demo_runs_end_to_end_and_a_rerun_skips_finished_runs(tmp_path):
         r"([\d,]+) lines read = ([\d,]+) rows ingested \+ ([\d,]+) quarantined", out).groups())
     assert read == rows + quarantined and quarantined > 0  # the corpus has planted mess
     assert "expectations met" in out and "FAILED" not in out
+    # every slice the demo cut is validated, the study's among them (it builds none of its own)
+    slices = sorted(p.name for p in (workdir / "catalog" / "slices").iterdir())
+    assert slices == [f"default-frac{f}-seed0" for f in ("0.2", "0.4", "1")]
+    for name in slices:
+        assert re.search(rf"slice:{name}: \d+/\d+ expectations met", out), name
 
-    # the study: a line per run, every one trained
-    run_lines = re.findall(r"\[(\d+)/(\d+)\] frac\S+: test PLCC", out)
-    assert len(run_lines) == RUNS and all(int(total) == RUNS for _, total in run_lines)
+    # the study: a line per fold with the time left, every run trained
+    unit_lines = re.findall(r"\[(\d+)/(\d+)\] r0-f\d: 4 runs, test PLCC .*about (\d+) s left",
+                            out)
+    assert [(int(i), int(n)) for i, n, _ in unit_lines] == [(i, FOLDS)
+                                                             for i in range(1, FOLDS + 1)]
+    assert int(unit_lines[-1][2]) == 0
     assert f"{RUNS} runs trained, 0 already complete" in out
     assert "fit uniform" not in out  # 2 fractions: the demo's config turns the fits off
 
@@ -75,7 +85,8 @@ def test_the_demo_runs_end_to_end_and_a_rerun_skips_finished_runs(tmp_path):
     assert sorted(set(results["fraction"])) == [0.5, 1.0]
     assert set(results["strategy"]) == {"uniform", "effiminivlm"}
     config, folder = load_study_config(workdir / "study.toml")
-    assert config.fractions == (0.5, 1.0) and config.seeds == (0, 1, 2)
+    assert config.fractions == (0.5, 1.0) and config.seeds == (0,)
+    assert (config.design, config.folds) == ("kfold", FOLDS)
     assert config.trainer["image_encoder"] == "tiny-efficientnet"
     assert folder == workdir / "study"
     for name in DEMO_QUERIES:
@@ -84,20 +95,35 @@ def test_the_demo_runs_end_to_end_and_a_rerun_skips_finished_runs(tmp_path):
     assert re.search(r"\n    [\d,]+ files checked \(SHA-256\): all as recorded\n", out)
 
     finished = {p.parent.name: p.stat().st_mtime_ns
-                for p in (workdir / "study" / "runs").glob("*/manifest.json")}
-    assert len(finished) == RUNS
+                for p in (workdir / "study" / "crossfit").glob("*/runs.parquet")}
+    assert len(finished) == FOLDS
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
     assert f"0 runs trained, {RUNS} already complete" in again.output
-    assert "frac0.5__uniform__seed0: test PLCC" not in again.output  # no run line: none ran
+    assert "r0-f0: 4 runs" not in again.output  # no unit line: none ran
     assert -1 not in steps_in_order(again.output)
     for name, mtime in finished.items():  # untouched
-        assert (workdir / "study" / "runs" / name / "manifest.json").stat().st_mtime_ns == mtime
+        assert (workdir / "study" / "crossfit" / name / "runs.parquet").stat().st_mtime_ns == mtime
 
 
-def test_the_demos_defaults_are_the_templates():
-    """Without options the demo's study is the template's: 7 fractions x 2 x 3 seeds, the
-    full model (what the README describes)."""
-    assert demo_study_config() == study_template("demo", "catalog", "study")
+def test_the_demos_defaults_are_the_templates_in_the_kfold_design(tmp_path):
+    """Without options the demo's study is the template's but for the design: 5 folds x 7
+    fractions x 2 weightings x 1 seed, the full model (what the README describes)."""
+    path = tmp_path / "study.toml"
+    path.write_text(demo_study_config())
+    config, _ = load_study_config(path)
+    template = tmp_path / "template.toml"
+    template.write_text(study_template("demo", "catalog", "study"))
+    default, _ = load_study_config(template)
+    assert (config.design, config.folds, config.repeats, config.seeds) == ("kfold", 5, 1, (0,))
+    assert (config.fractions, config.strategies, config.trainer) == (
+        default.fractions, default.strategies, default.trainer)
+    holdout, _ = load_study_config(template.with_name("h.toml")) if template.with_name(
+        "h.toml").write_text(demo_study_config(seeds=(0, 1, 2), design="holdout")) else (0, 0)
+    assert holdout.design == "holdout" and holdout.seeds == (0, 1, 2)
     help_text = CliRunner().invoke(app, ["demo", "--help"]).output
     assert "--fractions" in help_text and "--image-encoder" in help_text
+    assert "--design" in help_text
+    bad = CliRunner().invoke(app, ["demo", "--design", "loo"])
+    assert bad.exit_code != 0 and "--design must be one of holdout, kfold, got 'loo'" in (
+        bad.output)

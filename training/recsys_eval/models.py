@@ -112,7 +112,8 @@ def fit_itemknn(train: sp.csr_matrix, config: FitConfig, **_: Any) -> Scorer:
 
 
 class _BPRModule(nn.Module):
-    """score(u, i); ``item_table`` gives what a full ranking needs once per evaluation."""
+    """score(u, i) for training; ``ranking_factors`` for a full ranking: (users x d, items x d,
+    items) with score(u, i) = users[u] . items[i] + bias[i], computed once after training."""
 
     def pair_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -120,7 +121,7 @@ class _BPRModule(nn.Module):
     def penalty(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def all_scores(self, users: torch.Tensor) -> torch.Tensor:
+    def ranking_factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
 
@@ -143,8 +144,8 @@ class _MF(_BPRModule):
     def penalty(self, users, items):
         return self.user(users).pow(2).sum() + self.item(items).pow(2).sum()
 
-    def all_scores(self, users):
-        return self.user(users) @ self.item.weight.T + self.bias
+    def ranking_factors(self):
+        return self.user.weight, self.item.weight, self.bias
 
 
 class _TwoTower(_BPRModule):
@@ -166,9 +167,9 @@ class _TwoTower(_BPRModule):
     def penalty(self, users, items):
         return self.user(users).pow(2).sum() + self.project.weight.pow(2).sum()
 
-    def all_scores(self, users):
+    def ranking_factors(self):
         vectors, bias = self._items()
-        return self.user(users) @ vectors.T + bias
+        return self.user.weight, vectors, bias
 
 
 class _VBPR(_MF):
@@ -188,19 +189,23 @@ class _VBPR(_MF):
         return super().penalty(users, items) + self.taste(users).pow(2).sum() + \
             self.project.weight.pow(2).sum()
 
-    def all_scores(self, users):
-        return super().all_scores(users) + self.taste(users) @ self.project(self.features).T \
-            + self.feature_bias(self.features).squeeze(-1)
+    def ranking_factors(self):
+        users, items, bias = super().ranking_factors()
+        return (torch.cat([users, self.taste.weight], dim=1),
+                torch.cat([items, self.project(self.features)], dim=1),
+                bias + self.feature_bias(self.features).squeeze(-1))
 
 
 class _Trained(Scorer):
     def __init__(self, module: _BPRModule, device: str):
-        self.module, self.device = module.eval(), device
+        self.device = device
+        with torch.no_grad():
+            self.users, self.items, self.bias = (t.detach().float() for t in
+                                                 module.eval().ranking_factors())
 
     def scores(self, users: np.ndarray) -> torch.Tensor:
-        with torch.no_grad():
-            u = torch.from_numpy(np.asarray(users, dtype=np.int64)).to(self.device)
-            return self.module.all_scores(u).float()
+        u = torch.from_numpy(np.asarray(users, dtype=np.int64)).to(self.device)
+        return self.users[u] @ self.items.T + self.bias
 
 
 def train_bpr(module: _BPRModule, train: sp.csr_matrix, config: FitConfig, seed: int,

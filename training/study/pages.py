@@ -555,7 +555,8 @@ def pruning_lines(verdicts: list[dict[str, Any]], plots: list[Path]) -> list[str
     lines = ["", "## Pruning against random slices", "",
              "A pruning arm trains, at each fraction, on the top items of the training part by "
              "its score, as many as the random slice of that fraction holds; it is set beside "
-             "that random slice. **Bends** the curve: the two fitted exponents' bootstrap "
+             "that random slice (at fraction 1 both train on the same items, so the curves "
+             "meet there). **Bends** the curve: the two fitted exponents' bootstrap "
              "intervals (1 - PLCC) do not overlap (the two bootstraps are drawn apart, not "
              "paired). **Shifts** it: the exponents cannot be told apart, and the paired "
              "difference in test PLCC is decided (Holm) at one fraction or more.", "",

@@ -324,6 +324,9 @@ def pruning_verdicts(partners: dict[str, str], fits: dict[str, Any],
     (exponent intervals apart), shifts it (a difference decided, exponents not apart) or
     neither is clear."""
     def exponent(arm: str) -> tuple[str, tuple[float, float] | None]:
+        """The exponent as shown, and its interval when it can decide a bend: an interval
+        that leaves out its own point fit (the bootstrap's draws fitted another floor) is
+        shown but decides nothing."""
         found = [c for c in fits["curves"] if c["strategy"] == arm
                  and c["error"] == ERRORS["error_plcc"]]
         if not found:
@@ -331,7 +334,12 @@ def pruning_verdicts(partners: dict[str, str], fits: dict[str, Any],
         fit, ci = found[0]["fit"], found[0].get("bootstrap", {}).get("intervals", {}).get("c")
         if fit["status"] != "ok":
             return f"fit failed: {fit['reason']}", None
-        return (f"{fit['c']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")), ci
+        if not ci:
+            return f"{fit['c']:.3f}", None
+        shown = f"{fit['c']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+        if not ci[0] <= fit["c"] <= ci[1]:
+            return shown + " (interval leaves out the point fit)", None
+        return shown, ci
 
     verdicts = []
     for arm, random in partners.items():
@@ -349,8 +357,16 @@ def pruning_verdicts(partners: dict[str, str], fits: dict[str, Any],
                                f"[{low:+.3f}, {high:+.3f}]")
         bends = bool(ci_arm and ci_random and (ci_arm[0] > ci_random[1]
                                                or ci_random[0] > ci_arm[1]))
+        undecided = ci_arm is None or ci_random is None
         if bends:
             verdict = "bends the curve (exponents apart)"
+        elif undecided and (better or worse):
+            verdict = (f"better at {better}, worse at {worse} of {pairs.height} fractions "
+                       "(Holm); whether it bends cannot be told (an exponent has no usable "
+                       "interval)")
+        elif undecided:
+            verdict = "no difference is clear; whether it bends cannot be told (an exponent " \
+                      "has no usable interval)"
         elif better or worse:
             verdict = (f"shifts the curve: better at {better}, worse at {worse} of "
                        f"{pairs.height} fractions (Holm); exponents not told apart")

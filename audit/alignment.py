@@ -6,18 +6,25 @@ placeholder picture), the way DataComp filters image-text pairs by their alignme
    for each fold an alignment (``training.retrieval.align``) is trained on the other folds'
    pairs, so that no item's score comes from a projection that saw its own pair.
 3. Each item's ``alignment_score`` is the cosine of its text and its own image in that space,
-   and ``own_rank`` the rank of its own image among all the slice's images for its text.
-4. Flags: a score far below the others, robust z = (score - median) / (1.4826 * MAD) below
-   ``-z``.
+   ``own_rank`` the rank of its own image among all the slice's images for its text, and
+   ``own_margin`` how many standard deviations its own image's cosine lies above the mean
+   of its text's cosines to all the images (a text near every image gets no credit for it).
+4. Flags: a margin far below the others', robust z = (margin - median) / (1.4826 * MAD)
+   below ``-z``. On the synthetic corpus with planted swaps (README, "Search and
+   alignment") the margin separated the planted items better than the plain cosine (AUC
+   0.92 against 0.90 with the full encoders) and, at z = 3, flagged more of them at a
+   similar precision.
 
 Writes ``CATALOG/audit/alignment/<slice>/`` (items.parquet: parent_asin, split, category,
-has_image, alignment_score, own_rank, alignment_z, is_misaligned; items without an image have
-no score and are not flagged; summary.md; manifest.json). The ``alignment`` weighting reads it.
+has_image, alignment_score, own_rank, own_margin, alignment_z, is_misaligned; items without
+an image have no score and are not flagged; summary.md; manifest.json). The ``alignment``
+weighting reads it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,7 +32,7 @@ import numpy as np
 import polars as pl
 
 from audit.label_quality import fold_of
-from audit.outputs import write_audit
+from audit.outputs import read_audit, write_audit
 from curation.catalog import Catalog
 from curation.errors import UserError
 from curation.paths import MANIFEST
@@ -35,6 +42,9 @@ from training.retrieval.align import AlignConfig, own_ranks, slice_features, tra
 AUDIT = "alignment"
 DEFAULT_Z = 3.0
 DEFAULT_FOLDS = 5
+# Fewer passes than curate align train's default: each fold's alignment must not learn its
+# training pairs by heart (20 epochs separated the planted swaps better than 60).
+AUDIT_ALIGNMENT = AlignConfig(epochs=20)
 
 
 @dataclass
@@ -79,7 +89,7 @@ def alignment_audit(
     text_encoder: str | None = None,
     folds: int = DEFAULT_FOLDS,
     z: float = DEFAULT_Z,
-    config: AlignConfig = AlignConfig(),  # noqa: B008 - frozen
+    config: AlignConfig = AUDIT_ALIGNMENT,
     workers: int = 1,
 ) -> AlignmentAuditResult:
     if folds < 2:
@@ -98,31 +108,33 @@ def alignment_audit(
     assignment = fold_of(data.items["parent_asin"].to_list(), folds, seed=AUDIT_FOLD_SEED)
     ranks = np.zeros(n, dtype=np.int64)
     scores = np.zeros(n, dtype=np.float32)
+    margins = np.zeros(n, dtype=np.float64)
     for fold in range(folds):
         held = assignment == fold
         if not held.any():
             continue
         alignment, _ = train_alignment(data.image[~held], data.text[~held], None, config)
         images = alignment.project_images(data.image)
-        rank, score = own_ranks(alignment.project_texts(data.text[held]), images,
-                                np.flatnonzero(held))
-        ranks[held], scores[held] = rank, score
-    zs = robust_z(scores.astype(np.float64))
+        rank, score, margin = own_ranks(alignment.project_texts(data.text[held]), images,
+                                        np.flatnonzero(held))
+        ranks[held], scores[held], margins[held] = rank, score, margin
+    zs = robust_z(margins)
     flags = zs < -z
     scored = data.items.select("parent_asin").with_columns(
         alignment_score=pl.Series(scores.astype(np.float64)), own_rank=pl.Series(ranks),
-        alignment_z=pl.Series(zs), is_misaligned=pl.Series(flags))
+        own_margin=pl.Series(margins), alignment_z=pl.Series(zs), is_misaligned=pl.Series(flags))
     table = slice_.items(["parent_asin", "split", "category"], text=False) \
         .join(scored, on="parent_asin", how="left") \
         .with_columns(has_image=pl.col("alignment_score").is_not_null(),
                       is_misaligned=pl.col("is_misaligned").fill_null(False)) \
         .select("parent_asin", "split", "category", "has_image", "alignment_score", "own_rank",
-                "alignment_z", "is_misaligned") \
+                "own_margin", "alignment_z", "is_misaligned") \
         .sort("alignment_z", "parent_asin", nulls_last=True)
     median_rank = float(np.median(ranks))
     summary = _summary(slice_name, table, folds, z, median_rank)
     folder = write_audit(catalog, AUDIT, slice_name, table, summary, {
-        "parameters": {"slice": slice_name, "folds": folds, "z": z, "encoders": encoders,
+        "parameters": {"slice": slice_name, "folds": folds, "z": z, "flagged_by": "own_margin",
+                       "encoders": encoders,
                        "alignment": asdict(config)},
         "counts": {"items": table.height, "with_image": n, "flagged": int(flags.sum())},
         "encoders_ran": data.encoders_ran,
@@ -148,12 +160,35 @@ def _summary(slice_name: str, table: pl.DataFrame, folds: int, z: float,
         f"- own image's rank among the slice's {scored.height:,} images for its text: median "
         f"{median_rank:g}; in the top 10 for {(scored['own_rank'] <= 10).mean():.1%}",
         f"- flagged: {flagged.height:,} ({flagged.height / max(scored.height, 1):.1%}) with a "
-        f"score's robust z below -{z:g}",
+        f"margin's robust z below -{z:g}",
         "",
-        "| parent_asin | split | score | z | own rank |",
-        "|---|---|---:|---:|---:|",
+        "| parent_asin | split | score | margin | z | own rank |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for row in flagged.head(10).iter_rows(named=True):
         lines.append(f"| {row['parent_asin']} | {row['split']} | {row['alignment_score']:.3f} "
-                     f"| {row['alignment_z']:.1f} | {row['own_rank']} |")
+                     f"| {row['own_margin']:.2f} | {row['alignment_z']:.1f} "
+                     f"| {row['own_rank']} |")
     return "\n".join(lines) + "\n"
+
+
+def against_truth(catalog: Catalog | Path | str, slice_name: str,
+                  swapped: Sequence[str]) -> dict[str, float | int]:
+    """The audit's flags against the items known to show another's image (a synthetic
+    corpus's ``ground_truth/images.parquet``, ``image_of`` set): planted, flagged, precision,
+    recall, and the AUC of the margin (how often a planted item's is below a kept one's)."""
+    table = read_audit(catalog, AUDIT, slice_name, f"curate audit alignment --slice "
+                       f"{slice_name}").filter(pl.col("has_image"))
+    planted = table["parent_asin"].is_in(list(swapped)).to_numpy()
+    flagged = table["is_misaligned"].to_numpy()
+    hits = int((planted & flagged).sum())
+    scores = table["own_margin"].to_numpy()
+    # Mann-Whitney: the share of (planted, kept) pairs in which the planted one scores lower
+    ranks = np.empty(len(scores))
+    ranks[np.argsort(scores, kind="stable")] = np.arange(1, len(scores) + 1)
+    n_low, n_high = int(planted.sum()), int((~planted).sum())
+    auc = (float(ranks[~planted].sum()) - n_high * (n_high + 1) / 2) / (n_low * n_high) \
+        if n_low and n_high else float("nan")
+    return {"planted": int(planted.sum()), "flagged": int(flagged.sum()),
+            "precision": hits / max(int(flagged.sum()), 1),
+            "recall": hits / max(int(planted.sum()), 1), "auc": auc}

@@ -101,9 +101,11 @@ def align_eval(
     quiet: QuietOption = False,
 ) -> None:
     """Recall@1/10/100 of the split's items' own images from their texts, among all the
-    slice's images: one-stage and two-stage search, exact and on the HNSW graph."""
+    slice's images: one-stage and two-stage search, exact and on the HNSW graph. With
+    --truth, also the alignment audit's flags against the planted swaps, if it ran."""
     import polars as pl
 
+    from curation.paths import CatalogLayout
     from training.retrieval.search import evaluate
 
     out = Output(quiet=quiet, json=json)
@@ -117,8 +119,18 @@ def align_eval(
     for method, recall in result.recall.items():
         out.line(f"  {method:<18} " + "  ".join(f"{k} {v:.3f}" for k, v in recall.items())
                  + f"  ({result.seconds[method] * 1000:.2f} ms/query)")
-    out.document({"queries": result.queries, "gallery": result.gallery,
-                  "recall": result.recall, "seconds_per_query": result.seconds})
+    document = {"queries": result.queries, "gallery": result.gallery, "recall": result.recall,
+                "seconds_per_query": result.seconds}
+    audit_table = CatalogLayout(catalog).audit_table("alignment", slice_name)
+    if truth is not None and audit_table.exists():
+        from audit.alignment import against_truth
+
+        found = against_truth(catalog, slice_name, exclude)
+        out.line(f"audit alignment: {found['planted']:,} planted, {found['flagged']:,} flagged: "
+                 f"precision {found['precision']:.2f}, recall {found['recall']:.2f}; "
+                 f"AUC of the score {found['auc']:.3f}")
+        document["audit"] = found
+    out.document(document)
 
 
 @command(commands, "search")

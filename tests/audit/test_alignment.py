@@ -24,7 +24,6 @@ from curate.cli import app
 from curation.ingest import ingest
 from curation.slices import Slice, build_slice
 from curation.synth import SynthConfig, synthesize
-from training.retrieval.align import AlignConfig
 from weighting.catalog_io import compute_weights
 
 TINY = {"image_encoder": "tiny-efficientnet", "text_encoder": "tiny-minilm"}
@@ -89,7 +88,7 @@ def audited(tmp_path_factory) -> tuple[Path, pl.DataFrame]:
     synthesize(root / "corpus", SynthConfig(n_items=450, seed=6, mismatched_images=0.1))
     ingest(str(root / "corpus" / "raw"), root / "catalog")
     build_slice(root / "catalog", 1.0)
-    alignment_audit(root / "catalog", FULL, folds=3, config=AlignConfig(epochs=20), **TINY)
+    alignment_audit(root / "catalog", FULL, folds=3, **TINY)
     return root / "catalog", pl.read_parquet(root / "corpus" / "ground_truth" / "images.parquet")
 
 
@@ -99,7 +98,7 @@ def test_audit_table_summary_and_manifest(audited):
     table = pl.read_parquet(folder / "items.parquet")
     items = Slice.open(catalog, FULL).items(["parent_asin"])
     assert table.columns == ["parent_asin", "split", "category", "has_image", "alignment_score",
-                             "own_rank", "alignment_z", "is_misaligned"]
+                             "own_rank", "own_margin", "alignment_z", "is_misaligned"]
     assert sorted(table["parent_asin"].to_list()) == sorted(items["parent_asin"].to_list())
     scored = table.filter(pl.col("has_image"))
     unscored = table.filter(~pl.col("has_image"))
@@ -119,6 +118,7 @@ def test_audit_table_summary_and_manifest(audited):
     swapped = joined.filter(pl.col("image_of").is_not_null())
     kept = joined.filter(pl.col("image_of").is_null())
     assert swapped["alignment_score"].mean() < kept["alignment_score"].mean()
+    assert swapped["own_margin"].mean() < kept["own_margin"].mean()
     assert swapped["own_rank"].median() > kept["own_rank"].median()
     runner = CliRunner()
     view = f"audit_alignment__{FULL.replace('-', '_')}"

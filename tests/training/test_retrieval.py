@@ -49,7 +49,7 @@ def _paired(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _recall_at_1(alignment, image: np.ndarray, text: np.ndarray) -> float:
-    ranks, _ = own_ranks(alignment.project_texts(text), alignment.project_images(image),
+    ranks, _, _ = own_ranks(alignment.project_texts(text), alignment.project_images(image),
                          np.arange(len(text)))
     return recall_at(ranks, (1,))["recall@1"]
 
@@ -183,6 +183,7 @@ def test_index_is_kept_when_nothing_changed_and_rebuilt_for_a_new_alignment(alig
     assert result.action == "built" and result.added == result.items
 
 
+@pytest.mark.slow
 def test_index_adds_the_items_of_a_grown_catalog(aligned, tmp_path):
     catalog = shutil.copytree(aligned, tmp_path / "catalog")
     before = Searcher.open(catalog, FULL, update=False).index.items

@@ -165,17 +165,22 @@ def train_alignment(
 
 
 def own_ranks(text_vectors: np.ndarray, image_vectors: np.ndarray, targets: np.ndarray,
-              chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """(rank, score) of each text's target image among all ``image_vectors`` (rank 1: no
-    image scores higher than it), computed exactly in chunks of texts."""
+              chunk: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rank, score, margin) of each text's target image among all ``image_vectors``: rank 1
+    when no image scores higher; the score its cosine; the margin how many standard
+    deviations it lies above the mean of the text's cosines to all images (a text that is
+    close to every image gets no credit for it). Exact, in chunks of texts."""
     ranks = np.empty(len(text_vectors), dtype=np.int64)
     scores = np.empty(len(text_vectors), dtype=np.float32)
+    margins = np.empty(len(text_vectors), dtype=np.float64)
     for start in range(0, len(text_vectors), chunk):
         sims = text_vectors[start : start + chunk] @ image_vectors.T
         own = sims[np.arange(len(sims)), targets[start : start + chunk]]
         ranks[start : start + chunk] = 1 + (sims > own[:, None]).sum(axis=1)
         scores[start : start + chunk] = own
-    return ranks, scores
+        spread = np.maximum(sims.std(axis=1), 1e-12)
+        margins[start : start + chunk] = (own - sims.mean(axis=1)) / spread
+    return ranks, scores, margins
 
 
 def recall_at(ranks: np.ndarray, ks: Sequence[int] = RECALL_KS) -> dict[str, float]:
@@ -290,7 +295,7 @@ def align_slice(
         inputs["weights"] = sha256_file(catalog.layout.weights_file(slice_name, weights_id))
     alignment, losses = train_alignment(data.image[train], data.text[train], weights, config)
     val = (data.items["split"] == "val").to_numpy()
-    ranks, _ = own_ranks(alignment.project_texts(data.text[val]),
+    ranks, _, _ = own_ranks(alignment.project_texts(data.text[val]),
                          alignment.project_images(data.image[val]), np.arange(int(val.sum())))
     val_recall = recall_at(ranks)
     folder = catalog.layout.alignment_dir(slice_name)

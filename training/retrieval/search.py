@@ -2,15 +2,16 @@
 
 - One stage: the whole text's vector against the image vectors.
 - Two stages: (1) entity ranking: the text is split into entities (its title, each feature,
-  each sentence of its description; a free text by lines, ``|``/``;`` and sentences), each
-  searched for ``per_entity`` images; the candidates they bring (the union: multiple
-  queries against multiple targets) are ranked by their best similarity to any entity and
-  the best ``candidates`` kept; (2) summary re-ranking: a concise summary of the text (its
-  title and its ``summary_terms`` most informative other words, by IDF over the indexed
-  items' texts) and the whole text are scored against each candidate, and the final score
-  is the mean of the two. (On the synthetic corpus, adding the entities' mean or best
-  similarity to the final score, or ranking the candidates by their mean, found fewer own
-  images: most entities there are features and sentences that say nothing of the picture.)
+  each sentence of its description; a free text by lines, ``|``/``;`` and sentences); each,
+  and the whole text, is searched for ``per_entity`` images; the candidates they bring (the
+  union: multiple queries against multiple targets) are ranked by their best similarity to
+  any of these queries and the best ``candidates`` kept; (2) summary re-ranking: a concise
+  summary of the text (its title and its ``summary_terms`` most informative other words, by
+  IDF over the indexed items' texts) and the whole text are scored against each candidate,
+  and the final score is the mean of the two. (On the synthetic corpus, adding the entities'
+  mean or best similarity to the final score, ranking the candidates by their mean, or
+  leaving the whole text out of stage 1, found fewer own images: most entities there are
+  features and sentences that say nothing of the picture.)
 
 All scores are cosines of aligned vectors, so every step is a vector search or a small
 matrix product and scales with the index. ``evaluate`` measures Recall@k of held-out items'
@@ -138,12 +139,14 @@ class Searcher:
                   exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(scores, rows) for one query: ``entities`` (e, dim), ``summary`` and ``full``
         (dim,) aligned text vectors."""
-        _, found = self.index.search(entities, per_entity, exact=exact)
+        # the whole text is one more query: an entity split can lose what only the whole says
+        queries = np.vstack([entities, full[None, :]])
+        _, found = self.index.search(queries, per_entity, exact=exact)
         pool = np.unique(found[found >= 0])
         if len(pool) == 0:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
         images = self.index.vectors[pool]
-        entity_score = (entities @ images.T).max(axis=0)
+        entity_score = (queries @ images.T).max(axis=0)
         top = np.lexsort((pool, -entity_score))[: max(candidates, k)]
         pool, images = pool[top], images[top]
         final = (images @ summary + images @ full) / 2

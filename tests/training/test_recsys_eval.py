@@ -149,6 +149,7 @@ def test_every_text_model_runs_on_the_real_all_beauty_5core(real_bench, tmp_path
     for model in models.split(","):
         assert f"| {model} |" in report
     assert "Users ranked: valid 253, test 253" in report
+    assert "with a cold item: 69, held out by 69 ranked users" in report
     assert "sample weights 'log_count' weigh the positive pairs of bpr, twotower-text" in report
     per_user = pl.read_parquet(out / "results.parquet")
     # seeded models ran twice, the others once; every ranked user has a row
@@ -214,3 +215,17 @@ def test_itemknn_keeps_the_most_similar_neighbours():
     assert sim[0].tolist() == pytest.approx([0, 2 / math.sqrt(6), 0, 0])
     assert sim[1].tolist() == pytest.approx([2 / math.sqrt(6), 0, 0, 0])
     assert sim[3].tolist() == [0, 0, 0, 0]  # item 3 shares no user: no neighbour
+
+
+def test_recsys_tastes_writes_a_benchmark_the_eval_reads(tmp_path):
+    result = runner.invoke(app, ["recsys", "tastes", "--out", str(tmp_path), "--users", "50",
+                                 "--items", "40", "--split", "last_out"])
+    assert result.exit_code == 0, result.output
+    assert "50 users, 40 items (8 cold)" in result.output
+    folder = tmp_path / "Synth_Tastes-tastes-last_out"
+    bench = load_benchmark(folder)
+    assert bench.split_method == "last_out" and bench.n_items == 40
+    # last_out: each user's last interaction is test, the one before valid
+    assert np.asarray(bench.matrices["test"].sum(axis=1)).ravel().tolist() == [1.0] * 50
+    bad = runner.invoke(app, ["recsys", "tastes", "--out", str(tmp_path), "--split", "random"])
+    assert bad.exit_code == 2 and "unknown split 'random'" in bad.output

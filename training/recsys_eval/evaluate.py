@@ -337,6 +337,11 @@ def _cell(summary: pl.DataFrame, model: str, split: str, segment: str, metric: s
     return f"{r['mean']:.4f} [{r['low']:.4f}, {r['high']:.4f}]"
 
 
+def _segment_users(summary: pl.DataFrame, split: str, segment: str) -> int:
+    rows = summary.filter((pl.col("split") == split) & (pl.col("segment") == segment))
+    return int(rows["users"][0]) if rows.height else 0
+
+
 def benchmark_counts(bench: Benchmark) -> dict[str, Any]:
     cold = bench.cold_items()
     counts: dict[str, Any] = {"users": bench.n_users, "items": bench.n_items,
@@ -365,7 +370,8 @@ def render_report(bench: Benchmark, config: EvalConfig, result: EvalResult,
              f"valid {counts['valid_users_ranked']:,}, test {counts['test_users_ranked']:,} "
              f"(left out, no train history: valid {counts['valid_users_without_history']:,}, "
              f"test {counts['test_users_without_history']:,}). Test interactions with a cold "
-             f"item: {counts['test_cold_interactions']:,}.", "",
+             f"item: {counts['test_cold_interactions']:,}, held out by "
+             f"{_segment_users(s, 'test', 'cold'):,} ranked users (the `cold` columns).", "",
              f"Seeds {', '.join(map(str, config.seeds))} for the trained models (pop, itemknn "
              "and frozen-* have no seed and ran once). Cells: mean over users (and seeds) "
              f"[{LEVEL:.0%} bootstrap interval over users and seeds, {config.bootstrap} "

@@ -36,7 +36,7 @@ def vectors(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:
 def main() -> None:
     import faiss
 
-    from training.retrieval.index import EF_SEARCH, exact_search, hnsw_graph
+    from training.retrieval.index import EF_CONSTRUCTION, EF_SEARCH, exact_search, hnsw_graph
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
@@ -44,7 +44,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--clusters", type=int, default=2000)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--ef", default=f"32,64,{EF_SEARCH},256")
+    parser.add_argument("--ef", default=f"32,64,{EF_SEARCH},256", help="efSearch values.")
+    parser.add_argument("--ef-construction", type=int, default=EF_CONSTRUCTION)
     parser.add_argument("--json", help="Also write the results here.")
     args = parser.parse_args()
 
@@ -57,10 +58,11 @@ def main() -> None:
     results: dict = {"items": args.items, "dim": args.dim, "queries": args.queries,
                      "k": args.k, "cpus": os.cpu_count(), "faiss": faiss.__version__}
     started = time.perf_counter()
-    graph = hnsw_graph(data, threads=1)
+    graph = hnsw_graph(data, threads=1, ef_construction=args.ef_construction)
     results["build_seconds_1_thread"] = time.perf_counter() - started
+    results["ef_construction"] = args.ef_construction
     started = time.perf_counter()
-    hnsw_graph(data, threads=None)
+    hnsw_graph(data, threads=None, ef_construction=args.ef_construction)
     results["build_seconds_all_threads"] = time.perf_counter() - started
     results["build_threads"] = faiss.omp_get_max_threads()
 
@@ -84,7 +86,8 @@ def main() -> None:
             recall.append(len(set(rows[0].tolist()) & set(truth.tolist())) / args.k)
         results["ann"].append({"ef_search": ef, "ms_per_query": 1000 * statistics.median(times),
                                f"recall@{args.k}": float(np.mean(recall))})
-    print(f"{args.items:,} items x {args.dim}-d, {args.queries:,} queries, k = {args.k}")
+    print(f"{args.items:,} items x {args.dim}-d, {args.queries:,} queries, k = {args.k}, "
+          f"efConstruction {args.ef_construction}")
     print(f"build: {results['build_seconds_1_thread']:.1f} s on 1 thread, "
           f"{results['build_seconds_all_threads']:.1f} s on {results['build_threads']}")
     print(f"exact: {results['exact_ms_per_query']:.2f} ms/query (median)")

@@ -152,11 +152,14 @@ def search_command(
     sentences) searched and merged, then re-ranked by a summary of the text and the whole
     text. Prints rank, item, score and image path (builds or updates the index first when
     the slice or its alignment changed)."""
-    from training.retrieval.search import Searcher
+    from training.retrieval.search import Searcher, index_is_stale
 
     out = Output(quiet=quiet, json=json)
-    with writes_to(catalog, "search"):  # may bring the index up to date
-        searcher = Searcher.open(catalog, slice_name)
+    if index_is_stale(catalog, slice_name):  # brought up to date: a writer
+        with writes_to(catalog, "search"):
+            searcher = Searcher.open(catalog, slice_name)
+    else:  # a reader: no lock, so a search runs beside a training
+        searcher = Searcher.open(catalog, slice_name, update=False)
     found = searcher.search(text, k, two_stage=not one_stage, exact=exact)
     for row in found.iter_rows(named=True):
         out.line(f"{row['rank']:>3}  {row['parent_asin']}  {row['score']:.3f}  "

@@ -3,6 +3,7 @@ the two stages and the commands, on real vectors, a real faiss graph and a tiny 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -250,6 +251,21 @@ def test_align_commands(aligned, tmp_path):
                                   TINY["text_encoder"], "--epochs", "5"])
     assert trained.exit_code == 0, trained.output
     assert "train pairs" in trained.output and "recall@10" in trained.output
+    manifest = json.loads((catalog / "alignment" / FULL / "model" / "manifest.json").read_text())
+    assert manifest["weights"] is None and manifest["parameters"]["epochs"] == 5
+    weighted = runner.invoke(app, ["weights", "compute", "--slice", FULL, "-c", str(catalog),
+                                   "--strategy", "effiminivlm"])
+    assert weighted.exit_code == 0, weighted.output
+    trained = runner.invoke(app, ["align", "train", "--slice", FULL, "-c", str(catalog),
+                                  "--image-encoder", TINY["image_encoder"], "--text-encoder",
+                                  TINY["text_encoder"], "--epochs", "5", "--weights",
+                                  "effiminivlm"])
+    assert trained.exit_code == 0, trained.output
+    manifest = json.loads((catalog / "alignment" / FULL / "model" / "manifest.json").read_text())
+    assert manifest["weights"] == "effiminivlm" and "weights" in manifest["inputs"]
+    unknown = runner.invoke(app, ["align", "train", "--slice", FULL, "-c", str(catalog),
+                                  "--weights", "nope"])
+    assert unknown.exit_code != 0 and "nope" in unknown.output
     indexed = runner.invoke(app, ["align", "index", "--slice", FULL, "-c", str(catalog)])
     assert indexed.exit_code == 0 and indexed.output.startswith("built")
     evaluated = runner.invoke(app, ["align", "eval", "--slice", FULL, "-c", str(catalog),

@@ -276,6 +276,11 @@ def align_slice(
     started = time.perf_counter()
     catalog = Catalog.of(catalog)
     slice_ = Slice.open(catalog, slice_name)
+    table = None
+    if weights_id is not None:  # an unknown id fails before any encoding
+        from weighting.catalog_io import load_weights
+
+        table = load_weights(slice_, weights_id)
     data = slice_features(slice_, image_encoder=image_encoder, text_encoder=text_encoder,
                           workers=workers)
     train = (data.items["split"] == "train").to_numpy()
@@ -284,10 +289,7 @@ def align_slice(
                         "image; an alignment needs at least 2")
     weights = None
     inputs = {"slice": sha256_file(slice_.path)}
-    if weights_id is not None:
-        from weighting.catalog_io import load_weights
-
-        table = load_weights(slice_, weights_id)
+    if table is not None:
         column = "weight" if "weight" in table.columns else table.columns[-1]
         joined = data.items.select("parent_asin").join(
             table.select("parent_asin", column), on="parent_asin", how="left")

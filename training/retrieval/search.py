@@ -119,8 +119,7 @@ class Searcher:
         changed since it was built, unless ``update`` is False)."""
         catalog = Catalog.of(catalog)
         alignment, manifest = load_alignment(catalog, slice_name)
-        folder = catalog.layout.search_index_dir(slice_name)
-        if update and _stale(catalog, slice_name, folder):
+        if update and index_is_stale(catalog, slice_name):
             build_index(catalog, slice_name)
         return cls(open_index(catalog, slice_name), alignment, manifest["encoders"])
 
@@ -177,13 +176,18 @@ class Searcher:
             .select("rank", "parent_asin", "score", "image_path", "title", "split")
 
 
-def _stale(catalog: Catalog, slice_name: str, folder: Path) -> bool:
+def index_is_stale(catalog: Catalog | Path | str, slice_name: str) -> bool:
+    """Whether the slice's index is missing, or older than the slice or its alignment (a
+    look at two manifests, no embedding read)."""
     from curation.manifest import read_record
 
-    if not (folder / MANIFEST).exists():
+    catalog = Catalog.of(catalog)
+    layout = catalog.layout
+    folder = layout.search_index_dir(slice_name)
+    if not (folder / MANIFEST).exists() or not (layout.alignment_dir(slice_name)
+                                                  / MANIFEST).exists():
         return True
     manifest = read_record(folder / MANIFEST)
-    layout = catalog.layout
     return (manifest["alignment"] != sha256_file(layout.alignment_dir(slice_name) / MANIFEST)
             or manifest["inputs"]["slice"] != sha256_file(Slice.open(catalog, slice_name).path))
 

@@ -229,3 +229,21 @@ def test_recsys_tastes_writes_a_benchmark_the_eval_reads(tmp_path):
     assert np.asarray(bench.matrices["test"].sum(axis=1)).ravel().tolist() == [1.0] * 50
     bad = runner.invoke(app, ["recsys", "tastes", "--out", str(tmp_path), "--split", "random"])
     assert bad.exit_code == 2 and "unknown split 'random'" in bad.output
+
+
+def test_sample_weights_weigh_the_bpr_loss(tmp_path):
+    """Equal weights are no weights (the loss is a weighted mean); weights that favour
+    popular items change what BPR learns; a spec that needs a column the items lack is a
+    UserError."""
+    bench = load_benchmark(synthesize_tastes(tmp_path, TastesConfig(users=80, items=60)).folder)
+
+    def per_user(weights: str | None) -> pl.DataFrame:
+        config = EvalConfig(models=["bpr"], seeds=[0], fit=FitConfig(epochs=3), bootstrap=20,
+                            weights=weights)
+        return evaluate(bench, config).per_user.sort("split", "segment", "user_id")
+
+    plain = per_user(None)
+    assert per_user("uniform").equals(plain)
+    assert not per_user("log_count").equals(plain)
+    with pytest.raises(UserError):
+        per_user("wilson")

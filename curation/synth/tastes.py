@@ -168,7 +168,8 @@ def synthesize_tastes(out: Path | str, config: TastesConfig = TastesConfig()) ->
     staging.mkdir(parents=True)
     counts: dict[str, int] = {"users": n_users, "items": n_items, "cold_items": int(cold.sum()),
                               "interactions": ratings.height}
-    con = _connect(staging.parent / ".curate-spill")
+    spill = staging.parent / f".{name}.spill"  # DuckDB's, if it spills: removed after
+    con = _connect(spill)
     try:
         con.register("_ratings", ratings.to_arrow())
         con.execute("CREATE TEMP TABLE kcore AS SELECT * FROM _ratings")
@@ -185,6 +186,7 @@ def synthesize_tastes(out: Path | str, config: TastesConfig = TastesConfig()) ->
                                     [s]).fetchone()[0]
     finally:
         con.close()
+        shutil.rmtree(spill, ignore_errors=True)
     items_frame.write_parquet(staging / f"{config.category}.items.parquet", compression="zstd")
     truth_items.write_parquet(staging / TRUTH_ITEMS, compression="zstd")
     truth_users.write_parquet(staging / TRUTH_USERS, compression="zstd")

@@ -223,6 +223,7 @@ def test_recsys_tastes_writes_a_benchmark_the_eval_reads(tmp_path):
     assert result.exit_code == 0, result.output
     assert "50 users, 40 items (8 cold)" in result.output
     folder = tmp_path / "Synth_Tastes-tastes-last_out"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]  # nothing left beside
     bench = load_benchmark(folder)
     assert bench.split_method == "last_out" and bench.n_items == 40
     # last_out: each user's last interaction is test, the one before valid

@@ -18,6 +18,7 @@ run. A paired comparison draws the same users for both models.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -220,7 +221,7 @@ def summarise(per_user: pl.DataFrame, specs: dict[str, Any], bootstrap: int
         for model in part["model"].unique(maintain_order=True).to_list():
             rows_m = part.filter(pl.col("model") == model)
             seeds = rows_m["seed"].unique().sort().to_list()
-            rng = np.random.default_rng(abs(hash_text(f"{model}/{split}/{segment}")))
+            rng = np.random.default_rng(hash_text(f"{model}/{split}/{segment}"))
             for metric in METRICS:
                 matrix = np.stack([
                     rows_m.filter(pl.col("seed").eq_missing(s)).sort("user")[metric].to_numpy()
@@ -238,8 +239,6 @@ def summarise(per_user: pl.DataFrame, specs: dict[str, Any], bootstrap: int
 
 def hash_text(text: str) -> int:
     """A seed from a name that is the same in every process (``hash`` is salted)."""
-    import hashlib
-
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
 
@@ -473,8 +472,9 @@ def run_eval(bench_dir: Path | str, out: Path | str, config: EvalConfig, *,
         "stage": "recsys_eval",
         "parameters": {**{k: v for k, v in asdict(config).items() if k != "fit"},
                        "fit": asdict(config.fit), "item_text": str(item_text or "")},
-        "inputs": {p.name: sha256_file(p) for p in sorted(bench.folder.iterdir())
-                   if p.suffix in (".parquet", ".json")},
+        "inputs": {**{p.name: sha256_file(p) for p in sorted(bench.folder.iterdir())
+                      if p.suffix in (".parquet", ".json")},
+                   **({str(item_text): sha256_file(Path(item_text))} if item_text else {})},
         "counts": counts,
         "baseline": result.baseline,
         "encoders": encoders,

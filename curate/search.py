@@ -128,7 +128,7 @@ def align_eval(
         found = against_truth(catalog, slice_name, exclude)
         out.line(f"audit alignment: {found['planted']:,} planted, {found['flagged']:,} flagged: "
                  f"precision {found['precision']:.2f}, recall {found['recall']:.2f}; "
-                 f"AUC of the score {found['auc']:.3f}")
+                 f"AUC of the margin {found['auc']:.3f}")
         document["audit"] = found
     out.document(document)
 

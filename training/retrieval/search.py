@@ -36,7 +36,7 @@ from curation.manifest import sha256_file
 from curation.paths import MANIFEST
 from curation.slices import Slice
 from training.retrieval.align import Alignment, encode_texts, load_alignment, recall_at
-from training.retrieval.index import SearchIndex, build_index, open_index, words
+from training.retrieval.index import GRAPH, SearchIndex, build_index, open_index, words
 
 PER_ENTITY = 100
 CANDIDATES = 200
@@ -188,7 +188,8 @@ def index_is_stale(catalog: Catalog | Path | str, slice_name: str) -> bool:
                                                   / MANIFEST).exists():
         return True
     manifest = read_record(folder / MANIFEST)
-    return (manifest["alignment"] != sha256_file(layout.alignment_dir(slice_name) / MANIFEST)
+    return (manifest.get("graph") != GRAPH
+            or manifest["alignment"] != sha256_file(layout.alignment_dir(slice_name) / MANIFEST)
             or manifest["inputs"]["slice"] != sha256_file(Slice.open(catalog, slice_name).path))
 
 

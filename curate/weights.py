@@ -42,16 +42,21 @@ SUMMARY_STRATA = 3
 
 @command(weights_app, "list")
 def weights_list(quiet: QuietOption = False, as_json: JsonOption = False) -> None:
-    """Every strategy: its family, parameters with defaults, and what it favours."""
+    """Every strategy: its family, parameters with defaults, and what it favours. Those marked
+    "study only" (learned, prune) are fitted on a study's cached embeddings, in its k-fold
+    design; `weights compute` refuses them."""
     import weighting
+    from weighting.registry import FITTED_ELSEWHERE
 
     out = Output(quiet=quiet, json=as_json)
-    strategies = sorted(weighting.STRATEGIES.items())
+    strategies = sorted([*weighting.STRATEGIES.items(), *FITTED_ELSEWHERE.items()])
     out.document([{"strategy": name, "family": s.family, "defaults": s.defaults,
-                   "favours": s.favours} for name, s in strategies])
+                   "favours": s.favours, "study_only": name in FITTED_ELSEWHERE}
+                  for name, s in strategies])
     for name, strategy in strategies:
         params = ", ".join(f"{k}={v!r}" for k, v in strategy.defaults.items()) or "-"
-        out.line(f"{name:<26} [{strategy.family}] params: {params}")
+        where = " (study only)" if name in FITTED_ELSEWHERE else ""
+        out.line(f"{name:<26} [{strategy.family}]{where} params: {params}")
         out.line(f"{'':<26} favours {strategy.favours}")
 
 

@@ -5,6 +5,7 @@ prompt's banner and .views."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from importlib.metadata import version
@@ -117,6 +118,10 @@ def test_weights_describe_compare_and_list_take_json_quiet_and_verbose(catalog, 
     assert runner.invoke(app, [*compare, "--quiet"]).output == ""
     listed = json.loads(runner.invoke(app, ["weights", "list", "--json"]).output)
     assert {"uniform", "effiminivlm"} <= {s["strategy"] for s in listed}
+    # the strategies a study fits on its embeddings are listed, and said to be study-only
+    assert {s["strategy"] for s in listed if s["study_only"]} == {"learned", "prune"}
+    shown = runner.invoke(app, ["weights", "list"]).output
+    assert re.search(r"learned +\[\w+\] \(study only\) params: ", shown)
 
 
 def test_verify_json_and_quiet(catalog, tmp_path):

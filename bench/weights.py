@@ -36,6 +36,7 @@ def items(n: int, seed: int = 0) -> pl.DataFrame:
             "label_quality": rng.random(n),
             "is_label_issue": rng.random(n) < 0.03,
             "dm_region": rng.choice(["easy", "ambiguous", "hard"], n),
+            "is_misaligned": rng.random(n) < 0.03,
         }
     ).with_columns(pl.col("review_rating_std").fill_nan(None))
 

@@ -147,7 +147,8 @@ def test_errors_name_the_valid_choices():
     df = frame(rating_number=[1])
     with pytest.raises(
         ValueError,
-        match="unknown weighting strategy 'nope'; valid strategies: bayes_confidence, capped_count",
+        match="unknown weighting strategy 'nope'; valid strategies: alignment, bayes_confidence, "
+        "capped_count",
     ):
         weighting.compute(df, "nope")
     with pytest.raises(
@@ -218,6 +219,7 @@ def _frame(data) -> pl.DataFrame:
             "label_quality": share,
             "is_label_issue": [v < 0.1 for v in share],
             "dm_region": [("easy", "ambiguous", "hard", None)[h % 4] for h in helpful],
+            "is_misaligned": [v > 0.9 for v in share],
         },
         schema_overrides={"rating_number": pl.Int64, "review_rating_std": pl.Float64},
     )

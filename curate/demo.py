@@ -193,7 +193,26 @@ def run_demo(
     minutes = (time.perf_counter() - started) / 60
     typer.secho(f"done in {minutes:.1f} min.", bold=True)
     typer.secho(f"report: {result.folder / 'report' / 'report.md'} (and report.html)", bold=True)
-    typer.echo(f"explore further: curate sql --catalog {catalog_root}")
+    typer.echo(f"explore further: {curate_command()} sql --catalog {catalog_root}")
+    if curate_command() != "curate":
+        typer.echo("(or first `source .venv/bin/activate`, then a bare `curate` works)")
+
+
+def curate_command() -> str:
+    """``curate`` as a fresh shell can run it: the bare name where the ``curate`` on the PATH is
+    this one, else this script's path (``scripts/demo`` runs ``.venv/bin/curate``, which a
+    fresh shell does not have on its PATH), relative to the working directory if below it."""
+    import shutil
+    import sys
+
+    me = Path(sys.argv[0]).resolve()
+    found = shutil.which("curate")
+    if me.name != "curate" or (found is not None and Path(found).resolve() == me):
+        return "curate"
+    try:
+        return str(Path(sys.argv[0]).absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(me)
 
 
 commands = typer.Typer()

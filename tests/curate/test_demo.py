@@ -127,3 +127,20 @@ def test_the_demos_defaults_are_the_templates_in_the_kfold_design(tmp_path):
     bad = CliRunner().invoke(app, ["demo", "--design", "loo"])
     assert bad.exit_code != 0 and "--design must be one of holdout, kfold, got 'loo'" in (
         bad.output)
+
+
+def test_the_demo_ends_with_a_command_a_fresh_shell_can_run(tmp_path, monkeypatch):
+    """scripts/demo runs .venv/bin/curate, which a fresh shell does not have on its PATH: the
+    closing line names that path, and the bare name once the PATH holds it."""
+    from curate.demo import curate_command
+
+    script = tmp_path / ".venv" / "bin" / "curate"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", [str(script)])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert curate_command() == ".venv/bin/curate"
+    monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin:/bin")
+    assert curate_command() == "curate"

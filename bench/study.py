@@ -41,6 +41,7 @@ from curation.slices import Slice, build_slice, list_slices, slice_name
 from training.config import TrainConfig
 from training.embeddings import embed_slice
 from training.heads import HeadJob, MlpSettings, fit_mlp_head, fit_mlp_heads
+from training.metrics import pearson
 from training.study.config import DEFAULT_FRACTIONS
 
 STRATEGIES = ("uniform", "effiminivlm")
@@ -119,6 +120,9 @@ def main() -> None:
         single_s = median_seconds(args.runs, one_at_a_time)
         together_s = median_seconds(args.runs, together)
         single, batched = one_at_a_time(), together()
+        test_rows = np.flatnonzero((items["split"] == "test").to_numpy())
+        plcc = {label: float(np.mean([pearson(p[test_rows], target[test_rows]) for p in got]))
+                for label, got in (("one at a time", single), ("together", batched))}
     gap = max(float(np.abs(a - b).max()) for a, b in zip(single, batched, strict=True))
     print(f"| way | seconds for {len(jobs)} runs (median of {args.runs}) | vs together |")
     print("|---|---:|---:|")
@@ -128,6 +132,7 @@ def main() -> None:
         print(f"| {label} | {seconds:.1f} | {seconds / together_s:.1f}x |")
     print(f"largest |prediction difference| one at a time vs together: {gap:.3f} "
           "(dropout draws differ)")
+    print("mean test PLCC over the runs: " + ", ".join(f"{k} {v:.3f}" for k, v in plcc.items()))
 
 
 if __name__ == "__main__":

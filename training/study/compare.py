@@ -10,7 +10,8 @@ What an interval covers depends on the design, and the report says which:
 - **kfold** (every item tested once per repeat): the metric is computed per fold (averaged
   over seeds within a fold), and the interval is the corrected resampled t of Nadeau and
   Bengio (2003): variance (1/J + n_test/n_train) s^2 over the J = folds x repeats fold
-  values, t with J - 1 degrees of freedom. The correction accounts for the folds' training
+  values, t with J - 1 degrees of freedom; n_train is the size of a fold's training part,
+  from which every fraction draws its training set. The correction accounts for the folds' training
   sets overlapping, which makes the J values correlated; without it the interval is far too
   narrow. ``tests/training/test_calibration.py`` checks its coverage on data with a known
   truth.
@@ -34,7 +35,8 @@ BOOTSTRAP_DRAWS = 2000
 HOLDOUT_METHOD = ("two-way bootstrap over seeds and test items ({draws} draws, percentile "
                   "intervals, paired: one draw of items for every strategy and seed)")
 KFOLD_METHOD = ("Nadeau-Bengio corrected resampled t over {folds} folds x {repeats} repeats "
-                "(per-fold scores averaged over seeds; variance (1/J + n_test/n_train) s^2)")
+                "(per-fold scores averaged over seeds; variance (1/J + n_test/n_train) s^2, "
+                "n_train the size of a fold's training part, which every fraction draws from)")
 
 
 @dataclass(frozen=True)
@@ -197,9 +199,9 @@ def _kfold(predictions: pl.DataFrame, runs: pl.DataFrame, strategies: Sequence[s
         pl.col("test_plcc").mean(), pl.col("test_rmse").mean(),
         pl.col("train_items").mean(), pl.col("test_items").mean(), pl.len().alias("seeds"))
     per_strategy, per_pair = [], []
+    n_train = _training_part(fold)
     for fraction in sorted(fold["fraction"].unique().to_list()):
         at = fold.filter(pl.col("fraction") == fraction)
-        n_train = float(at["train_items"].mean())
         n_test = float(at["test_items"].mean())
         table = {s: at.filter(pl.col("strategy") == s).sort("repeat", "fold")
                  for s in strategies}
@@ -224,6 +226,17 @@ def _kfold(predictions: pl.DataFrame, runs: pl.DataFrame, strategies: Sequence[s
                 pair[metric] = corrected_t(diff.to_numpy(), n_train, n_test, level)
             per_pair.append(pair)
     return per_strategy, per_pair
+
+
+def _training_part(fold: pl.DataFrame) -> float:
+    """The correction's n_train: the size of a fold's training part, which every fraction
+    draws its training set from (the largest fraction's training items over that fraction;
+    exact when it is 1, and larger fractions only make it more exact). Two folds' training
+    sets overlap as their training parts do, or less when a fraction draws a small share of
+    each, so n_test / n_train of the parts is the overlap's bound. The training set's own size
+    would overstate it at small fractions, past 1 (a correlation cannot be)."""
+    largest = float(fold["fraction"].max())
+    return float(fold.filter(pl.col("fraction") == largest)["train_items"].mean()) / largest
 
 
 def _holdout(predictions: pl.DataFrame, runs: pl.DataFrame, strategies: Sequence[str],

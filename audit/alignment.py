@@ -18,7 +18,7 @@ placeholder picture), the way DataComp filters image-text pairs by their alignme
 Writes ``CATALOG/audit/alignment/<slice>/`` (items.parquet: parent_asin, split, category,
 has_image, alignment_score, own_rank, own_margin, alignment_z, is_misaligned; items without
 an image have no score and are not flagged; summary.md; manifest.json). The ``alignment``
-weighting reads it.
+weighting and ``build-slice --exclude-misaligned`` (``misaligned_items``) read it.
 """
 
 from __future__ import annotations
@@ -170,6 +170,14 @@ def _summary(slice_name: str, table: pl.DataFrame, folds: int, z: float,
                      f"| {row['own_margin']:.2f} | {row['alignment_z']:.1f} "
                      f"| {row['own_rank']} |")
     return "\n".join(lines) + "\n"
+
+
+def misaligned_items(catalog: Catalog | Path | str, audited_slice: str) -> list[str]:
+    """The parent_asins an alignment audit of ``audited_slice`` flagged (what ``build-slice
+    --exclude-misaligned`` hands to the slice as its exclusion)."""
+    table = read_audit(catalog, AUDIT, audited_slice,
+                       f"curate audit alignment --slice {audited_slice}")
+    return table.filter(pl.col("is_misaligned"))["parent_asin"].to_list()
 
 
 def against_truth(catalog: Catalog | Path | str, slice_name: str,

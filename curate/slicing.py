@@ -23,6 +23,7 @@ from curation.paths import DEFAULT_CATALOG
 
 if TYPE_CHECKING:
     from curation.catalog import Catalog
+    from curation.slices import Exclusion
 
 # Strata named in a default summary: the largest deviations from the exact share F x n.
 SUMMARY_STRATA = 3
@@ -132,6 +133,11 @@ def build_slice_command(
         typer.Option(help="Drop from train the items that curate audit label-quality flagged in "
                      "this (audited) slice; the name gets -nolabelissues."),
     ] = None,
+    exclude_misaligned: Annotated[
+        str | None,
+        typer.Option(help="Drop from train the items that curate audit alignment flagged in "
+                     "this (audited) slice; the name gets -nomisaligned. Both: the union."),
+    ] = None,
     validate: Annotated[
         bool,
         typer.Option("--validate/--no-validate", help="Run the great-expectations suites after."),
@@ -154,20 +160,49 @@ def build_slice_command(
     with opened.writing("build-slice"):
         _build_slice(opened, frac, seed=seed, strata=strata, min_per_category=min_per_category,
                      profile=profile, split_seed=split_seed, name=name, export_hf=export_hf,
-                     exclude_label_issues=exclude_label_issues, validate=validate, out=out)
+                     exclude={"label_issues": exclude_label_issues,
+                              "misaligned": exclude_misaligned},
+                     validate=validate, out=out)
+
+
+def _exclusion(opened: Catalog, kind: str, audited_slice: str) -> Exclusion:
+    """The Exclusion of the items that the audit of ``kind`` flagged in ``audited_slice``.
+    The flags are read here, in the face: curation cannot import audit."""
+    from curation.slices import Exclusion, Slice
+
+    if kind == "label_issues":
+        from audit.label_quality import AUDIT
+        from audit.label_quality import flagged_items as read
+    else:
+        from audit.alignment import AUDIT
+        from audit.alignment import misaligned_items as read
+    if not opened.layout.audit_table(AUDIT, audited_slice).exists():
+        Slice.open(opened, audited_slice, check=False)  # an unknown slice says so, not the audit
+    return Exclusion(read(opened, audited_slice), audited_slice, kind)
+
+
+def _excluded_lines(excluded: dict[str, Any]) -> list[str]:
+    """Where every flagged item went, per audit, and the train items left out in all."""
+    audits = {"label_issues": "label-quality", "misaligned": "alignment"}
+    lines = [f"  left out of train: {excluded['dropped_from_train']:,} items (val and test "
+             "whole)"]
+    for kind, e in excluded.items():
+        if kind in audits:
+            lines.append(f"    flagged by the {audits[kind]} audit of {e['audited_slice']}: "
+                         f"{e['flagged']:,} = {e['dropped_from_train']:,} left out of train + "
+                         f"{e['kept_in_val_test']:,} kept in val/test + "
+                         f"{e['not_in_slice_train']:,} not in this slice's train")
+    return lines
 
 
 def _build_slice(opened: Catalog, frac: float, *, seed: int, strata: str, min_per_category: int,
                  profile: str, split_seed: int, name: str | None, export_hf: Path | None,
-                 exclude_label_issues: str | None, validate: bool, out: Output) -> None:
+                 exclude: dict[str, str | None], validate: bool, out: Output) -> None:
     from curation.clean import read_clean_manifest
-    from curation.slices import Exclusion, Slice, build_slice
+    from curation.slices import Slice, build_slice
 
-    exclude = None
-    if exclude_label_issues is not None:
-        from audit.label_quality import flagged_items
-
-        exclude = Exclusion(flagged_items(opened, exclude_label_issues), exclude_label_issues)
+    exclusions = [_exclusion(opened, kind, audited) for kind, audited in exclude.items()
+                  if audited is not None]
     result = build_slice(
         opened,
         frac,
@@ -177,7 +212,7 @@ def _build_slice(opened: Catalog, frac: float, *, seed: int, strata: str, min_pe
         profile=profile,
         split_seed=split_seed,
         name=name,
-        exclude=exclude,
+        exclude=exclusions,
     )
     rows = result.manifest["rows"]
     out.line(
@@ -185,6 +220,9 @@ def _build_slice(opened: Catalog, frac: float, *, seed: int, strata: str, min_pe
         f"test {rows['test']:,} items ({result.seconds:.1f}s) -> {result.path}"
     )
     out.line(_view_line(result.name))
+    if "excluded" in result.manifest:
+        for line in _excluded_lines(result.manifest["excluded"]):
+            out.line(line)
     if out.verbose:
         _strata_table(result.manifest, out.line)
     else:

@@ -111,7 +111,7 @@ def repair_catalog(catalog: Catalog, problems: list[Problem]) -> None:
             shares = manifest["shares"]
             build_split(catalog, profile=manifest["profile"], seed=manifest["seed"],
                         shares=(shares["train"], shares["val"], shares["test"]))
-        elif stage == "slice" and not manifest["parameters"].get("exclude_label_issues"):
+        elif stage == "slice" and not _excludes(manifest["parameters"]):
             from curation.slices import build_slice
 
             p = manifest["parameters"]
@@ -122,6 +122,14 @@ def repair_catalog(catalog: Catalog, problems: list[Problem]) -> None:
             typer.echo(f"repair: {owner}: cannot be re-derived here; run the command that "
                        "made it again (its manifest.json says which inputs and parameters)",
                        err=True)
+
+
+def _excludes(parameters: dict) -> bool:
+    """Whether a slice left out items an audit flagged (--exclude-label-issues,
+    --exclude-misaligned): its parameters alone do not make it again."""
+    from curation.slices import exclusion_parameters
+
+    return bool(exclusion_parameters(parameters))
 
 
 def _reingest(catalog: Catalog, key: str) -> None:

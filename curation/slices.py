@@ -66,7 +66,10 @@ STRATA_SQL = {
 }
 DEFAULT_STRATA = ("main_category", "rating_bin", "count_bin")
 SLICE_VIEW = "slice"  # views slice_<name>
-EXCLUSION_SUFFIX = "-nolabelissues"
+# What an audit's flags leave out of train -> the default name's suffix. The manifest records
+# each as the parameter exclude_<kind> (the audited slice), in this order in the name.
+EXCLUSIONS = {"label_issues": "-nolabelissues", "misaligned": "-nomisaligned"}
+EXCLUSION_SUFFIX = EXCLUSIONS["label_issues"]
 
 
 @dataclass
@@ -79,11 +82,39 @@ class SliceResult:
 
 @dataclass(frozen=True)
 class Exclusion:
-    """Train items to leave out of a slice, and the audited slice whose label-quality audit
-    flagged them (recorded in the manifest as ``exclude_label_issues``)."""
+    """Train items to leave out of a slice, the audited slice whose audit flagged them, and
+    which audit that was (``kind``, a key of EXCLUSIONS: ``label_issues`` for curate audit
+    label-quality, ``misaligned`` for curate audit alignment). Recorded in the manifest as the
+    parameter ``exclude_<kind>``."""
 
     parent_asins: Sequence[str]
     audited_slice: str
+    kind: str = "label_issues"
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXCLUSIONS:
+            raise ValueError(f"unknown exclusion {self.kind!r}; one of {', '.join(EXCLUSIONS)}")
+
+    @property
+    def parameter(self) -> str:
+        return f"exclude_{self.kind}"
+
+
+def exclusion_parameters(parameters: dict[str, Any]) -> dict[str, str]:
+    """A slice's exclusions from its manifest's parameters: exclude_<kind> -> audited slice
+    (empty for a plain slice; its items then follow from the other parameters alone)."""
+    return {f"exclude_{k}": parameters[f"exclude_{k}"] for k in EXCLUSIONS
+            if parameters.get(f"exclude_{k}")}
+
+
+def _exclusions(exclude: Exclusion | Sequence[Exclusion] | None) -> tuple[Exclusion, ...]:
+    """One exclusion per kind, in the order of EXCLUSIONS."""
+    given = () if exclude is None else (exclude,) if isinstance(exclude, Exclusion) \
+        else tuple(exclude)
+    kinds = [e.kind for e in given]
+    if len(set(kinds)) != len(kinds):
+        raise ValueError(f"one exclusion per kind, got {kinds}")
+    return tuple(sorted(given, key=lambda e: list(EXCLUSIONS).index(e.kind)))
 
 
 @dataclass(frozen=True)
@@ -139,9 +170,10 @@ class Slice:
 
 def slice_name(profile: str, frac: float, seed: int, *, split_seed: int = 0,
                strata: Sequence[str] = DEFAULT_STRATA, min_per_category: int = 0,
-               excluded: bool = False) -> str:
+               excluded: bool | Sequence[str] = False) -> str:
     """A slice's default name: every parameter that changes its content and is not the
-    default is in it (so two different slices never share a default name)."""
+    default is in it (so two different slices never share a default name). ``excluded``:
+    the kinds of exclusion (True: label issues)."""
     name = f"{profile}-frac{frac:g}-seed{seed}"
     if split_seed:
         name += f"-split{split_seed}"
@@ -149,7 +181,8 @@ def slice_name(profile: str, frac: float, seed: int, *, split_seed: int = 0,
         name += "-by-" + ".".join(strata)
     if min_per_category:
         name += f"-min{min_per_category}"
-    return name + (EXCLUSION_SUFFIX if excluded else "")
+    kinds = (["label_issues"] if excluded else []) if isinstance(excluded, bool) else excluded
+    return name + "".join(suffix for kind, suffix in EXCLUSIONS.items() if kind in kinds)
 
 
 def _refuse_another_slice_of_that_name(catalog: Catalog, name: str,
@@ -164,7 +197,10 @@ def _refuse_another_slice_of_that_name(catalog: Catalog, name: str,
     except IntegrityError as exc:  # a damaged slice is unusable: building it again repairs it
         print(f"note: {exc}; building it again", file=sys.stderr)
         return
-    differ = {k: (have.get(k), v) for k, v in parameters.items() if have.get(k) != v}
+    # every exclusion too: those only recorded when given (exclude_misaligned) still differ
+    keys = {*parameters, *(f"exclude_{kind}" for kind in EXCLUSIONS)}
+    differ = {k: (have.get(k), parameters.get(k)) for k in keys
+              if have.get(k) != parameters.get(k)}
     if differ:
         shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in sorted(differ.items()))
         raise UserError(f"slice {name!r} exists with other parameters ({shown}); give another "
@@ -221,14 +257,18 @@ def build_slice(
     profile: str = "default",
     split_seed: int = 0,
     name: str | None = None,
-    exclude: Exclusion | None = None,
+    exclude: Exclusion | Sequence[Exclusion] | None = None,
 ) -> SliceResult:
     """Cut a slice of the train split (plus the whole val and test) into slices/<name>/.
 
-    ``exclude`` lists train items to leave out (``curate build-slice --exclude-label-issues``
-    hands in those a label-quality audit flagged; val and test stay whole, so scores remain
-    comparable). They are dropped after the thresholds are drawn, so such a slice lies inside
-    the plain slice of the same fraction and seed, and inside every larger such slice."""
+    ``exclude`` lists train items to leave out, one Exclusion per audit (``curate build-slice
+    --exclude-label-issues`` hands in those a label-quality audit flagged,
+    ``--exclude-misaligned`` those an alignment audit flagged; given both, the union goes;
+    val and test stay whole, so scores remain comparable). They are dropped after the
+    thresholds are drawn, so such a slice lies inside the plain slice of the same fraction
+    and seed, and inside every larger such slice. The manifest's ``excluded`` accounts for
+    every flagged item of each: dropped from train, kept in val or test, or not in the
+    slice's train anyway."""
     if not 0 < frac <= 1:
         raise UserError(f"--frac must lie in (0, 1], got {frac}")
     unknown = [s for s in strata if s not in STRATA_SQL]
@@ -239,8 +279,10 @@ def build_slice(
     started = time.perf_counter()
     catalog = Catalog.of(catalog)
     layout = catalog.layout
+    exclusions = _exclusions(exclude)
     name = name or slice_name(profile, frac, seed, split_seed=split_seed, strata=strata,
-                              min_per_category=min_per_category, excluded=exclude is not None)
+                              min_per_category=min_per_category,
+                              excluded=[e.kind for e in exclusions])
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
         raise UserError(f"slice name {name!r}: use letters, digits, '.', '_' and '-' only")
     parameters = {
@@ -248,10 +290,12 @@ def build_slice(
         "seed": seed,
         "strata": list(strata),
         "min_per_category": min_per_category,
-        "exclude_label_issues": exclude.audited_slice if exclude else None,
+        "exclude_label_issues": None,  # recorded even when None, as it always was
         "profile": profile,
         "split_seed": split_seed,
     }
+    # the other exclusions only when given, so that earlier slices' manifests keep their bytes
+    parameters.update({e.parameter: e.audited_slice for e in exclusions})
     _refuse_another_slice_of_that_name(catalog, name, parameters)
     views = prepare_split(catalog, profile, split_seed)
     silver = layout.silver_items(profile)
@@ -298,13 +342,7 @@ def build_slice(
                 SELECT parent_asin, split, stratum, NULL::DOUBLE, true
                 FROM keys WHERE split <> 'train'
             """)
-            if exclude is not None and exclude.parent_asins:
-                import pyarrow as pa
-
-                con.register("_excluded", pa.table(
-                    {"parent_asin": pa.array(list(exclude.parent_asins), pa.string())}))
-                con.execute("UPDATE ranked SET selected = false WHERE split = 'train' AND "
-                            "parent_asin IN (SELECT parent_asin FROM _excluded)")
+            excluded = _exclude(con, exclusions) if exclusions else None
             copy_sorted(
                 con,
                 f"""
@@ -339,10 +377,49 @@ def build_slice(
                 for s, n, k, e in per_stratum
             ],
         }
+        if excluded is not None:  # only then: earlier slices' manifests keep their bytes
+            staged.manifest["excluded"] = excluded
         staged.views = {**views, view_name(SLICE_VIEW, name): {
             "files": [layout.relative(layout.slice_items(name))], "slice": name}}
     manifest = read_record(layout.slice_dir(name) / MANIFEST)
     return SliceResult(name, layout.slice_dir(name), manifest, time.perf_counter() - started)
+
+
+def _exclude(con: Any, exclusions: Sequence[Exclusion]) -> dict[str, Any]:
+    """Unselect the flagged train items in the table ``ranked``; return where each flagged
+    item went, per audit (flagged = dropped_from_train + kept_in_val_test +
+    not_in_slice_train), and how many train items left in all (an item two audits flagged
+    leaves once: the union)."""
+    import pyarrow as pa
+
+    kinds, asins = [], []
+    for e in exclusions:
+        unique = sorted(set(e.parent_asins))
+        kinds += [e.kind] * len(unique)
+        asins += unique
+    con.register("_excluded", pa.table({"kind": pa.array(kinds, pa.string()),
+                                        "parent_asin": pa.array(asins, pa.string())}))
+    counts = {kind: (flagged, dropped, kept, outside) for kind, flagged, dropped, kept, outside
+              in con.execute("""
+        SELECT e.kind, count(*),
+               count(*) FILTER (WHERE r.split = 'train' AND r.selected),
+               count(*) FILTER (WHERE r.split IN ('val', 'test')),
+               count(*) FILTER (WHERE r.split IS NULL OR (r.split = 'train' AND NOT r.selected))
+        FROM _excluded AS e LEFT JOIN ranked AS r ON r.parent_asin = e.parent_asin
+        GROUP BY e.kind""").fetchall()}
+    dropped = con.execute("""
+        SELECT count(*) FROM ranked WHERE split = 'train' AND selected
+        AND parent_asin IN (SELECT parent_asin FROM _excluded)""").fetchone()[0]
+    con.execute("UPDATE ranked SET selected = false WHERE split = 'train' AND "
+                "parent_asin IN (SELECT parent_asin FROM _excluded)")
+    report: dict[str, Any] = {}
+    for e in exclusions:
+        flagged, gone, kept, outside = counts.get(e.kind, (0, 0, 0, 0))
+        report[e.kind] = {"audited_slice": e.audited_slice, "flagged": flagged,
+                          "dropped_from_train": gone, "kept_in_val_test": kept,
+                          "not_in_slice_train": outside}
+    report["dropped_from_train"] = dropped
+    return report
 
 
 def list_slices(catalog: Catalog | Path | str) -> list[dict[str, Any]]:

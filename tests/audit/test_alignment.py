@@ -149,3 +149,88 @@ def test_audit_command_and_its_errors(audited, tmp_path):
     bad = runner.invoke(app, ["audit", "alignment", "--slice", FULL, "-c", str(catalog),
                               "--folds", "1"])
     assert bad.exit_code != 0 and "--folds" in bad.output and "Traceback" not in bad.output
+
+
+def _splits(slice_path: Path) -> dict[str, set[str]]:
+    items = pl.read_parquet(slice_path / "items.parquet", columns=["parent_asin", "split"])
+    return {s: set(items.filter(pl.col("split") == s)["parent_asin"])
+            for s in ("train", "val", "test")}
+
+
+def test_build_slice_leaves_out_the_misaligned_train_items(audited, tmp_path):
+    """`build-slice --exclude-misaligned AUDITED`: the flagged train items leave the slice,
+    nothing else does, and the manifest and the output account for every flagged item."""
+    catalog = shutil.copytree(audited[0], tmp_path / "catalog")
+    table = pl.read_parquet(catalog / "audit" / "alignment" / FULL / "items.parquet")
+    flagged = set(table.filter(pl.col("is_misaligned"))["parent_asin"])
+    assert flagged  # else this test would show nothing
+    result = CliRunner().invoke(app, ["build-slice", "--frac", "0.5", "-c", str(catalog),
+                                      "--exclude-misaligned", FULL, "--no-validate"])
+    assert result.exit_code == 0, result.output
+    name = "default-frac0.5-seed0-nomisaligned"
+    assert f"slice {name}:" in result.output
+    plain = build_slice(catalog, 0.5)
+    kept, whole = _splits(catalog / "slices" / name), _splits(plain.path)
+    assert kept["train"] == whole["train"] - flagged  # inside the plain slice, flags out
+    assert kept["val"] == whole["val"] and kept["test"] == whole["test"]  # whole
+    manifest = Slice.open(catalog, name).manifest
+    assert manifest["parameters"]["exclude_misaligned"] == FULL
+    assert manifest["parameters"]["exclude_label_issues"] is None
+    dropped = len(whole["train"] & flagged)
+    in_val_test = len((whole["val"] | whole["test"]) & flagged)
+    assert manifest["excluded"] == {"misaligned": {
+        "audited_slice": FULL, "flagged": len(flagged), "dropped_from_train": dropped,
+        "kept_in_val_test": in_val_test,
+        "not_in_slice_train": len(flagged) - dropped - in_val_test}, "dropped_from_train": dropped}
+    assert manifest["rows"]["train"] + dropped == plain.manifest["rows"]["train"]
+    assert f"left out of train: {dropped:,} items" in result.output
+    assert f"alignment audit of {FULL}: {len(flagged):,} = {dropped:,} left out" in result.output
+    # a plain slice's manifest records neither (its bytes are what they were)
+    assert "exclude_misaligned" not in plain.manifest["parameters"]
+    assert "excluded" not in plain.manifest
+
+
+def test_both_exclusions_leave_out_the_union(audited, tmp_path):
+    from audit.label_quality import flagged_items, label_quality_audit
+
+    catalog = shutil.copytree(audited[0], tmp_path / "catalog")
+    label_quality_audit(catalog, FULL, folds=3, **TINY)
+    label_issues = set(flagged_items(catalog, FULL))
+    table = pl.read_parquet(catalog / "audit" / "alignment" / FULL / "items.parquet")
+    misaligned = set(table.filter(pl.col("is_misaligned"))["parent_asin"])
+    result = CliRunner().invoke(app, ["build-slice", "--frac", "0.5", "-c", str(catalog),
+                                      "--exclude-misaligned", FULL, "--exclude-label-issues",
+                                      FULL, "--no-validate"])
+    assert result.exit_code == 0, result.output
+    name = "default-frac0.5-seed0-nolabelissues-nomisaligned"
+    whole = _splits(build_slice(catalog, 0.5).path)
+    assert _splits(catalog / "slices" / name)["train"] == \
+        whole["train"] - label_issues - misaligned
+    manifest = Slice.open(catalog, name).manifest
+    assert {k: v for k, v in manifest["parameters"].items() if k.startswith("exclude")} == {
+        "exclude_label_issues": FULL, "exclude_misaligned": FULL}
+    excluded = manifest["excluded"]
+    assert excluded["dropped_from_train"] == len(whole["train"] & (label_issues | misaligned))
+    for kind, flags in (("label_issues", label_issues), ("misaligned", misaligned)):
+        assert excluded[kind]["flagged"] == len(flags)
+        assert excluded[kind]["dropped_from_train"] == len(whole["train"] & flags)
+
+
+def test_exclude_misaligned_errors_are_one_line(audited, tmp_path):
+    catalog = shutil.copytree(audited[0], tmp_path / "catalog")
+    runner = CliRunner()
+
+    def build(*args: str) -> str:
+        result = runner.invoke(app, ["build-slice", "--frac", "0.5", "-c", str(catalog),
+                                     "--no-validate", *args])
+        assert result.exit_code != 0 and "Traceback" not in result.output
+        return result.output
+
+    assert f"no slice named 'nosuch' (slices: {FULL})" in build("--exclude-misaligned",
+                                                                "nosuch")
+    build_slice(catalog, 0.5, name="half")
+    assert ("no alignment audit for 'half': run curate audit alignment --slice half first"
+            in build("--exclude-misaligned", "half"))
+    # a name stands for one slice: the same name with an exclusion is another slice
+    shown = build("--exclude-misaligned", FULL, "--name", "half")
+    assert f"exclude_misaligned None -> '{FULL}'" in shown

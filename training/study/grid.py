@@ -86,7 +86,8 @@ def _ensure_slices(catalog: Catalog, config: StudyConfig, log: Callable[[str], N
         name = slice_for(config, fraction, seed)
         wanted = {"frac": fraction, "seed": seed, "strata": list(DEFAULT_STRATA),
                   "min_per_category": config.min_per_category, "exclude_label_issues": None,
-                  "profile": config.profile, "split_seed": STUDY_SPLIT_SEED}
+                  "exclude_misaligned": None, "profile": config.profile,
+                  "split_seed": STUDY_SPLIT_SEED}
         if name in existing:
             have = existing[name].get("parameters", {})
             differ = sorted(k for k in wanted if have.get(k) != wanted[k])

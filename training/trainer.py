@@ -47,6 +47,7 @@ from curation.errors import UserError
 from curation.manifest import atomic_file, sha256_file, versions, write_json_atomic
 from curation.progress import progress_bar
 from curation.slices import Slice
+from training import distributed
 from training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.data import TARGET, ItemDataset, data_loader, load_training_items
@@ -207,6 +208,7 @@ class _OpenRun:
     notes: list[str]
     with_image: int | None  # items with an image decoded (finetune: known once all are seen)
     resumed_from: int = 0
+    ranks: distributed.Ranks = distributed.SINGLE  # torchrun's processes (training.distributed)
 
     @property
     def done(self) -> bool:
@@ -227,10 +229,14 @@ def _weights_for(slice_: Slice, weights: str) -> str:
 
 
 def _open(config: TrainConfig, folder: RunFolder, workers: int,
-          log: Callable[[str], None]) -> _OpenRun | RunResult:
+          log: Callable[[str], None],
+          ranks: distributed.Ranks = distributed.SINGLE) -> _OpenRun | RunResult:
     """Check the folder against the config, load what the run reads, build its engine and
     optimizer, resume its last checkpoint; a complete run's RunResult instead."""
     wanted = asdict(config)
+    if ranks.world > 1 and (config.mode != "finetune" or parse_loss(config.loss).needs_embedding):
+        raise UserError("several processes (torchrun) train --mode finetune with the huber "
+                        "loss only")
     if folder.config.exists():
         # a folder from before losses had names trained with the one there was
         existing = {"loss": DEFAULT_LOSS, **folder.read_config()}
@@ -242,12 +248,17 @@ def _open(config: TrainConfig, folder: RunFolder, workers: int,
             )
         if folder.is_complete():
             return RunResult(folder.path, folder.read_metrics(), already_complete=True)
-    folder.path.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(folder.config, wanted)
+    if ranks.is_main:
+        folder.path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(folder.config, wanted)
 
     torch.use_deterministic_algorithms(True, warn_only=True)
     slice_ = Slice.open(Catalog.open(config.catalog), config.slice)
+    if not ranks.is_main:  # rank 0 computes missing weights (the catalog takes one writer)
+        _barrier(ranks)
     weights_id = _weights_for(slice_, config.weights)
+    if ranks.is_main:
+        _barrier(ranks)
     items = load_training_items(slice_, weights_id)
     splits = {s: np.flatnonzero((items["split"] == s).to_numpy()) for s in SPLIT_NAMES}
     for name, rows in splits.items():
@@ -320,7 +331,7 @@ def _open(config: TrainConfig, folder: RunFolder, workers: int,
         target=torch.from_numpy(items[TARGET].to_numpy().astype(np.float32)),
         weight=torch.from_numpy(items["weight"].fill_null(0.0).to_numpy().astype(np.float32)),
         total_steps=steps_per_epoch * config.epochs, state=state, encoding=encoding,
-        notes=notes, with_image=with_image, resumed_from=resumed_from,
+        notes=notes, with_image=with_image, resumed_from=resumed_from, ranks=ranks,
     )
 
 
@@ -352,43 +363,62 @@ def _epoch(run: _OpenRun, log: Callable[[str], None]) -> int:
     module.train()
     run.loss.train()
     rows_seen, predictions, losses, total_loss = [], [], [], 0.0
+    ranks = run.ranks
     with progress_bar(f"epoch {epoch}/{config.epochs}", total=len(order)) as advance:
-        for index, inputs in engine.batches(order, config.batch_size):
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(state["step"], run.total_steps, config.warmup, config.lr)
-            prediction, embedding = engine.forward_with_embedding(inputs)
-            loss, per_item = run.loss(prediction, embedding, run.target[index],
-                                      run.weight[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, config.clip)
-            optimizer.step()
-            state["step"] += 1
-            total_loss += float(loss.detach()) * len(index)
-            rows_seen.append(index.numpy())
-            predictions.append(prediction.detach().double().numpy())
-            losses.append(per_item.double().numpy())
-            advance(len(index))
+        if ranks.world == 1:
+            for index, inputs in engine.batches(order, config.batch_size):
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(state["step"], run.total_steps, config.warmup, config.lr)
+                prediction, embedding = engine.forward_with_embedding(inputs)
+                loss, per_item = run.loss(prediction, embedding, run.target[index],
+                                          run.weight[index])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(trainable, config.clip)
+                optimizer.step()
+                state["step"] += 1
+                total_loss += float(loss.detach()) * len(index)
+                rows_seen.append(index.numpy())
+                predictions.append(prediction.detach().double().numpy())
+                losses.append(per_item.double().numpy())
+                advance(len(index))
+        else:
+            for start in range(0, len(order), config.batch_size):
+                total_loss += _distributed_step(run, trainable, order[start:start
+                                                + config.batch_size], rows_seen, predictions,
+                                                losses)
+                advance(len(order[start:start + config.batch_size]))
+            # every train item's prediction and loss, from the rank that trained it
+            gathered: list[Any] = [None] * ranks.world
+            import torch.distributed as dist
+
+            dist.all_gather_object(gathered, (rows_seen, predictions, losses))
+            rows_seen = [a for g in gathered for a in g[0]]
+            predictions = [a for g in gathered for a in g[1]]
+            losses = [a for g in gathered for a in g[2]]
     rows = np.concatenate(rows_seen)
     items = run.items
     part = run.folder.epoch_dynamics_part(epoch)
     part.parent.mkdir(parents=True, exist_ok=True)
-    pl.DataFrame({
+    dynamics = pl.DataFrame({
         "parent_asin": items["parent_asin"].gather(rows),
         "epoch": pl.Series([epoch] * len(rows), dtype=pl.Int32),
         "prediction": np.concatenate(predictions),
         "target": items[TARGET].to_numpy()[rows],
         "loss": np.concatenate(losses),
         "weight": items["weight"].to_numpy()[rows],
-    }).sort("parent_asin").write_parquet(part)
+    }).sort("parent_asin")
+    if ranks.is_main:
+        dynamics.write_parquet(part)
     val_target = items[TARGET].to_numpy()[run.splits["val"]]
     val_plcc = pearson(_predict(engine, run.splits["val"], config.batch_size), val_target)
     val_plcc = val_plcc if math.isfinite(val_plcc) else -1.0
     improved = state["best_plcc"] is None or val_plcc > state["best_plcc"]
     if improved:
         state.update(best_plcc=val_plcc, best_epoch=epoch, bad_epochs=0)
-        with atomic_file(run.folder.best_weights) as tmp:
-            save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp))
+        if ranks.is_main:
+            with atomic_file(run.folder.best_weights) as tmp:
+                save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp))
     else:
         state["bad_epochs"] += 1
         state["stopped_early"] = state["bad_epochs"] >= config.patience
@@ -402,8 +432,49 @@ def _epoch(run: _OpenRun, log: Callable[[str], None]) -> int:
     state["epoch"] = epoch
     log(f"epoch {epoch}: train loss {total_loss / len(order):.4f}, val PLCC {val_plcc:.4f}"
         + (" (best)" if improved else ""))
-    save_checkpoint(run.folder.last_epoch, module, optimizer, state, loss=run.loss)
+    if ranks.is_main:
+        save_checkpoint(run.folder.last_epoch, module, optimizer, state, loss=run.loss)
+    _barrier(ranks)  # the other ranks read the best weights and checkpoint only once written
     return epoch
+
+
+def _barrier(ranks: distributed.Ranks) -> None:
+    if ranks.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _distributed_step(run: _OpenRun, trainable: list[torch.nn.Parameter], batch: np.ndarray,
+                      rows_seen: list[np.ndarray], predictions: list[np.ndarray],
+                      losses: list[np.ndarray]) -> float:
+    """One step on this rank's shard of a global batch (training.distributed): the shard's
+    loss scaled to its share of the global batch's, the gradients summed over the ranks, so
+    every rank steps as one process would on the whole batch. Returns the global batch's loss
+    times its size (as the one-process loop adds up)."""
+    config, state, optimizer, ranks = run.config, run.state, run.optimizer, run.ranks
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(state["step"], run.total_steps, config.warmup, config.lr)
+    mine = distributed.shard(batch, ranks)
+    global_weight = float(run.weight[torch.from_numpy(batch)].sum())
+    optimizer.zero_grad(set_to_none=True)
+    share = 0.0
+    for index, inputs in run.engine.batches(mine, max(1, len(mine))):
+        prediction, embedding = run.engine.forward_with_embedding(inputs)
+        loss, per_item = run.loss(prediction, embedding, run.target[index], run.weight[index])
+        scale = distributed.shard_loss_scale(len(index), len(batch),
+                                             float(run.weight[index].sum()), global_weight,
+                                             config.renormalise)
+        (loss * scale).backward()
+        share = float(loss.detach()) * scale
+        rows_seen.append(index.numpy())
+        predictions.append(prediction.detach().double().numpy())
+        losses.append(per_item.double().numpy())
+    distributed.sum_gradients(trainable, ranks)
+    torch.nn.utils.clip_grad_norm_(trainable, config.clip)
+    optimizer.step()
+    state["step"] += 1
+    return distributed.all_sum(share, ranks) * len(batch)
 
 
 def _finish(run: _OpenRun, keep_checkpoint: bool) -> RunResult:
@@ -440,9 +511,11 @@ def _finish(run: _OpenRun, keep_checkpoint: bool) -> RunResult:
         "items_with_image": with_image,
         "items_without_image": items.height - with_image,
     })
-    _write_outputs(run, items, metrics)
-    if not keep_checkpoint:
-        shutil.rmtree(run.folder.checkpoint, ignore_errors=True)
+    if run.ranks.is_main:
+        _write_outputs(run, items, metrics)
+        if not keep_checkpoint:
+            shutil.rmtree(run.folder.checkpoint, ignore_errors=True)
+    _barrier(run.ranks)
     return RunResult(run.folder.path, metrics, resumed_from_epoch=run.resumed_from,
                      notes=run.notes)
 
@@ -465,10 +538,14 @@ def train(
     MLflow store (``training.tracking``; a resumed run into the same MLflow run), which changes
     none of its outputs."""
     config = config.resolved()
+    ranks = distributed.from_env()
+    distributed.init(ranks)
+    if not ranks.is_main:  # rank 0 speaks for the run and mirrors it
+        log, track = _quiet, None
     tracker = None
     if track is not None:  # before anything is read or trained: a missing mlflow, a bad store
         tracker = Tracker(track, config, log)
-    opened = _open(config, RunFolder(Path(out)), workers, log)
+    opened = _open(config, RunFolder(Path(out)), workers, log, ranks)
     if isinstance(opened, RunResult):
         return opened
     tracked = None if tracker is None else tracker.start(
@@ -489,6 +566,10 @@ def train(
     if tracked is not None:
         tracked.finish(result.metrics)
     return result
+
+
+def _quiet(_: str) -> None:
+    """A rank other than 0 says nothing: rank 0 speaks for the run."""
 
 
 def _write_outputs(run: _OpenRun, items: pl.DataFrame, metrics: dict[str, Any]) -> None:

@@ -104,6 +104,16 @@ def ingest(
     force: Annotated[
         bool, typer.Option(help="Re-ingest files whose fingerprint is unchanged.")
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(help="Where the per-file work runs: 'local' or 'ray' (one Ray task a file; "
+                     "same output bytes)."),
+    ] = "local",
+    ray_address: Annotated[
+        str,
+        typer.Option(help="With --engine ray: a cluster address, 'auto' (a running cluster) or "
+                     "'local' (start one in this process)."),
+    ] = "auto",
 ) -> None:
     """Stream raw JSONL(.gz) into typed bronze Parquet; unusable lines go to quarantine.
 
@@ -151,7 +161,8 @@ def ingest(
                 soft_wrap=True,
             )
 
-        run_ingest(raw_dir, catalog, wanted, force=force, progress=on_bytes, on_file_done=on_done)
+        run_ingest(raw_dir, catalog, wanted, force=force, progress=on_bytes, on_file_done=on_done,
+                   engine=engine, ray_address=ray_address)
     total = [
         sum(getattr(r, k) for r in results)
         for k in ("lines_read", "rows_ingested", "lines_quarantined")

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.catalog import Catalog, duckdb_config, remove_own_staging, sql_literal
+from curation.errors import UserError
 from curation.framing import FrameStats, LineBlock, frame_block, iter_line_blocks, shown_text
 from curation.integrity import check_source, full_checks
 from curation.lock import writing
@@ -298,6 +299,9 @@ def _is_json(raw: bytes) -> bool:
     return True
 
 
+ENGINES = ("local", "ray")  # where the per-file work runs
+
+
 def ingest(
     raw_root: str,
     catalog_root: Path | str,
@@ -306,9 +310,18 @@ def ingest(
     force: bool = False,
     progress: ProgressCallback | None = None,
     on_file_done: Callable[[FileResult], None] | None = None,
+    engine: str = "local",
+    ray_address: str = "auto",
 ) -> list[FileResult]:
-    """Ingest every corpus file under ``raw_root`` into the catalog at ``catalog_root``."""
+    """Ingest every corpus file under ``raw_root`` into the catalog at ``catalog_root``.
+
+    ``engine="ray"`` runs the per-file work as Ray tasks; this process keeps the lock, swaps
+    the results in and records the sources in the local engine's order (same bytes).
+    """
     import duckdb
+
+    if engine not in ENGINES:
+        raise UserError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
 
     files = list_raw_files(raw_root, categories)
     Catalog.check_location(CatalogLayout(Path(catalog_root)))  # before the lock file is made
@@ -318,7 +331,13 @@ def ingest(
         con = duckdb.connect(config=duckdb_config(catalog.layout.spill))
         con.execute("SET enable_progress_bar = false")
         results = []
+        pending = None
+        if engine == "ray":
+            from curation.engine_ray import RayStager
+
+            pending = RayStager(ray_address, catalog)
         try:
+            to_stage = []
             for raw in files:
                 previous = catalog.sources.get(raw.key)
                 if previous and previous["fingerprint"] == raw.fingerprint and not force:
@@ -335,13 +354,27 @@ def ingest(
                         rows_ingested=previous["rows_ingested"],
                         lines_quarantined=previous["lines_quarantined"],
                     )
+                elif pending is not None:
+                    to_stage.append(raw)
+                    result = None
                 else:
                     result = _ingest_file(con, raw, catalog, progress)
                 results.append(result)
-                if on_file_done:
+                if on_file_done and result is not None and pending is None:
                     on_file_done(result)
+            if pending is not None:
+                staged = iter(pending.run(to_stage))  # in order, each as its task finishes
+                for i, result in enumerate(results):
+                    if result is None:
+                        raw, staged_file = next(staged)
+                        results[i] = commit_staged(raw, catalog, staged_file)
+                        pending.done(staged_file)
+                    if on_file_done:
+                        on_file_done(results[i])
         finally:
             con.close()
+            if pending is not None:
+                pending.close()
         catalog.refresh_views()
         catalog.collect_garbage()
     return results
@@ -360,9 +393,24 @@ def _ingest_file(
         remove_own_staging(staging)  # this file's own staging, no other
 
 
-def _ingest_staged(con, raw: RawFile, catalog: Catalog, progress: ProgressCallback | None,
-                   staging: Path, started: float) -> FileResult:
-    layout = catalog.layout
+@dataclass(frozen=True)
+class StagedFile:
+    """One raw file's finished outputs in its staging folder, before the swap (picklable)."""
+
+    bronze_dir: Path
+    quarantine_path: Path
+    lines: int
+    rows: int
+    quarantined: int
+    parts: int
+    fallback_blocks: int
+    file_errors: tuple[str, ...]
+    seconds: float
+
+
+def stage_file(con, raw: RawFile, staging: Path, progress: ProgressCallback | None,
+               started: float) -> StagedFile:
+    """The per-file work (read, frame, type) into ``staging``; the catalog is not touched."""
     job = _FileIngest(con, raw, staging)
     stats, file_errors = job.run(progress)
     if stats.lines != job.rows + job.quarantined:  # pragma: no cover - an internal bug
@@ -370,26 +418,33 @@ def _ingest_staged(con, raw: RawFile, catalog: Catalog, progress: ProgressCallba
             f"{raw.url}: {stats.lines} lines read but {job.rows} ingested + "
             f"{job.quarantined} quarantined"
         )
+    return StagedFile(job.bronze_dir, job.quarantine_path, stats.lines, job.rows,
+                      job.quarantined, job.parts, job.fallback_blocks, tuple(file_errors),
+                      time.perf_counter() - started)
+
+
+def commit_staged(raw: RawFile, catalog: Catalog, staged: StagedFile) -> FileResult:
+    """Swap the staged outputs in and record the source (the driver's part; under the lock)."""
+    layout = catalog.layout
     version = raw.fingerprint[:16]
     bronze = layout.bronze_dir(raw.kind, raw.category, version)
     quarantine = layout.quarantine_file(raw.kind, raw.category, version)
-    for src, dst in ((job.bronze_dir, bronze), (job.quarantine_path, quarantine)):
+    for src, dst in ((staged.bronze_dir, bronze), (staged.quarantine_path, quarantine)):
         replace_path(src, dst)
-    seconds = time.perf_counter() - started
     catalog.sources[raw.key] = {
         "kind": raw.kind,
         "category": raw.category,
         "source": raw.url,
         "source_bytes": raw.size,
         "fingerprint": raw.fingerprint,
-        "lines_read": stats.lines,
-        "rows_ingested": job.rows,
-        "lines_quarantined": job.quarantined,
-        "file_errors": file_errors,
-        "fallback_blocks": job.fallback_blocks,
+        "lines_read": staged.lines,
+        "rows_ingested": staged.rows,
+        "lines_quarantined": staged.quarantined,
+        "file_errors": list(staged.file_errors),
+        "fallback_blocks": staged.fallback_blocks,
         "bronze": str(bronze.relative_to(layout.root)),
         "quarantine": str(quarantine.relative_to(layout.root)),
-        "bronze_parts": job.parts,
+        "bronze_parts": staged.parts,
         "bronze_sha256": sha256_parts(bronze),
         "quarantine_sha256": sha256_file(quarantine),
         "versions": versions(),
@@ -398,9 +453,14 @@ def _ingest_staged(con, raw: RawFile, catalog: Catalog, progress: ProgressCallba
     return FileResult(
         raw.key,
         skipped=False,
-        lines_read=stats.lines,
-        rows_ingested=job.rows,
-        lines_quarantined=job.quarantined,
-        file_errors=tuple(file_errors),
-        seconds=seconds,
+        lines_read=staged.lines,
+        rows_ingested=staged.rows,
+        lines_quarantined=staged.quarantined,
+        file_errors=staged.file_errors,
+        seconds=staged.seconds,
     )
+
+
+def _ingest_staged(con, raw: RawFile, catalog: Catalog, progress: ProgressCallback | None,
+                   staging: Path, started: float) -> FileResult:
+    return commit_staged(raw, catalog, stage_file(con, raw, staging, progress, started))

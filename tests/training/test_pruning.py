@@ -77,6 +77,12 @@ def test_learned_and_pruning_arms_run_in_a_kfold_study_and_are_reported(catalog,
     assert len(curves) == 3 * 4  # one per fold and fraction (one seed)
     pairs = pl.read_csv(report / "pairs.csv")
     assert pairs.filter(pl.col("fraction") == 1.0).height == 3  # every pair of the 3 arms
+    # the same runs give the same report: the fits' bootstrap draws rows in a fixed order
+    first = {name: (report / name).read_bytes() for name in ("fits.json", "pruning.json")}
+    again = CliRunner().invoke(app, ["study", "report", str(tmp_path / "study")])
+    assert again.exit_code == 0, again.output
+    for name, content in first.items():
+        assert (report / name).read_bytes() == content, name
 
 
 @pytest.mark.parametrize(
@@ -107,3 +113,20 @@ def test_weights_compute_says_learned_is_fitted_in_a_study(catalog):
                                    "half", "--strategy", "learned"])
     assert out.exit_code == 2 and "run it in a study" in out.output
     assert "Traceback" not in out.output
+
+
+def test_the_fits_rows_do_not_depend_on_the_order_runs_come_in():
+    """The fits' bootstrap draws rows by place: the k-fold rows it is given must come in one
+    order whatever order the runs were read in (a report twice gave other intervals)."""
+    from training.study.report import _fit_rows
+
+    rng = np.random.default_rng(0)
+    runs = pl.DataFrame({
+        "fraction": np.repeat([0.25, 0.5, 1.0], 12), "strategy": ["a", "b"] * 18,
+        "repeat": np.zeros(36, dtype=int), "fold": np.tile(np.repeat([0, 1, 2], 2), 6),
+        "seed": np.repeat(np.arange(6), 6) % 2, "train_items": rng.integers(10, 99, 36),
+        "error_plcc": rng.uniform(size=36), "test_rmse": rng.uniform(size=36)})
+    expected = _fit_rows(runs, "kfold")
+    for seed in range(5):
+        shuffled = runs.sample(fraction=1.0, shuffle=True, seed=seed)
+        assert _fit_rows(shuffled, "kfold").equals(expected)

@@ -150,8 +150,10 @@ def _fit_rows(results: pl.DataFrame, design: str) -> pl.DataFrame:
     their seeds averaged (kfold: seeds within a fold share its test items)."""
     if design != "kfold":
         return results
+    # sorted: group_by's order varies from call to call, and the bootstrap draws rows by place
     return results.group_by("fraction", "strategy", "repeat", "fold").agg(
-        pl.col("train_items").mean(), pl.col("error_plcc").mean(), pl.col("test_rmse").mean())
+        pl.col("train_items").mean(), pl.col("error_plcc").mean(), pl.col("test_rmse").mean()
+    ).sort("fraction", "strategy", "repeat", "fold")
 
 
 def fit_strategy_curves(

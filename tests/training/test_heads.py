@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from training.heads import HeadJob, MlpSettings, fit_mlp_head, fit_mlp_heads  # noqa: E402
+from training.heads import HeadJob, MlpSettings, fit_mlp_head, fit_mlp_heads
 
 
 def _data(n: int = 300, d: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

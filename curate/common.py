@@ -27,6 +27,18 @@ CatalogOption = Annotated[
     ),
 ]
 
+# --engine and --ray-address, one definition for every command that can run on Ray
+EngineOption = Annotated[
+    str,
+    typer.Option(help="Where the parallel work runs: 'local' (this process) or 'ray' (Ray "
+                 "tasks; the same output bytes)."),
+]
+RayAddressOption = Annotated[
+    str,
+    typer.Option(help="With --engine ray: a cluster address, 'auto' (a running cluster) or "
+                 "'local' (start one in this process)."),
+]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 BUG_NOTE = ("curate: this is a bug in Curate, not a mistake of yours; please report it with "

@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from curate.common import CatalogOption, command, split_list
+from curate.common import (
+    CatalogOption,
+    EngineOption,
+    RayAddressOption,
+    command,
+    split_list,
+)
 from curation.paths import DEFAULT_CATALOG
 
 commands = typer.Typer()
@@ -104,16 +110,8 @@ def ingest(
     force: Annotated[
         bool, typer.Option(help="Re-ingest files whose fingerprint is unchanged.")
     ] = False,
-    engine: Annotated[
-        str,
-        typer.Option(help="Where the per-file work runs: 'local' or 'ray' (one Ray task a file; "
-                     "same output bytes)."),
-    ] = "local",
-    ray_address: Annotated[
-        str,
-        typer.Option(help="With --engine ray: a cluster address, 'auto' (a running cluster) or "
-                     "'local' (start one in this process)."),
-    ] = "auto",
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = "auto",
 ) -> None:
     """Stream raw JSONL(.gz) into typed bronze Parquet; unusable lines go to quarantine.
 

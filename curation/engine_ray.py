@@ -5,7 +5,10 @@ a ``StagedFile``; the driver (which holds the catalog's writer lock) swaps the f
 folders in and records the sources in the local engine's order, so every file and
 catalog.json are byte-identical to a local ingest. A failed attempt removes its folder and
 is retried; a retry stages afresh, so nothing is swapped in twice or half-written.
-Ray is imported only here, and this module only with ``--engine ray``.
+``curate images fetch --engine ray``: blocks of URLs as Ray tasks (``RayFetcher``).
+
+``connect(address)`` is the one way in: it connects to (or starts) Ray and says whether it
+started it. Ray is imported only here, inside functions, so only with ``--engine ray``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,39 @@ from curation.errors import UserError
 from curation.sources import RawFile
 
 MAX_RETRIES = 2  # a task (or its worker) that fails is run again this many times
+ENGINES = ("local", "ray")  # where the parallel work of a command runs
+
+
+def check_engine(engine: str) -> None:
+    """A UserError naming the choices unless ``engine`` is one of ENGINES."""
+    if engine not in ENGINES:
+        raise UserError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
+
+
+def connect(address: str) -> bool:
+    """Connect this process to Ray unless it already is: ``address`` is ``auto`` (a running
+    cluster), ``local`` (start one in this process) or a cluster address. Returns whether
+    this call started Ray, i.e. whether the caller should ``ray.shutdown()`` when done.
+    Ray not installed, or no cluster at ``address``, is a UserError."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError(
+            "--engine ray needs Ray: pip install 'curate[ray]' (or use --engine local)"
+        ) from None
+    if ray.is_initialized():
+        return False
+    try:
+        if address == "local":
+            ray.init(include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    except ConnectionError as e:
+        raise UserError(
+            f"--ray-address {address}: no Ray cluster found ({e}); start one with "
+            "'ray start --head', or pass --ray-address local for one in this process"
+        ) from None
+    return True
 
 
 def _stage(raw: RawFile, spill: Path, run_root: Path):
@@ -46,26 +82,10 @@ class RayStager:
     """Connects to (or starts) Ray and stages files as tasks for the driver to swap in."""
 
     def __init__(self, address: str, catalog: Catalog) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise UserError(
-                "--engine ray needs Ray: pip install 'curate[ray]' (or use --engine local)"
-            ) from None
+        self.started = connect(address)  # first: it says so in one line if Ray is missing
+        import ray
+
         self.ray = ray
-        self.started = False
-        if not ray.is_initialized():
-            try:
-                if address == "local":
-                    ray.init(include_dashboard=False, log_to_driver=False)
-                else:
-                    ray.init(address=address, log_to_driver=False)
-            except ConnectionError as e:
-                raise UserError(
-                    f"--ray-address {address}: no Ray cluster found ({e}); start one with "
-                    "'ray start --head', or pass --ray-address local for one in this process"
-                ) from None
-            self.started = True
         self.spill = catalog.layout.spill
         self.run_root = catalog.layout.staging / f"ray-{uuid.uuid4().hex}"
         self.task = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=True)(_stage)

@@ -27,7 +27,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.catalog import Catalog, duckdb_config, remove_own_staging, sql_literal
-from curation.errors import UserError
 from curation.framing import FrameStats, LineBlock, frame_block, iter_line_blocks, shown_text
 from curation.integrity import check_source, full_checks
 from curation.lock import writing
@@ -299,9 +298,6 @@ def _is_json(raw: bytes) -> bool:
     return True
 
 
-ENGINES = ("local", "ray")  # where the per-file work runs
-
-
 def ingest(
     raw_root: str,
     catalog_root: Path | str,
@@ -320,8 +316,9 @@ def ingest(
     """
     import duckdb
 
-    if engine not in ENGINES:
-        raise UserError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    from curation.engine_ray import check_engine  # imports no Ray
+
+    check_engine(engine)
 
     files = list_raw_files(raw_root, categories)
     Catalog.check_location(CatalogLayout(Path(catalog_root)))  # before the lock file is made

@@ -59,6 +59,21 @@ def messy_catalog(messy_corpus, tmp_path_factory) -> Path:
     return root
 
 
+def synthetic_catalog(factory: pytest.TempPathFactory, label: str, n_items: int, seed: int,
+                      slices: dict[float, str | None]) -> Path:
+    """A synthetic corpus of ``n_items`` ingested into a fresh catalog, with a slice per
+    fraction (named as given, or by build-slice's default name when None)."""
+    from curation.slices import build_slice
+
+    corpus = factory.mktemp(f"{label}-corpus")
+    synthesize(corpus, SynthConfig(n_items=n_items, seed=seed))
+    root = factory.mktemp(label) / "catalog"
+    ingest(str(corpus / "raw"), root)
+    for fraction, name in slices.items():
+        build_slice(root, fraction, name=name)
+    return root
+
+
 def raw_bytes(path: Path) -> bytes:
     """A raw file's bytes, decompressed independently of ingest; a cut gzip gives what is
     readable. Gzip is known, as ingest knows it, by the suffix or by the magic bytes (a

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import synthetic_catalog
 from training.distributed import SINGLE, Ranks, from_env, shard, shard_loss_scale
 
 ITEMS, BATCH, EPOCHS, SEED = 37, 8, 3, 5  # 37 items: the last global batch does not divide
@@ -101,16 +102,7 @@ SLICE = "default-frac0.5-seed0"
 
 @pytest.fixture(scope="module")
 def tiny_catalog(tmp_path_factory):
-    from curation.ingest import ingest
-    from curation.slices import build_slice
-    from curation.synth import SynthConfig, synthesize
-
-    corpus = tmp_path_factory.mktemp("ddp-corpus")
-    synthesize(corpus, SynthConfig(n_items=300, seed=12))
-    root = tmp_path_factory.mktemp("ddp") / "catalog"
-    ingest(str(corpus / "raw"), root)
-    build_slice(root, 0.5, name=SLICE)
-    return root
+    return synthetic_catalog(tmp_path_factory, "ddp", 300, 12, {0.5: SLICE})
 
 
 def _curate_train(catalog: Path, out: Path, processes: int, image: str = "tiny-efficientnet",

@@ -23,9 +23,8 @@ from typer.testing import CliRunner  # noqa: E402
 
 from curate.cli import app  # noqa: E402
 from curation.errors import UserError  # noqa: E402
-from curation.ingest import ingest  # noqa: E402
-from curation.slices import Slice, build_slice  # noqa: E402
-from curation.synth import SynthConfig, synthesize  # noqa: E402
+from curation.slices import Slice  # noqa: E402
+from tests.conftest import synthetic_catalog  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.embeddings import embed_slice  # noqa: E402
 from training.tracking import TRACKING_FILE, Tracking, default_uri, final_metrics  # noqa: E402
@@ -43,11 +42,7 @@ def quiet(_: str) -> None:
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """200 synthetic items, 40% in the slice, their tiny embeddings cached once."""
-    corpus = tmp_path_factory.mktemp("track-corpus")
-    synthesize(corpus, SynthConfig(n_items=200, seed=13))
-    root = tmp_path_factory.mktemp("track") / "catalog"
-    ingest(str(corpus / "raw"), root)
-    build_slice(root, 0.4, name=SLICE)
+    root = synthetic_catalog(tmp_path_factory, "track", 200, 13, {0.4: SLICE})
     embed_slice(Slice.open(root, SLICE), workers=0, **TINY)
     return root
 

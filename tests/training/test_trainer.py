@@ -24,10 +24,8 @@ from typer.testing import CliRunner  # noqa: E402
 
 from curate.cli import app  # noqa: E402
 from curation.catalog import Catalog  # noqa: E402
-from curation.ingest import ingest  # noqa: E402
-from curation.slices import Slice, build_slice  # noqa: E402
-from curation.synth import SynthConfig, synthesize  # noqa: E402
-from tests.conftest import record_outputs  # noqa: E402
+from curation.slices import Slice  # noqa: E402
+from tests.conftest import record_outputs, synthetic_catalog  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.embeddings import embed_slice  # noqa: E402
 from training.loss import weighted_huber  # noqa: E402
@@ -43,13 +41,7 @@ SMALL = "default-frac0.1-seed0"
 
 @pytest.fixture(scope="module")
 def train_catalog(tmp_path_factory):
-    corpus = tmp_path_factory.mktemp("train-corpus")
-    synthesize(corpus, SynthConfig(n_items=5000, seed=11))
-    root = tmp_path_factory.mktemp("train") / "catalog"
-    ingest(str(corpus / "raw"), root)
-    build_slice(root, 1.0)
-    build_slice(root, 0.1)
-    return root
+    return synthetic_catalog(tmp_path_factory, "train", 5000, 11, {1.0: None, 0.1: None})
 
 
 def test_loss_is_the_batch_mean_of_weight_times_huber():
@@ -176,12 +168,7 @@ def test_frozen_mode_learns_the_synthetic_signal(train_catalog, tmp_path):
 @pytest.fixture(scope="module")
 def small_catalog(tmp_path_factory):
     """600 items: end-to-end finetuning steps on every item, so the smaller the better."""
-    corpus = tmp_path_factory.mktemp("small-corpus")
-    synthesize(corpus, SynthConfig(n_items=600, seed=12))
-    root = tmp_path_factory.mktemp("small") / "catalog"
-    ingest(str(corpus / "raw"), root)
-    build_slice(root, 0.5, name=SMALL)
-    return root
+    return synthetic_catalog(tmp_path_factory, "small", 600, 12, {0.5: SMALL})
 
 
 @pytest.mark.parametrize("mode", ["frozen", "finetune"])

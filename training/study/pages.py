@@ -105,6 +105,13 @@ def plot_curves(summary: pl.DataFrame, fits: dict[str, Any], error: str, path: P
     ax.set_xlabel("training items")
     ax.set_ylabel(f"test {ERRORS[error]}")
     ax.set_title(f"{config.name}: test {ERRORS[error]} against training-set size")
+    return _save_plot(fig, ax, path)
+
+
+def _save_plot(fig: Any, ax: Any, path: Path) -> Path:
+    """Grid, legend and layout as every plot of the report has them; written whole."""
+    import matplotlib.pyplot as plt
+
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -510,13 +517,7 @@ def plot_learned(curves: list[dict[str, Any]], path: Path, config: StudyConfig) 
     ax.set_xlabel("rating count n + 1")
     ax.set_ylabel("weight (mean 1 over the items fitted on)")
     ax.set_title(f"{config.name}: learned weight against rating count")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-    return path
+    return _save_plot(fig, ax, path)
 
 
 def learned_lines(curves: list[dict[str, Any]], plot: Path) -> list[str]:

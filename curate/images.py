@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from curate.common import CatalogOption, JsonOption, Output, QuietOption, command
+from curate.common import (
+    CatalogOption,
+    EngineOption,
+    JsonOption,
+    Output,
+    QuietOption,
+    RayAddressOption,
+    command,
+)
 from curation.paths import DEFAULT_CATALOG
 
 images_app = typer.Typer(
@@ -68,16 +76,20 @@ def images_fetch(
             help="Also connect to addresses in this network only, e.g. 10.1.2.3 or "
                  "10.0.0.0/8 (repeatable; narrower than --allow-private-network).")
     ] = None,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = "auto",
 ) -> None:
     """Fetch product images into CATALOG/images/ (content-addressed JPEGs) with a status row
     per URL in CATALOG/images/status.parquet (view image_status in curate sql). Resumable:
     URLs already fetched are skipped; a killed fetch picks up where it stopped. Safe by
     default: file:// only under the corpus's folder, http(s) only to public addresses (each
-    redirect checked), a deadline per URL; a malformed URL is a 'bad_url' row."""
+    redirect checked), a deadline per URL; a malformed URL is a 'bad_url' row. With --engine
+    ray, blocks of 64 URLs are Ray tasks; the catalog must be at the same path on every node."""
     from collections import Counter
 
     from curation.catalog import Catalog
     from curation.clean import silver_shown
+    from curation.engine_ray import check_engine
     from curation.images import FetchSettings, fetch_images, urls_for
     from curation.progress import progress_bar
     from curation.slices import Slice
@@ -90,6 +102,7 @@ def images_fetch(
                              allow_private_network=allow_private_network,
                              allow_networks=tuple(allow_network or ()))
     settings.check()
+    check_engine(engine)
     opened = Catalog.open(catalog)
     items = Slice.open(opened, slice_name).path if slice_name else silver_shown(opened)[1]
     urls = urls_for(items, all_images)
@@ -100,7 +113,7 @@ def images_fetch(
 
         with opened.writing("images fetch"):
             result = fetch_images(opened, urls, settings, retry_failed=retry_failed,
-                                  on_result=on_result)
+                                  on_result=on_result, engine=engine, ray_address=ray_address)
     tried = ", ".join(f"{k} {v:,}" for k, v in result.counts.most_common()) or "nothing"
     rate = result.fetched / result.seconds if result.seconds else 0.0
     typer.echo(f"{result.wanted:,} URLs: {result.skipped:,} already done, {result.fetched:,} "

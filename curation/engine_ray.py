@@ -5,7 +5,10 @@ a ``StagedFile``; the driver (which holds the catalog's writer lock) swaps the f
 folders in and records the sources in the local engine's order, so every file and
 catalog.json are byte-identical to a local ingest. A failed attempt removes its folder and
 is retried; a retry stages afresh, so nothing is swapped in twice or half-written.
-``curate images fetch --engine ray``: blocks of URLs as Ray tasks (``RayFetcher``).
+``curate images fetch --engine ray``: blocks of URLs as Ray tasks (``fetch_blocks``). The
+driver keeps the lock and journals the outcomes; a task only writes content-addressed images
+(temporary name, then rename), so a retried block rewrites the same bytes under the same
+names and a killed attempt leaves no half image (its temporary file is swept by the driver).
 
 ``connect(address)`` is the one way in: it connects to (or starts) Ray and says whether it
 started it. Ray is imported only here, inside functions, so only with ``--engine ray``.
@@ -16,12 +19,16 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from curation.catalog import Catalog, duckdb_config, remove_own_staging
 from curation.errors import UserError
 from curation.sources import RawFile
+
+if TYPE_CHECKING:
+    from curation.images import FetchSettings, Outcome
 
 MAX_RETRIES = 2  # a task (or its worker) that fails is run again this many times
 ENGINES = ("local", "ray")  # where the parallel work of a command runs
@@ -103,3 +110,41 @@ class RayStager:
         remove_own_staging(self.run_root)
         if self.started:
             self.ray.shutdown()
+
+
+def _fetch_block(urls: Sequence[str], images_dir: Path, settings: FetchSettings) -> list[Outcome]:
+    from curation.images import fetch_block
+
+    return fetch_block(urls, images_dir, settings)
+
+
+def fetch_blocks(address: str, urls: list[str], images_dir: Path,
+                 settings: FetchSettings) -> Iterator[Outcome]:
+    """Fetch ``urls`` in blocks of ``settings.block_urls``, one Ray task a block (retried
+    ``MAX_RETRIES`` times if it or its worker fails), yielding each block's outcomes as it
+    finishes. At most two blocks per cluster CPU are in flight, so a long list does not
+    flood the cluster. Connects (``connect``) only when there is something to fetch."""
+    if not urls:
+        return
+    started = connect(address)
+    import ray
+
+    task = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=True)(_fetch_block)
+    size = settings.block_urls
+    blocks = (urls[i:i + size] for i in range(0, len(urls), size))
+    most = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    pending: list = []
+    try:
+        for block in blocks:
+            pending.append(task.remote(block, images_dir, settings))
+            if len(pending) >= most:
+                finished, pending = ray.wait(pending, num_returns=1)
+                yield from ray.get(finished[0])
+        while pending:
+            finished, pending = ray.wait(pending, num_returns=1)
+            yield from ray.get(finished[0])
+    finally:
+        for ref in pending:  # an error or an interrupted driver: the rest is not wanted
+            ray.cancel(ref)
+        if started:
+            ray.shutdown()

@@ -25,6 +25,11 @@ and stored as JPEG under ``images/<sha[:2]>/<sha>.jpg`` where sha is the SHA-256
 bytes (content-addressed: two URLs of one image share a file). While a fetch runs, results are
 journalled every few seconds (``images/.journal/``); a fetch that is killed resumes without
 fetching again what it had recorded; at the end the journal is folded into status.parquet.
+
+``engine="ray"`` fetches blocks of ``block_urls`` URLs as Ray tasks (``curation/engine_ray.py``);
+this process keeps the lock, the journal and the status file, so both engines write the same
+files. An image is written to a temporary name and renamed (a killed writer leaves no half
+image under a real name; its temporary file is swept at the start and end of a fetch).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import stat
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -103,6 +108,7 @@ class FetchSettings:
     resize: int = 256  # shorter side at most this; 0 keeps the size
     jpeg_quality: int = 90
     url_deadline: float = 60.0  # seconds for one URL in all: attempts, redirects, waits
+    block_urls: int = 64  # URLs per Ray task with engine="ray"
     # file:// URLs are read under these folders only (fetch_images adds the corpus's own)
     allow_file_roots: tuple[Path, ...] = ()
     allow_private_network: bool = False  # loopback, private, link-local, ... addresses too
@@ -111,7 +117,8 @@ class FetchSettings:
     def check(self) -> None:
         positive = {"concurrency": self.concurrency, "connect_timeout": self.connect_timeout,
                     "read_timeout": self.read_timeout, "max_bytes": self.max_bytes,
-                    "max_pixels": self.max_pixels, "url_deadline": self.url_deadline}
+                    "max_pixels": self.max_pixels, "url_deadline": self.url_deadline,
+                    "block_urls": self.block_urls}
         for name, value in positive.items():
             if not value > 0:  # NaN too
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
@@ -573,6 +580,21 @@ def fetch_one(url: str, images_dir: Path, settings: FetchSettings,
                        hashlib.sha256(body.data).hexdigest(), width, height, relative)
 
 
+def fetch_block(urls: Sequence[str], images_dir: Path, settings: FetchSettings) -> list[Outcome]:
+    """``fetch_one`` over a block of URLs, ``settings.concurrency`` at once: one Ray task's
+    work with ``engine="ray"``. Outcomes in the block's order."""
+    with ThreadPoolExecutor(max_workers=max(1, min(settings.concurrency, len(urls)))) as pool:
+        return list(pool.map(lambda url: fetch_one(url, images_dir, settings), urls))
+
+
+def _sweep_partial(images_dir: Path) -> None:
+    """Remove what a killed writer left half-written: ``atomic_file``'s temporary names
+    (``.<sha>.tmp-...``). Only while no writer of ours runs (under the lock, before or
+    after the fetches)."""
+    for tmp in images_dir.glob("*/.*.tmp-*"):
+        tmp.unlink(missing_ok=True)
+
+
 # --- the status table and its journal ----------------------------------------------------------
 
 
@@ -622,7 +644,9 @@ class _Journal:
 def _fold_journal(layout: CatalogLayout) -> pl.DataFrame:
     """Write status.parquet (sorted by url, so the same results give the same bytes) and
     drop the journal."""
-    status = read_status(layout).sort("url")
+    # sorted and in one chunk: the same results give the same bytes, however they were
+    # journalled (in what order, in how many parts, by which engine)
+    status = read_status(layout).sort("url").rechunk()
     with atomic_file(layout.image_status) as tmp:
         status.write_parquet(tmp)
     journal = layout.image_journal
@@ -662,22 +686,31 @@ def fetch_images(
     *,
     retry_failed: bool = False,
     on_result: Callable[[Outcome, Counter[str]], None] | None = None,
+    engine: str = "local",
+    ray_address: str = "auto",
 ) -> FetchResult:
     """Fetch every URL not yet ``ok`` (and, with ``retry_failed``, the failed ones again),
     holding the catalog's writer lock. ``file://`` URLs are read under the corpus's own
-    folder (``corpus_folders``) and ``settings.allow_file_roots``, nowhere else."""
+    folder (``corpus_folders``) and ``settings.allow_file_roots``, nowhere else.
+    ``engine="ray"`` runs blocks of ``settings.block_urls`` URLs as Ray tasks (connecting to
+    ``ray_address``: ``auto``, ``local`` or an address); the files written are the same."""
+    from curation.engine_ray import check_engine  # imports no Ray
+
+    check_engine(engine)
     settings = settings or FetchSettings()
     settings.check()
     catalog = Catalog.of(catalog)
     settings = dataclasses.replace(settings, allow_file_roots=(
         *corpus_folders(catalog), *map(Path, settings.allow_file_roots)))
     with catalog.writing("images fetch"):
-        return _fetch_images(catalog, urls, settings, retry_failed, on_result)
+        return _fetch_images(catalog, urls, settings, retry_failed, on_result, engine,
+                             ray_address)
 
 
 def _fetch_images(catalog: Catalog, urls: list[str], settings: FetchSettings,
                   retry_failed: bool,
-                  on_result: Callable[[Outcome, Counter[str]], None] | None) -> FetchResult:
+                  on_result: Callable[[Outcome, Counter[str]], None] | None,
+                  engine: str, ray_address: str) -> FetchResult:
     started = time.perf_counter()
     layout = catalog.layout
     layout.images.mkdir(parents=True, exist_ok=True)
@@ -696,19 +729,22 @@ def _fetch_images(catalog: Catalog, urls: list[str], settings: FetchSettings,
 
     todo = [u for u in wanted if needs_fetch(u)]
     counts: Counter[str] = Counter()
+    _sweep_partial(layout.images)  # what a killed fetch left half-written
     journal = _Journal(layout)
     try:
-        with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
-            pending: set[Future[Outcome]] = set()
-            queue = iter(todo)
-            for url in queue:  # keep at most 2x concurrency in flight: a bounded queue
-                pending.add(pool.submit(fetch_one, url, layout.images, settings))
-                if len(pending) >= 2 * settings.concurrency:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    _collect(finished, journal, counts, on_result)
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                _collect(finished, journal, counts, on_result)
+        if engine == "ray":
+            from curation.engine_ray import fetch_blocks
+
+            outcomes = fetch_blocks(ray_address, todo, layout.images, settings)
+        else:
+            outcomes = _fetch_local(todo, layout.images, settings)
+        with contextlib.closing(outcomes):  # on an error, the fetches in flight end first
+            for outcome in outcomes:
+                counts[outcome.status] += 1
+                journal.add(outcome)
+                if on_result is not None:
+                    on_result(outcome, counts)
+        _sweep_partial(layout.images)  # a retried Ray task's killed first attempt, say
     finally:
         journal.flush()
         _fold_journal(layout)  # whatever happened, the status file holds what was recorded
@@ -718,14 +754,19 @@ def _fetch_images(catalog: Catalog, urls: list[str], settings: FetchSettings,
                        time.perf_counter() - started, layout.image_status)
 
 
-def _collect(finished: set[Future[Outcome]], journal: _Journal, counts: Counter[str],
-             on_result: Callable[[Outcome, Counter[str]], None] | None) -> None:
-    for future in finished:
-        outcome = future.result()
-        counts[outcome.status] += 1
-        journal.add(outcome)
-        if on_result is not None:
-            on_result(outcome, counts)
+def _fetch_local(todo: list[str], images_dir: Path,
+                 settings: FetchSettings) -> Iterator[Outcome]:
+    """The local engine: threads in this process, outcomes as they finish."""
+    with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
+        pending: set[Future[Outcome]] = set()
+        for url in todo:  # keep at most 2x concurrency in flight: a bounded queue
+            pending.add(pool.submit(fetch_one, url, images_dir, settings))
+            if len(pending) >= 2 * settings.concurrency:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (future.result() for future in finished)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            yield from (future.result() for future in finished)
 
 
 def resolve_image_paths(

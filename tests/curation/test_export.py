@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from curate.cli import app
 from curation.slices import build_slice
-from tests.conftest import copy_catalog
+from tests.conftest import copy_catalog, shared_scope
 
 datasets = pytest.importorskip("datasets")
 
@@ -22,14 +22,14 @@ runner = CliRunner()
 HALF = "default-frac0.5-seed0"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=shared_scope)  # as split_catalog: per test while mutmut maps tests
 def catalog(split_catalog, tmp_path_factory) -> Path:
     root = copy_catalog(split_catalog, tmp_path_factory.mktemp("export") / "catalog")
     build_slice(root, 0.5)
     return root
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=shared_scope)
 def exported(catalog, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("hf") / "half"
     result = runner.invoke(app, ["export", "hf", HALF, str(out), "-c", str(catalog),

@@ -15,13 +15,13 @@ from typer.testing import CliRunner
 from curate.cli import app
 from curation.slices import Slice, build_slice
 from curation.validation_page import page_path, write_validation_page
-from tests.conftest import copy_catalog
+from tests.conftest import copy_catalog, shared_scope
 from tests.headless_browser import dump_dom, needs_chromium, read_dom, screenshot, spread
 
 PLANTED = 7.0  # an average rating outside [1, 5], set by hand in slice "small"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=shared_scope)  # as split_catalog: per test while mutmut maps tests
 def validated(split_catalog, tmp_path_factory) -> tuple[Path, str, str]:
     """A real `curate validate` of the items and two slices of one seed, one of them edited
     by hand: the catalog, the planted item and the command's output."""

@@ -80,6 +80,24 @@ def all_sum(value: float, ranks: Ranks) -> float:
     return float(tensor.item())
 
 
+def gather_objects(value: Any, ranks: Ranks) -> list[Any]:
+    """Every rank's ``value``, in rank order, on every rank (``[value]`` for one process)."""
+    if ranks.world == 1:
+        return [value]
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * ranks.world
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def from_main(value: Any, ranks: Ranks) -> Any:
+    """Rank 0's ``value`` on every rank: what the ranks must decide alike (rank 0's own
+    validation score decides early stopping; another rank's, from batch-norm statistics of its
+    shards alone, could differ and leave one rank waiting for the others)."""
+    return gather_objects(value, ranks)[0]
+
+
 def sum_gradients(parameters: list[Any], ranks: Ranks) -> None:
     """Add the ranks' gradients in place (a parameter without one counts as zeros, so a rank
     whose shard was empty still takes part)."""

@@ -322,7 +322,8 @@ def _open(config: TrainConfig, folder: RunFolder, workers: int,
                              "bad_epochs": 0, "history": [], "stopped_early": False}
     resumed_from = 0
     if has_checkpoint(folder.last_epoch):
-        state = load_checkpoint(folder.last_epoch, engine.trainable, optimizer, loss=loss)
+        state = load_checkpoint(folder.last_epoch, engine.trainable, optimizer, loss=loss,
+                                rank=ranks.rank)
         resumed_from = state["epoch"]
         log(f"resuming {folder.path} after epoch {resumed_from}")
     return _OpenRun(
@@ -412,7 +413,7 @@ def _epoch(run: _OpenRun, log: Callable[[str], None]) -> int:
         dynamics.write_parquet(part)
     val_target = items[TARGET].to_numpy()[run.splits["val"]]
     val_plcc = pearson(_predict(engine, run.splits["val"], config.batch_size), val_target)
-    val_plcc = val_plcc if math.isfinite(val_plcc) else -1.0
+    val_plcc = distributed.from_main(val_plcc if math.isfinite(val_plcc) else -1.0, ranks)
     improved = state["best_plcc"] is None or val_plcc > state["best_plcc"]
     if improved:
         state.update(best_plcc=val_plcc, best_epoch=epoch, bad_epochs=0)
@@ -432,8 +433,10 @@ def _epoch(run: _OpenRun, log: Callable[[str], None]) -> int:
     state["epoch"] = epoch
     log(f"epoch {epoch}: train loss {total_loss / len(order):.4f}, val PLCC {val_plcc:.4f}"
         + (" (best)" if improved else ""))
+    rank_rngs = distributed.gather_objects(torch.get_rng_state(), ranks)  # every rank's dropout
     if ranks.is_main:
-        save_checkpoint(run.folder.last_epoch, module, optimizer, state, loss=run.loss)
+        save_checkpoint(run.folder.last_epoch, module, optimizer, state, loss=run.loss,
+                        rank_rngs=rank_rngs)
     _barrier(ranks)  # the other ranks read the best weights and checkpoint only once written
     return epoch
 

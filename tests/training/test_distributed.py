@@ -106,16 +106,20 @@ def tiny_catalog(tmp_path_factory):
 
 
 def _curate_train(catalog: Path, out: Path, processes: int, image: str = "tiny-efficientnet",
-                  no_dropout: bool = False) -> subprocess.CompletedProcess:
+                  no_dropout: bool = False, epochs: int = 2,
+                  program: list[str] | None = None) -> subprocess.CompletedProcess:
     launch = [sys.executable] if processes == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
         str(processes)]
     # without dropout: this file as the script, which turns dropout off and runs `curate`
-    program = [__file__, "curate-without-dropout"] if no_dropout else ["-m", "curate"]
+    # (or another script that runs `curate`, given as ``program``)
+    program = program or ([__file__, "curate-without-dropout"] if no_dropout else
+                          ["-m", "curate"])
     return subprocess.run(
         [*launch, *program, "train", "--slice", SLICE, "--weights", "effiminivlm",
          "--mode", "finetune", "--catalog", str(catalog), "--image-encoder", image,
-         "--text-encoder", "tiny-minilm", "--epochs", "2", "--patience", "5", "--lr", "1e-3",
+         "--text-encoder", "tiny-minilm", "--epochs", str(epochs), "--patience", "5",
+         "--lr", "1e-3",
          "--batch-size", "16", "--seed", "3", "--out", str(out)],
         capture_output=True, text=True, timeout=300,
         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
@@ -172,6 +176,59 @@ def test_torchrun_finetune_equals_one_process_without_dropout_or_batch_norm(tiny
     for a, b in zip(one["history"], two["history"], strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-4)
 
+
+
+
+def test_a_checkpoint_keeps_each_ranks_rng_and_more_ranks_than_saved_it_are_refused(tmp_path):
+    import torch
+
+    from curation.errors import UserError
+    from training.checkpoint import load_checkpoint, save_checkpoint
+
+    module = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.AdamW(module.parameters())
+    states = [torch.manual_seed(seed).get_state() for seed in (1, 2)]
+    save_checkpoint(tmp_path / "two", module, optimizer, {"epoch": 1}, rank_rngs=states)
+    for rank, expected in enumerate(states):
+        load_checkpoint(tmp_path / "two", module, optimizer, rank=rank)
+        assert torch.equal(torch.get_rng_state(), expected)
+    save_checkpoint(tmp_path / "one", module, optimizer, {"epoch": 1})
+    with pytest.raises(UserError, match="saved by 1 process"):
+        load_checkpoint(tmp_path / "one", module, optimizer, rank=1)
+
+@pytest.mark.slow
+def test_a_killed_torchrun_finetune_resumes_to_the_uninterrupted_runs_model(tiny_catalog,
+                                                                              tmp_path):
+    """2 processes, killed (SIGKILL) half way through epoch 2, after epoch 1's checkpoint:
+    `torchrun ... curate train` again resumes after epoch 1 and ends with the same model bytes,
+    predictions and dynamics as a 2-process run never stopped (dropout on: each rank's
+    generator must come back as it was)."""
+    import json
+
+    import polars as pl
+
+    from tests.training.test_trainer import KILL_IN_EPOCH_2
+
+    hook = tmp_path / "kill_in_epoch_2.py"
+    hook.write_text(KILL_IN_EPOCH_2)
+    cut, whole = tmp_path / "cut", tmp_path / "whole"
+    killed = _curate_train(tiny_catalog, cut, 2, epochs=3, program=[str(hook)])
+    assert killed.returncode != 0
+    dynamics = cut / "checkpoint" / "dynamics"
+    assert (dynamics / "epoch-001.parquet").exists(), killed.stderr[-3000:]
+    assert not (dynamics / "epoch-002.parquet").exists()  # killed inside epoch 2
+    assert not (cut / "manifest.json").exists()
+    resumed = _curate_train(tiny_catalog, cut, 2, epochs=3)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming {cut} after epoch 1" in resumed.stderr + resumed.stdout
+    done = _curate_train(tiny_catalog, whole, 2, epochs=3)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (cut / "model.safetensors").read_bytes() == (whole / "model.safetensors").read_bytes()
+    a, b = (json.loads((f / "metrics.json").read_text()) for f in (whole, cut))
+    for key in ("val", "test", "best_epoch", "epochs_run"):
+        assert a[key] == b[key], key
+    for name in ("predictions.parquet", "training_dynamics.parquet"):
+        assert pl.read_parquet(whole / name).equals(pl.read_parquet(cut / name)), name
 
 if __name__ == "__main__":
     if sys.argv[1] == "curate-without-dropout":

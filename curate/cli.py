@@ -12,6 +12,7 @@ from curate import (
     audit,
     corpus,
     demo,
+    encode,
     export,
     images,
     model,
@@ -30,7 +31,8 @@ app = typer.Typer(
     help="Curate: curation and sample weighting for the Amazon Reviews 2023 corpus.\n\n"
     "Raw JSONL -> bronze Parquet (ingest) -> silver items (clean) -> split and nested slices "
     "(build-slice, validate, slices) -> images (images) -> sample weights (weights) -> "
-    "EffiMiniVLM runs (train, predict) -> studies of data scaling x weighting (study). "
+    "frozen-encoder embeddings (encode) -> EffiMiniVLM runs (train, predict) -> studies of "
+    "data scaling x weighting (study). "
     "Beside them: audits (audit), recommendation-benchmark exports (recsys), queries (sql), "
     "the whole pipeline on a generated corpus (demo), and a check of every output against "
     "what the catalog recorded (verify); run folders side by side (runs); a slice as a "
@@ -99,6 +101,7 @@ app.add_typer(recsys.recsys_app, name="recsys")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(model.model_app, name="model")
 app.add_typer(model.commands)  # train, predict
+app.add_typer(encode.commands)  # encode
 app.add_typer(study.study_app, name="study")
 app.add_typer(demo.commands)  # demo
 app.add_typer(runs.runs_app, name="runs")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from curation.manifest import atomic_file, write_json_atomic
 from curation.progress import progress_bar
 from curation.slices import Slice
 from curation.split import stable_hash_sql
-from training.data import ItemDataset, data_loader, load_pixels, read_bytes
+from training.data import Batch, ItemDataset, data_loader, load_pixels, read_bytes
 from training.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from training.model import MAX_TOKENS, LoadedModel, is_random_image_encoder, model_for_run
 
@@ -137,6 +137,21 @@ def encoders_ran(embedded: Embeddings) -> dict[str, Any]:
             "with_image": embedded.with_image}
 
 
+# (features float32 (items, feature_dim), has_image bool (items,)) of one batch, in its order
+EncodedBatch = tuple[np.ndarray, np.ndarray]
+
+
+def encode_batch(model: torch.nn.Module, batch: Batch) -> EncodedBatch:
+    """The frozen encoders' fused features of one collated batch, on the model's device.
+    Both engines encode through here, batch by batch alike, so their floats agree."""
+    device = next(model.parameters()).device
+    pixels = None if batch.pixel_values is None else batch.pixel_values.to(device)
+    with torch.no_grad():
+        fused = model.encode(pixels, batch.input_ids.to(device),
+                             batch.attention_mask.to(device), batch.has_image.to(device))
+    return fused.cpu().numpy().astype(np.float32), batch.has_image.numpy() > 0
+
+
 class EmbeddingCache:
     def __init__(self, root: Path, loaded: LoadedModel, calibration_paths: Sequence[str] = ()):
         self.loaded = loaded
@@ -203,8 +218,15 @@ class EmbeddingCache:
         batch_size: int = 32,
         workers: int = 1,
         label: str = "encoding",
+        *,
+        engine: str = "local",
+        ray_address: str = "auto",
     ) -> Embeddings:
-        """Features for every item, encoding only those the cache does not hold."""
+        """Features for every item, encoding only those the cache does not hold.
+
+        ``engine="ray"``: the batches are encoded by Ray actors (training.encode_ray); they are
+        the local engine's batches and this process writes the shards, so the cache gets the
+        same bytes."""
         import time
 
         self.prepare_encoders()
@@ -218,42 +240,56 @@ class EmbeddingCache:
                 todo[key] = i
         started = time.perf_counter()
         if todo:
-            self._encode([*todo.values()], texts, image_paths, keys, batch_size, workers, label)
+            rows = [*todo.values()]
+            if engine == "ray":
+                from training.encode_ray import encode_on_ray
+
+                batches = encode_on_ray(self, [texts[i] for i in rows],
+                                        [image_paths[i] for i in rows], batch_size, ray_address)
+            else:
+                batches = self._encode_locally(rows, texts, image_paths, batch_size, workers)
+            self._store(batches, [keys[i] for i in rows], label)
         seconds = time.perf_counter() - started
         features, has_image = self._gather(keys)
         return Embeddings(features, has_image, self.key, len(todo), seconds,
                           self.loaded.image_source, self.loaded.text_source,
                           int(has_image.sum()), self.loaded.describe())
 
-    def _encode(
+    def _encode_locally(
         self,
         rows: list[int],
         texts: Sequence[str],
         image_paths: Sequence[str | None],
-        keys: list[str],
         batch_size: int,
         workers: int,
-        label: str,
-    ) -> None:
+    ) -> Iterator[EncodedBatch]:
         model = self.loaded.model
         dataset = ItemDataset([texts[i] for i in rows], [image_paths[i] for i in rows],
                               model.image_size)
-        loader = data_loader(dataset, self.loaded.tokenizer, MAX_TOKENS, batch_size, workers)
+        # batches of consecutive rows, the last one short: encode_ray.batch_bounds's batches
+        for batch in data_loader(dataset, self.loaded.tokenizer, MAX_TOKENS, batch_size, workers):
+            yield encode_batch(model, batch)
+
+    def _store(self, batches: Iterable[EncodedBatch], keys: list[str], label: str) -> None:
+        """Write the encoded batches of ``keys`` (in order) as shards: a shard closes at the
+        first batch end at or past SHARD_ITEMS items, whichever engine encoded them."""
         pending_keys: list[str] = []
         pending_features: list[np.ndarray] = []
         pending_images: list[np.ndarray] = []
-        bar = progress_bar(label, total=len(rows), unit="items", lines_when_logged=True)
-        with bar as advance, torch.no_grad():
-            for batch in loader:
-                fused = model.encode(batch.pixel_values, batch.input_ids, batch.attention_mask,
-                                     batch.has_image)
-                pending_keys += [keys[rows[i]] for i in batch.index.tolist()]
-                pending_features.append(fused.numpy().astype(np.float32))
-                pending_images.append(batch.has_image.numpy() > 0)
-                advance(len(batch.index))
+        done = 0
+        bar = progress_bar(label, total=len(keys), unit="items", lines_when_logged=True)
+        with bar as advance:
+            for features, has_image in batches:
+                pending_keys += keys[done : done + len(features)]
+                done += len(features)
+                pending_features.append(features)
+                pending_images.append(has_image)
+                advance(len(features))
                 if len(pending_keys) >= SHARD_ITEMS:
                     self._write_shard(pending_keys, pending_features, pending_images)
                     pending_keys, pending_features, pending_images = [], [], []
+        if done != len(keys):
+            raise RuntimeError(f"{done} items encoded of {len(keys)}")
         if pending_keys:
             self._write_shard(pending_keys, pending_features, pending_images)
 
@@ -337,15 +373,20 @@ def embed_slice(
     text_encoder: str = DEFAULT_TEXT_ENCODER,
     columns: Sequence[str] | None = None,
     workers: int = 1,
+    batch_size: int = 32,
+    engine: str = "local",
+    ray_address: str = "auto",
 ) -> tuple[pl.DataFrame, Embeddings]:
     """The slice's items (stored order, ``columns`` or all, with ``image_path``) and their
     frozen-encoder features from the embedding cache; items not in it yet are encoded and
     added. The trainer's frozen mode, a study's up-front encoding and the label-quality audit
     all read embeddings through here. ``image_encoder="none"``: text features only.
-    ``encoders_ran(embeddings)`` says which encoders ran and how many items had an image."""
+    ``encoders_ran(embeddings)`` says which encoders ran and how many items had an image.
+    ``engine="ray"`` encodes on Ray actors (``ray_address``), into the same cache bytes."""
     loaded, _, _ = model_for_run(image_encoder, text_encoder, seed=0, shared_encoders=True)
     items = slice_.items(columns)
     paths = resolve_image_paths(items["main_image_url"].to_list(), slice_.catalog.layout)
     embedded = embedding_cache(slice_, loaded).embed(
-        items["model_text"].to_list(), paths, workers=workers, label=f"encoding {slice_.name}")
+        items["model_text"].to_list(), paths, batch_size, workers, f"encoding {slice_.name}",
+        engine=engine, ray_address=ray_address)
     return items.with_columns(pl.Series("image_path", paths, dtype=pl.String)), embedded

@@ -65,6 +65,7 @@ def encode_command(
     rate = f", {now / embedded.seconds_encoding:,.1f} items/s" \
         if now and embedded.seconds_encoding > 0 else ""
     typer.echo(f"{ran['items']:,} items of {slice_name}: {now:,} encoded now ({engine} engine"
-               f"{rate}), the others read from the cache; {ran['with_image']:,} with an image")
+               f"{rate}), {ran['items'] - now:,} already in the cache; {ran['with_image']:,} with "
+               "an image")
     typer.echo(f"image encoder: {ran['image']['label']}; text encoder: {ran['text']['label']}")
     typer.echo(f"cache: {slice_.catalog.layout.embeddings / embedded.encoder_key}")

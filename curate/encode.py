@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Annotated
 
 import typer
@@ -55,7 +56,13 @@ def encode_command(
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size}: must be at least 1")
     slice_ = Slice.open(catalog, slice_name)
-    with writes_to(catalog, "encode"):
+    session: AbstractContextManager[None] = nullcontext()
+    if engine == "ray":
+        from training.encode_ray import ray_connection
+
+        # connected first: no cluster at --ray-address is one line before any encoder loads
+        session = ray_connection(ray_address)
+    with writes_to(catalog, "encode"), session:
         _, embedded = embed_slice(slice_, image_encoder=image_encoder, text_encoder=text_encoder,
                                   columns=["main_image_url", "model_text"],
                                   workers=workers_or_default(workers), batch_size=batch_size,

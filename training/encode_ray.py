@@ -24,6 +24,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,20 @@ import numpy as np
 from curation.engine_ray import connect
 from training.embeddings import EmbeddingCache, EncodedBatch, batch_norm_state
 from training.model import is_random_image_encoder
+
+
+@contextmanager
+def ray_connection(address: str) -> Iterator[None]:
+    """Connected to Ray for the block (``curation.engine_ray.connect``: a UserError at once when
+    there is no cluster at ``address``); Ray shut down after it if this started it."""
+    started = connect(address)
+    try:
+        yield
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
 
 
 def batch_bounds(items: int, batch_size: int) -> list[tuple[int, int]]:
@@ -97,10 +112,9 @@ def encode_on_ray(
     loaded = cache.loaded
     if loaded.image_encoder is None or loaded.text_encoder is None:
         raise ValueError("--engine ray needs the encoders' names (a model from model_for_run)")
-    started = connect(address)
-    import ray
+    with ray_connection(address):
+        import ray
 
-    try:
         model = loaded.model
         calibration = None
         if model.image_encoder is not None and is_random_image_encoder(loaded.image_source):
@@ -147,6 +161,3 @@ def encode_on_ray(
                 wanted += 1
         if wanted != len(bounds):
             raise RuntimeError(f"Ray returned {wanted} of {len(bounds)} batches")
-    finally:
-        if started:
-            ray.shutdown()

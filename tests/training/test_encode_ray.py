@@ -50,6 +50,32 @@ def _files(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def test_no_ray_cluster_is_one_line_before_any_encoder_loads(catalog):
+    """Before the module's cluster starts (tests run in file order): "auto" connects to any
+    Ray cluster running on the machine, and an unreachable address is retried for minutes."""
+    import subprocess
+    import sys
+    import time
+
+    ray = pytest.importorskip("ray")
+    from ray._private.services import find_gcs_addresses
+
+    if ray.is_initialized() or find_gcs_addresses():
+        pytest.skip("a Ray cluster runs on this machine: --ray-address auto would find it")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "curate", "encode", SLICE, "--catalog", str(catalog),
+         "--image-encoder", TINY_IMAGE_ENCODER, "--text-encoder", TINY_TEXT_ENCODER,
+         "--engine", "ray", "--ray-address", "auto"],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: --ray-address auto: no Ray cluster found")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (catalog / "embeddings").exists()  # nothing loaded, calibrated or written
+    assert time.perf_counter() - started < 60
+
+
 @pytest.mark.slow
 def test_ray_engine_writes_the_local_engines_cache_though_an_actor_dies(
         ray_cluster, catalog, tmp_path, monkeypatch):
@@ -142,4 +168,5 @@ def test_encode_help_and_mistakes(catalog):
                                           "--engine", "spark"])
     assert bad_engine.exit_code == 2
     assert bad_engine.output.strip() == "error: --engine 'spark': choose one of local, ray"
+
 

@@ -3,6 +3,8 @@ that the trainer's end-to-end tests, outside the mutation run, would leave)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -75,3 +77,83 @@ def test_an_item_of_weight_zero_contributes_nothing_to_the_gradient():
     assert prediction.grad[0].item() == pytest.approx(1.0 * (1.0 - 1.5) / 4)
     # the per-item losses are for reporting: outside the graph
     assert not per_item.requires_grad
+
+
+# --- CLCE's parts (training/loss.py since CLCE) -------------------------------------------
+
+LOGITS = [[2.0, 0.5, -1.0], [0.0, 1.0, 0.3], [1.5, -0.5, 0.2], [0.1, 0.2, 0.3]]
+BINS = [0, 1, 2, 2]
+
+
+def _cross_entropy(weight, **kwargs):
+    from training.loss import weighted_cross_entropy
+
+    logits = torch.tensor(LOGITS, dtype=torch.float64, requires_grad=True)
+    loss = weighted_cross_entropy(logits, torch.tensor(BINS), torch.tensor(weight,
+                                  dtype=torch.float64), **kwargs)
+    return logits, loss
+
+
+def _hand_cross_entropy() -> list[float]:
+    import math
+
+    return [math.log(sum(math.exp(v) for v in row)) - row[b] for row, b in zip(LOGITS, BINS,
+                                                                               strict=True)]
+
+
+def test_the_cross_entropy_term_is_the_weighted_batch_mean_by_default():
+    weight = [0.4, 0.2, 0.0, 0.1]  # below 1 and summing below 1: they are not taken as 0 or 1
+    ce = _hand_cross_entropy()
+    weighted = sum(w * c for w, c in zip(weight, ce, strict=True))
+    _, default = _cross_entropy(weight)
+    assert default.item() == pytest.approx(weighted / 4)  # the batch mean, like the Huber's
+    _, renormalised = _cross_entropy(weight, renormalise=True)
+    assert renormalised.item() == pytest.approx(weighted / sum(weight))
+
+
+def test_a_cross_entropy_batch_of_zero_weights_gives_zero_and_a_zero_gradient():
+    for renormalise in (False, True):
+        logits, loss = _cross_entropy([0.0, 0.0, 0.0, 0.0], renormalise=renormalise)
+        assert loss.item() == 0.0  # not NaN from 0 / 0
+        loss.backward()
+        assert torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+def test_an_item_of_weight_zero_with_an_infinite_cross_entropy_adds_nothing():
+    from training.loss import weighted_cross_entropy
+
+    # item 1's own bin has logit -inf: its cross-entropy is inf, and 0 x inf would be NaN
+    logits = torch.tensor([[2.0, 0.5], [-math.inf, 0.0]], dtype=torch.float64)
+    loss = weighted_cross_entropy(logits, torch.tensor([0, 0]),
+                                  torch.tensor([1.0, 0.0], dtype=torch.float64))
+    expected = (math.log(math.exp(2.0) + math.exp(0.5)) - 2.0) / 2
+    assert loss.item() == pytest.approx(expected)
+
+
+def test_the_contrastive_term_is_not_renormalised_by_default():
+    from training.loss import contrastive_term
+
+    embedding = torch.tensor([[1.0, 0.2], [0.9, 0.1], [-0.3, 1.0], [-0.2, 0.8]],
+                             dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1, 1])
+    weight = torch.tensor([3.0, 0.5, 1.0, 0.25], dtype=torch.float64)
+    terms = {flag: contrastive_term(embedding, labels, weight, tau=0.5, hardness=1.0,
+                                    renormalise=flag).item() for flag in (False, True)}
+    assert terms[False] != pytest.approx(terms[True])
+    default = contrastive_term(embedding, labels, weight, tau=0.5, hardness=1.0)
+    assert default.item() == terms[False]
+
+
+def test_hardness_weights_beside_an_anchor_without_negatives():
+    from training.loss import hardness_weights
+
+    similarity = torch.tensor([[0.0, 0.4, 0.2], [0.7, 0.0, -0.3], [0.5, 0.1, 0.0]],
+                              dtype=torch.float64)
+    # row 0 has no negatives; row 1's negatives are 0 and 2, row 2's is 1
+    negatives = torch.tensor([[False, False, False], [True, False, True],
+                              [False, True, False]])
+    h = hardness_weights(similarity, negatives, 2.0)
+    soft = [math.exp(2.0 * 0.7), math.exp(2.0 * -0.3)]
+    assert h[0].tolist() == [0.0, 0.0, 0.0]
+    assert h[1].tolist() == pytest.approx([2 * soft[0] / sum(soft), 0.0, 2 * soft[1] / sum(soft)])
+    assert h[2].tolist() == [0.0, 1.0, 0.0]

@@ -57,8 +57,14 @@ class BatchEncoder:
     """A Ray Data actor: loads the encoders once, then encodes one pre-formed batch a row."""
 
     def __init__(self, image_encoder: str, text_encoder: str, sources: tuple[str, str],
-                 calibration: dict[str, np.ndarray] | None, use_gpu: bool) -> None:
+                 calibration: dict[str, np.ndarray] | None, use_gpu: bool,
+                 threads: int) -> None:
         import torch
+
+        # The driver's thread count: on a CPU the floats of a convolution depend on it (Ray
+        # gives an actor 1 thread; with the driver's 2 one shard differed), and the cache must
+        # be the local engine's bytes.
+        torch.set_num_threads(threads)
 
         from training.data import Collate
         from training.model import MAX_TOKENS, model_for_run
@@ -114,6 +120,7 @@ def encode_on_ray(
         raise ValueError("--engine ray needs the encoders' names (a model from model_for_run)")
     with ray_connection(address):
         import ray
+        import torch
 
         model = loaded.model
         calibration = None
@@ -141,7 +148,8 @@ def encode_on_ray(
             fn_constructor_kwargs={
                 "image_encoder": loaded.image_encoder, "text_encoder": loaded.text_encoder,
                 "sources": (loaded.image_source, loaded.text_source),
-                "calibration": calibration, "use_gpu": gpus > 0},
+                "calibration": calibration, "use_gpu": gpus > 0,
+                "threads": torch.get_num_threads()},
             batch_size=1,  # one row is one whole batch of the local engine
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=actors),

@@ -40,6 +40,7 @@ from curation.ingest import ingest
 from curation.paths import CatalogLayout
 from curation.synth import SynthConfig, synthesize
 from curation.synth.image_server import ENDLESS_BYTES, ImageServer
+from tests.conftest import serving
 
 # the test server is on 127.0.0.1, which is refused unless opened
 SETTINGS = FetchSettings(concurrency=4, connect_timeout=2.0, read_timeout=0.4, retries=2,
@@ -716,7 +717,7 @@ def test_an_https_url_whose_server_does_not_speak_tls_is_a_connection_error(site
 
 def test_every_redirect_status_is_followed(tmp_path, catalog):
     import hashlib
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     body = jpeg(50, 40, 2)
 
@@ -736,15 +737,9 @@ def test_every_redirect_status_is_followed(tmp_path, catalog):
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        base = f"http://127.0.0.1:{server.server_address[1]}"
+    with serving(Handler) as base:
         out = {code: fetch_one(f"{base}/r{code}", catalog / "images", SETTINGS)
                for code in (301, 302, 303, 307, 308)}
-    finally:
-        server.shutdown()
-        server.server_close()
     assert {code: (o.status, o.http_status) for code, o in out.items()} == {
         code: ("ok", 200) for code in out}
     # content-addressed: images/<sha[:2]>/<sha>.jpg, the SHA-256 of the stored JPEG
@@ -778,7 +773,7 @@ def test_resize_zero_keeps_the_size(tmp_path):
 def test_a_url_with_a_query_is_requested_with_its_path_and_its_query(catalog):
     """Image hosts often tell sizes or versions apart by the query: the server must be asked
     for the path and the query, as the URL has them."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     body = jpeg(60, 40, 8)
     wanted = "/img/a.jpg?v=2&size=large"
@@ -797,14 +792,9 @@ def test_a_url_with_a_query_is_requested_with_its_path_and_its_query(catalog):
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}{wanted}"
-        outcome = fetch_one(url, catalog / "images", dataclasses.replace(SETTINGS, retries=0))
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as base:
+        outcome = fetch_one(f"{base}{wanted}", catalog / "images",
+                            dataclasses.replace(SETTINGS, retries=0))
     assert seen == [wanted]
     assert (outcome.status, outcome.http_status, outcome.error) == ("ok", 200, None)
 

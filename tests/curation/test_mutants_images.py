@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from curation.errors import UserError
 from curation.images import FetchSettings, fetch_one
+from tests.conftest import serving
 from tests.curation.test_images import SETTINGS
 
 
@@ -38,14 +38,8 @@ def test_a_redirect_without_a_location_is_its_own_empty_answer_not_a_loop(tmp_pa
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/img.jpg"
-        outcome = fetch_one(url, tmp_path / "images", SETTINGS)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as base:
+        outcome = fetch_one(f"{base}/img.jpg", tmp_path / "images", SETTINGS)
     assert outcome.status == "not_an_image"  # not "redirect_loop": it redirects nowhere
     assert outcome.error == "not an image (0 bytes): not an image format"
     assert requested == ["/img.jpg"]

@@ -17,10 +17,8 @@ from typer.testing import CliRunner  # noqa: E402
 
 import training.embeddings  # noqa: E402
 from curate.cli import app  # noqa: E402
-from curation.ingest import ingest  # noqa: E402
-from curation.slices import Slice, build_slice  # noqa: E402
-from curation.synth import SynthConfig, synthesize  # noqa: E402
-from tests.conftest import copy_catalog  # noqa: E402
+from curation.slices import Slice  # noqa: E402
+from tests.conftest import copy_catalog, synthetic_catalog  # noqa: E402
 from training.embeddings import embed_slice  # noqa: E402
 from training.encoders import NO_IMAGE_ENCODER, TINY_IMAGE_ENCODER, TINY_TEXT_ENCODER  # noqa: E402
 
@@ -30,11 +28,7 @@ SLICE = "default-frac1-seed0"
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """300 items with images (file:// URLs into the corpus), cleaned, split, one slice."""
-    root = tmp_path_factory.mktemp("encode")
-    synthesize(root / "corpus", SynthConfig(n_items=300, seed=21))
-    ingest(str(root / "corpus" / "raw"), root / "catalog")
-    build_slice(root / "catalog", 1.0)
-    return root / "catalog"
+    return synthetic_catalog(tmp_path_factory, "encode", 300, 21, {1.0: None})
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from curate.cli import app  # noqa: E402
 from curation.errors import UserError  # noqa: E402
-from curation.ingest import ingest  # noqa: E402
-from curation.slices import build_slice  # noqa: E402
-from curation.synth import SynthConfig, synthesize  # noqa: E402
+from tests.conftest import synthetic_catalog  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.heads import MlpSettings, fit_mlp_head  # noqa: E402
 from training.loss import (  # noqa: E402
@@ -270,12 +268,7 @@ def test_bin_edges():
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("losses")
-    synthesize(root / "corpus", SynthConfig(n_items=300, seed=7))
-    ingest(str(root / "corpus" / "raw"), root / "catalog")
-    build_slice(root / "catalog", 1.0)
-    build_slice(root / "catalog", 0.2)
-    return root / "catalog"
+    return synthetic_catalog(tmp_path_factory, "losses", 300, 7, {1.0: None, 0.2: None})
 
 
 def _args(catalog: Path, out: Path, *extra: str) -> list[str]:

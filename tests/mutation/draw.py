@@ -1,27 +1,34 @@
-"""The fair draws of 2026-12-05 (issue 24): per sampled module, 15 mutant names drawn by
-``random.Random(1205).sample(names, 15)``, names being the module's mutant names sorted by
-function and number, less the names an earlier report names as run. Drawn before the run, on
-the tests as they were; the draw's survivors stay in the report as they are.
+"""The fair draws of issue 24: per sampled module, 15 mutant names drawn by
+``random.Random(seed).sample(names, 15)``, names being the module's mutant names sorted by
+function and number, less the names an earlier report names as run and those of the earlier
+draws. Drawn before the run, on the tests as they were; the draw's survivors stay in the report
+as they are.
 
-    .venv/bin/python tests/mutation/draw.py validate   # prints the 15 names, one a line
+    .venv/bin/python tests/mutation/draw.py validate            # the draw of seed 1205
+    .venv/bin/python tests/mutation/draw.py --seed 1206 images address   # the second draw
     MUTATION_CHILDREN=1 MUTATION_KEEP_MAP=1 scripts/mutation $(... draw.py validate)
+
+Seeds: 1205 drew validate, slices and images (the fetch safeguards) on 2026-12-05; 1206 drew
+images' fetch safeguards again (after the tests written for 1205's survivors) and, as module
+``address``, images' private-address refusal (``address_refusal``, ``_resolve``,
+``_guarded_socket``), which no draw had sampled.
 
 Needs mutants/ (any ``scripts/mutation`` run generates every module's mutants first).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SEED = 1205
 SIZE = 15
 # For images only the fetch safeguards are sampled, as on 2026-11-25 and 2026-12-04.
 IMAGES_SAFEGUARDS = ("x__download", "x__http_get", "x_process_image", "x_fetch_one",
                      "x__image_format", "xǁFetchSettingsǁcheck")
+IMAGES_ADDRESS_REFUSAL = ("x_address_refusal", "x__resolve", "x__guarded_socket")
 # The names the report of 2026-12-04 names as run (its survivors and its notes); the mutants
 # killed in the earlier draws are not recorded by name, so a draw may repeat one of those.
 RUN_BEFORE = {
@@ -42,16 +49,33 @@ def by_function_and_number(name: str) -> tuple[str, int]:
     return function, int(number)
 
 
-def draw(module: str) -> list[str]:
-    meta = ROOT / "mutants" / "curation" / f"{module}.py.meta"
+def function_of(name: str) -> str:
+    return name.rsplit("__mutmut_", 1)[0].split(".")[-1]
+
+
+def draw(module: str, seed: int) -> list[str]:
+    """``module`` is a file of curation/, or ``address`` for images' address refusal."""
+    source = "images" if module == "address" else module
+    meta = ROOT / "mutants" / "curation" / f"{source}.py.meta"
     names = json.loads(meta.read_text())["exit_code_by_key"]
-    before = {f"curation.{module}.{short}" for short in RUN_BEFORE[module]}
+    before = {f"curation.{source}.{short}" for short in RUN_BEFORE.get(source, [])}
+    for earlier in (s for s in SEEDS if s < seed):  # an earlier draw's names are not drawn again
+        if module != "address":
+            before.update(draw(module, earlier))
     pool = [n for n in names if n not in before]
     if module == "images":
-        pool = [n for n in pool if n.rsplit("__mutmut_", 1)[0].split(".")[-1] in IMAGES_SAFEGUARDS]
-    return random.Random(SEED).sample(sorted(pool, key=by_function_and_number), SIZE)
+        pool = [n for n in pool if function_of(n) in IMAGES_SAFEGUARDS]
+    if module == "address":
+        pool = [n for n in pool if function_of(n) in IMAGES_ADDRESS_REFUSAL]
+    return random.Random(seed).sample(sorted(pool, key=by_function_and_number), SIZE)
 
+
+SEEDS = (1205, 1206)
 
 if __name__ == "__main__":
-    for module in sys.argv[1:]:
-        print("\n".join(draw(module)))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=1205, choices=SEEDS)
+    parser.add_argument("modules", nargs="+", help="validate, slices, images or address")
+    args = parser.parse_args()
+    for module in args.modules:
+        print("\n".join(draw(module, args.seed)))

@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 15
+SEEDS = (1205, 1206)  # the draws made, in order
 # For images only the fetch safeguards are sampled, as on 2026-11-25 and 2026-12-04.
 IMAGES_SAFEGUARDS = ("x__download", "x__http_get", "x_process_image", "x_fetch_one",
                      "x__image_format", "xǁFetchSettingsǁcheck")
@@ -59,8 +60,9 @@ def draw(module: str, seed: int) -> list[str]:
     meta = ROOT / "mutants" / "curation" / f"{source}.py.meta"
     names = json.loads(meta.read_text())["exit_code_by_key"]
     before = {f"curation.{source}.{short}" for short in RUN_BEFORE.get(source, [])}
-    for earlier in (s for s in SEEDS if s < seed):  # an earlier draw's names are not drawn again
-        if module != "address":
+    # an earlier draw's names are not drawn again (1205 drew no address-refusal names)
+    if module != "address":
+        for earlier in (s for s in SEEDS if s < seed):
             before.update(draw(module, earlier))
     pool = [n for n in names if n not in before]
     if module == "images":
@@ -69,8 +71,6 @@ def draw(module: str, seed: int) -> list[str]:
         pool = [n for n in pool if function_of(n) in IMAGES_ADDRESS_REFUSAL]
     return random.Random(seed).sample(sorted(pool, key=by_function_and_number), SIZE)
 
-
-SEEDS = (1205, 1206)
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

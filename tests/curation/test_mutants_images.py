@@ -1,17 +1,19 @@
-"""Images' fetch safeguards: what the fair draw of 2026-12-05 (tests/mutation/draw.py) left
-alive, written after that draw (its result stays in tests/mutation/report.md as it was)."""
+"""Images' fetch safeguards and address refusal: what the fair draws of 2026-12-05
+(tests/mutation/draw.py, seeds 1205 and 1206) left alive, written after each draw (their results
+stay in tests/mutation/report.md as they were)."""
 
 from __future__ import annotations
 
 import dataclasses
 import socket
+import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from curation.errors import UserError
-from curation.images import FetchSettings, fetch_one
+from curation.images import FetchSettings, _Failure, _guarded_socket, fetch_one
 from tests.conftest import serving
 from tests.curation.test_images import SETTINGS
 
@@ -56,3 +58,49 @@ def test_a_server_that_never_answers_is_a_timeout_that_says_so(tmp_path: Path):
         outcome = fetch_one(url, tmp_path / "images", settings)
     assert outcome.status == "timeout"
     assert outcome.error is not None and outcome.error.startswith("no response in time")
+
+
+# --- what the fair draw of seed 1206 left alive (tests/mutation/draw.py --seed 1206), written
+# after it ran; its raw result stays in tests/mutation/report.md as it was -----------------------
+
+def test_a_block_size_of_zero_is_named_in_its_one_line():
+    with pytest.raises(UserError) as caught:
+        FetchSettings(block_urls=0).check()
+    assert str(caught.value) == "--block-urls must be positive, got 0"
+
+
+def test_a_file_url_with_a_nul_byte_is_a_bad_url_that_says_so(tmp_path: Path):
+    outcome = fetch_one("file:///tmp/a%00b.jpg", tmp_path / "images", SETTINGS)
+    assert (outcome.status, outcome.attempts) == ("bad_url", 1)
+    assert outcome.error == "a file URL with a NUL byte"
+
+
+def test_a_429_row_says_it_was_rate_limited(tmp_path: Path):
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(429)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    with serving(Handler) as base:
+        outcome = fetch_one(f"{base}/img.jpg", tmp_path / "images",
+                            dataclasses.replace(SETTINGS, retries=0))
+    assert (outcome.status, outcome.http_status) == ("http_429", 429)
+    assert outcome.error == "HTTP 429 (rate limited)"
+
+
+def test_a_connection_asked_for_past_the_urls_deadline_is_a_deadline_failure():
+    """The URL's deadline is checked before each connection (a redirect or a retry may come
+    after it has passed): the status and the line say which deadline."""
+    settings = dataclasses.replace(SETTINGS, url_deadline=7.0)
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(1)
+        port = listening.getsockname()[1]
+        with pytest.raises(_Failure) as caught:
+            _guarded_socket("127.0.0.1", port, settings, time.monotonic() - 0.001)
+    assert caught.value.status == "deadline"
+    assert str(caught.value) == "over the 7 s deadline for one URL"

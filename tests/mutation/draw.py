@@ -6,12 +6,14 @@ as they are.
 
     .venv/bin/python tests/mutation/draw.py validate            # the draw of seed 1205
     .venv/bin/python tests/mutation/draw.py --seed 1206 images address   # the second draw
+    .venv/bin/python tests/mutation/draw.py --seed 1207 images address   # the third draw
     MUTATION_CHILDREN=1 MUTATION_KEEP_MAP=1 scripts/mutation $(... draw.py validate)
 
 Seeds: 1205 drew validate, slices and images (the fetch safeguards) on 2026-12-05; 1206 drew
 images' fetch safeguards again (after the tests written for 1205's survivors) and, as module
 ``address``, images' private-address refusal (``address_refusal``, ``_resolve``,
-``_guarded_socket``), which no draw had sampled.
+``_guarded_socket``), which no draw had sampled; 1207 drew both again, after the tests written
+for 1206's survivors (tests/curation/test_mutants_images.py).
 
 Needs mutants/ (any ``scripts/mutation`` run generates every module's mutants first).
 """
@@ -25,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 15
-SEEDS = (1205, 1206)  # the draws made, in order
+SEEDS = (1205, 1206, 1207)  # the draws made, in order
 # For images only the fetch safeguards are sampled, as on 2026-11-25 and 2026-12-04.
 IMAGES_SAFEGUARDS = ("x__download", "x__http_get", "x_process_image", "x_fetch_one",
                      "x__image_format", "xǁFetchSettingsǁcheck")
@@ -61,9 +63,8 @@ def draw(module: str, seed: int) -> list[str]:
     names = json.loads(meta.read_text())["exit_code_by_key"]
     before = {f"curation.{source}.{short}" for short in RUN_BEFORE.get(source, [])}
     # an earlier draw's names are not drawn again (1205 drew no address-refusal names)
-    if module != "address":
-        for earlier in (s for s in SEEDS if s < seed):
-            before.update(draw(module, earlier))
+    for earlier in (s for s in SEEDS if s < seed and (module != "address" or s >= 1206)):
+        before.update(draw(module, earlier))
     pool = [n for n in names if n not in before]
     if module == "images":
         pool = [n for n in pool if function_of(n) in IMAGES_SAFEGUARDS]

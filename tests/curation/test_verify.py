@@ -46,10 +46,35 @@ def _a_bronze_part(root: Path) -> Path:
     return sorted((root / entry["bronze"]).glob("*.parquet"))[0]
 
 
-def _flip_a_byte(path: Path) -> None:
+ZSTD_FRAME = b"\x28\xb5\x2f\xfd"  # the magic number that opens every zstd frame (each page)
+
+
+def _break_a_page(path: Path) -> None:
+    """A flipped bit in a page's zstd magic number: that page no longer decompresses (a flip
+    elsewhere in compressed data may still decompress, to other values: only hashing sees it)."""
     data = bytearray(path.read_bytes())
-    data[len(data) // 3] ^= 0x01  # inside the column data, footer and size unchanged
+    at = data.find(ZSTD_FRAME)
+    assert at > 0, f"{path} has no zstd page"
+    data[at] ^= 0x01
     path.write_bytes(bytes(data))
+
+
+def _alter_silently(path: Path) -> None:
+    """Flip the first bit of the column data whose page still decompresses, to other values."""
+    import duckdb
+
+    data = path.read_bytes()
+    rows = duckdb.sql(f"SELECT * FROM read_parquet('{path}')").fetchall()
+    for at in range(data.find(ZSTD_FRAME) + 16, len(data) // 2):
+        changed = bytearray(data)
+        changed[at] ^= 0x01
+        path.write_bytes(bytes(changed))
+        try:
+            if duckdb.sql(f"SELECT * FROM read_parquet('{path}')").fetchall() != rows:
+                return
+        except duckdb.Error:
+            pass
+    raise AssertionError(f"no silent flip found in {path}")
 
 
 def test_a_fresh_catalog_verifies(built):
@@ -73,9 +98,9 @@ def test_a_deleted_bronze_part_is_found_refused_and_reingested(built):
     assert verify_catalog(built).ok
 
 
-def test_a_flipped_byte_is_found_by_the_full_check(built, monkeypatch):
+def test_a_flipped_bit_that_still_decompresses_is_found_by_the_full_check(built, monkeypatch):
     part = _a_bronze_part(built)
-    _flip_a_byte(part)
+    _alter_silently(part)  # reads back without an error, to other values
     assert verify_catalog(built, hashes=False).ok  # sizes and footers cannot see it
     report = verify_catalog(built)
     assert [p.path for p in report.problems] == [str(part.parent.relative_to(built))]
@@ -189,9 +214,10 @@ def test_weights_read_by_a_run_are_checked_against_their_manifest(built):
         load_weights(Slice.open(built, SLICE), table.weights_id)
 
 
-def test_a_flipped_byte_a_stage_reads_is_named_with_or_without_the_verify_option(built):
+def test_a_page_that_no_longer_decompresses_is_named_with_or_without_the_verify_option(
+        built):
     part = _a_bronze_part(built)
-    _flip_a_byte(part)  # in compressed column data: sizes and footers cannot see it
+    _break_a_page(part)  # in compressed column data: sizes and footers cannot see it
     for args in (["clean"], ["--verify", "clean"]):  # found when the read fails, or before
         done = subprocess.run([sys.executable, "-m", "curate", *args, "--catalog", str(built)],
                               capture_output=True, text=True, timeout=300)

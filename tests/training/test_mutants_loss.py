@@ -157,3 +157,40 @@ def test_hardness_weights_beside_an_anchor_without_negatives():
     assert h[0].tolist() == [0.0, 0.0, 0.0]
     assert h[1].tolist() == pytest.approx([2 * soft[0] / sum(soft), 0.0, 2 * soft[1] / sum(soft)])
     assert h[2].tolist() == [0.0, 1.0, 0.0]
+
+
+def test_when_the_used_items_share_one_label_no_item_is_an_anchor():
+    """An item of weight 0 is no negative: items 0-2 (label 0) have no used item of another
+    label, and item 3 (label 1, weight 0) has no used positive, so the term is 0 with a zero,
+    finite gradient (a row without negatives must not reach a log-sum-exp of only -inf)."""
+    from training.loss import contrastive_term
+
+    embedding = torch.tensor([[1.0, 0.2], [0.9, 0.1], [-0.3, 1.0], [-0.2, 0.8]],
+                             dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 0, 0, 1])
+    weight = torch.tensor([1.0, 2.0, 1.0, 0.0], dtype=torch.float64)
+    for renormalise in (False, True):
+        embedding.grad = None
+        term = contrastive_term(embedding, labels, weight, tau=0.5, hardness=1.0,
+                                renormalise=renormalise)
+        term.backward()
+        assert term.item() == 0.0
+        assert torch.isfinite(embedding.grad).all(), embedding.grad
+        assert embedding.grad.abs().max().item() == 0.0
+
+
+def test_the_contrastive_term_keeps_the_embeddings_dtype_whatever_the_weights():
+    """Weights read from a Float64 column beside float32 activations: the term (and its
+    gradient) stays float32, as the float64 computation rounded, not upcast."""
+    from training.loss import contrastive_term
+
+    values = [[1.0, 0.2], [0.9, 0.1], [-0.3, 1.0], [-0.2, 0.8], [0.5, 0.5]]
+    labels = torch.tensor([0, 0, 1, 1, 0])
+    weight = torch.tensor([3.0, 0.5, 1.0, 0.25, 2.0], dtype=torch.float64)
+    single = torch.tensor(values, dtype=torch.float32, requires_grad=True)
+    term = contrastive_term(single, labels, weight, tau=0.5, hardness=1.0)
+    term.backward()
+    assert term.dtype == torch.float32 and single.grad.dtype == torch.float32
+    exact = contrastive_term(torch.tensor(values, dtype=torch.float64), labels, weight,
+                             tau=0.5, hardness=1.0)
+    assert term.item() == pytest.approx(exact.item(), rel=1e-5)

@@ -104,3 +104,46 @@ def test_a_connection_asked_for_past_the_urls_deadline_is_a_deadline_failure():
             _guarded_socket("127.0.0.1", port, settings, time.monotonic() - 0.001)
     assert caught.value.status == "deadline"
     assert str(caught.value) == "over the 7 s deadline for one URL"
+
+
+def test_a_redirect_chain_past_the_cap_says_how_many_were_allowed(tmp_path: Path):
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # every answer a redirect to a new path: a chain, not a loop
+            self.send_response(302)
+            self.send_header("Location", self.path + "x")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    settings = dataclasses.replace(SETTINGS, retries=0, max_redirects=2)
+    with serving(Handler) as base:
+        outcome = fetch_one(f"{base}/img.jpg", tmp_path / "images", settings)
+    assert outcome.status == "too_many_redirects"
+    assert outcome.error == "more than 2 redirects"
+
+
+def test_a_name_lookup_that_hangs_is_given_up_after_the_connect_timeout(monkeypatch):
+    """The system resolver can hang (a dead DNS server): the lookup runs beside the fetch and
+    is given up after --connect-timeout. The resolver is replaced by one that answers only
+    after 5 s, the one stand-in here: a real hanging DNS server cannot be set up locally."""
+    import threading
+
+    released = threading.Event()
+
+    def hanging_lookup(*args, **kwargs):
+        released.wait(5.0)
+        raise socket.gaierror("the stand-in resolver gave up")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_lookup)
+    settings = dataclasses.replace(SETTINGS, connect_timeout=0.2)
+    started = time.monotonic()
+    try:
+        with pytest.raises(_Failure) as caught:
+            _guarded_socket("images.example", 80, settings, time.monotonic() + 30)
+    finally:
+        released.set()
+    assert caught.value.status == "timeout"
+    assert str(caught.value) == "resolving images.example took more than 0.2 s"
+    assert time.monotonic() - started < 2.0

@@ -194,3 +194,32 @@ def test_the_contrastive_term_keeps_the_embeddings_dtype_whatever_the_weights():
     exact = contrastive_term(torch.tensor(values, dtype=torch.float64), labels, weight,
                              tau=0.5, hardness=1.0)
     assert term.item() == pytest.approx(exact.item(), rel=1e-5)
+
+
+def test_the_renormalised_term_divides_by_the_anchors_weights_even_below_one():
+    """Both forms share the sum of w_i l_i: renormalised x sum of the anchors' weights equals
+    plain x the number of anchors, also when the weights sum to less than 1."""
+    from training.loss import contrastive_term
+
+    embedding = torch.tensor([[1.0, 0.2], [0.9, 0.1], [-0.3, 1.0], [-0.2, 0.8]],
+                             dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1, 1])  # every item an anchor
+    weight = torch.tensor([0.3, 0.4, 0.2, 0.05], dtype=torch.float64)  # sum 0.95
+    plain = contrastive_term(embedding, labels, weight, tau=0.5, hardness=1.0)
+    renormalised = contrastive_term(embedding, labels, weight, tau=0.5, hardness=1.0,
+                                    renormalise=True)
+    assert plain.item() > 0
+    assert renormalised.item() * 0.95 == pytest.approx(plain.item() * 4)
+
+
+def test_a_huber_plans_training_loss_is_the_papers_plain_batch_mean_by_default():
+    from training.loss import TrainingLoss
+    from training.loss_registry import parse_loss
+
+    prediction = torch.tensor(PREDICTION, dtype=torch.float64)
+    target = torch.tensor(TARGET, dtype=torch.float64)
+    weight = torch.tensor([2.0, 1.0, 3.0, 0.5], dtype=torch.float64)
+    loss, _ = TrainingLoss(parse_loss("huber"))(prediction, None, target, weight)
+    plain, _ = weighted_huber(prediction, target, weight)
+    renormalised, _ = weighted_huber(prediction, target, weight, renormalise=True)
+    assert loss.item() == plain.item() != pytest.approx(renormalised.item())

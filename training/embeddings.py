@@ -9,6 +9,11 @@ another slice, weighting or seed reuses every embedding it can, and a changed te
 is encoded again. Shards are written whole (temporary name, then rename), every few thousand
 items, so that an interrupted encoding keeps what it finished.
 
+Items are encoded in order of their token count (``by_token_count``: batches of texts of about
+the same length, so little padding) and stored under their content keys: the order changes
+the time and the floats' last bits (a batch's padding). ``CURATE_ENCODE_PRECISION=bfloat16``
+encodes under bfloat16 autocast (other features: its own key).
+
 A text-only model (image encoder ``none``) has a key of its own (its description names no
 image encoder and another feature size), reads no image, and keys its items by text alone.
 ``has_image`` is True only where an image was decoded, so a cache says how many items the
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,6 +38,7 @@ import pyarrow.parquet as pq
 import torch
 
 from curation.catalog import parquet_source
+from curation.errors import UserError
 from curation.images import resolve_image_paths
 from curation.manifest import atomic_file, write_json_atomic
 from curation.progress import progress_bar
@@ -44,6 +51,18 @@ from training.model import MAX_TOKENS, LoadedModel, is_random_image_encoder, mod
 CALIBRATION_IMAGES = 256
 SHARD_ITEMS = 4096
 CALIBRATION_FILE = "calibration.safetensors"
+# Frozen encoding in float32 (default) or under bfloat16 autocast: several times faster where
+# the hardware has bfloat16 units (GPUs; CPUs with AMX), other features (bench/encode.py).
+PRECISION_ENV = "CURATE_ENCODE_PRECISION"
+ENCODE_PRECISIONS = ("float32", "bfloat16")
+
+
+def encode_precision() -> str:
+    """The frozen encoders' precision: ``CURATE_ENCODE_PRECISION``, float32 if unset."""
+    value = os.environ.get(PRECISION_ENV, "").strip().lower() or "float32"
+    if value not in ENCODE_PRECISIONS:
+        raise UserError(f"{PRECISION_ENV}={value!r}: choose one of {', '.join(ENCODE_PRECISIONS)}")
+    return value
 
 
 # Config fields that name a version or a path, not the architecture.
@@ -126,30 +145,53 @@ class Embeddings:
     text_source: str
     with_image: int  # items of these with an image decoded: has_image.sum()
     encoders: dict[str, dict[str, Any]]  # training.encoders.describe_encoders of them
+    precision: str = "float32"  # the encoders' (ENCODE_PRECISIONS)
 
 
 def encoders_ran(embedded: Embeddings) -> dict[str, Any]:
     """What an ``embed_slice`` (or ``EmbeddingCache.embed``) call ran, for a report:
     ``describe_encoders`` of the encoders (``image`` and ``text``: configured, loaded,
     pretrained, ran, label) plus ``items`` (how many were embedded) and ``with_image`` (how
-    many of them had an image decoded; 0 for a text-only model)."""
+    many of them had an image decoded; 0 for a text-only model) and ``precision`` (float32
+    or bfloat16)."""
     return {**embedded.encoders, "items": len(embedded.has_image),
-            "with_image": embedded.with_image}
+            "with_image": embedded.with_image, "precision": embedded.precision}
+
+
+def by_token_count(rows: list[int], texts: Sequence[str], tokenizer: Any,
+                   chunk: int = 8192) -> list[int]:
+    """``rows`` ordered by their text's token count (at most MAX_TOKENS), ties in their order.
+
+    A batch is padded to its longest text and MiniLM's cost grows faster than the length
+    (attention): batches of texts of about the same length skip most of the padding (real
+    metadata texts range from 20 to 256 tokens). The order is a function of the texts
+    alone, so both engines cut the same batches."""
+    counts: list[int] = []
+    # in chunks: the token ids of a large slice's every text at once would not fit in memory
+    for start in range(0, len(rows), chunk):
+        part = [texts[i] for i in rows[start:start + chunk]]
+        encoded = tokenizer(part, truncation=True, max_length=MAX_TOKENS)["input_ids"]
+        counts += [len(ids) for ids in encoded]
+    return [row for _, row in sorted(zip(counts, rows, strict=True), key=lambda pair: pair[0])]
 
 
 # (features float32 (items, feature_dim), has_image bool (items,)) of one batch, in its order
 EncodedBatch = tuple[np.ndarray, np.ndarray]
 
 
-def encode_batch(model: torch.nn.Module, batch: Batch) -> EncodedBatch:
-    """The frozen encoders' fused features of one collated batch, on the model's device.
-    Both engines encode through here, batch by batch alike, so their floats agree."""
+def encode_batch(model: torch.nn.Module, batch: Batch,
+                 precision: str = "float32") -> EncodedBatch:
+    """The frozen encoders' fused features of one collated batch, on the model's device, in
+    ``precision`` (``ENCODE_PRECISIONS``; stored as float32 either way). Both engines encode
+    through here, batch by batch alike, so their floats agree."""
     device = next(model.parameters()).device
     pixels = None if batch.pixel_values is None else batch.pixel_values.to(device)
-    with torch.no_grad():
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                              enabled=precision == "bfloat16")
+    with torch.no_grad(), autocast:
         fused = model.encode(pixels, batch.input_ids.to(device),
                              batch.attention_mask.to(device), batch.has_image.to(device))
-    return fused.cpu().numpy().astype(np.float32), batch.has_image.numpy() > 0
+    return fused.float().cpu().numpy(), batch.has_image.numpy() > 0
 
 
 class EmbeddingCache:
@@ -166,6 +208,9 @@ class EmbeddingCache:
             # the encoders' architectures, so that a changed tiny configuration is not mixed up
             "configs": _config_digest(model.image_encoder, model.text_encoder),
         }
+        self.precision = encode_precision()
+        if self.precision != "float32":  # absent at float32: earlier caches keep their keys
+            description["precision"] = self.precision
         self.calibration_paths = list(calibration_paths)
         if is_random_image_encoder(loaded.image_source) and len(self.calibration_paths) < 2:
             # No local train images (URLs not fetched yet): the items' image features are
@@ -240,7 +285,7 @@ class EmbeddingCache:
                 todo[key] = i
         started = time.perf_counter()
         if todo:
-            rows = [*todo.values()]
+            rows = by_token_count([*todo.values()], texts, self.loaded.tokenizer)
             if engine == "ray":
                 from training.encode_ray import encode_on_ray
 
@@ -253,7 +298,7 @@ class EmbeddingCache:
         features, has_image = self._gather(keys)
         return Embeddings(features, has_image, self.key, len(todo), seconds,
                           self.loaded.image_source, self.loaded.text_source,
-                          int(has_image.sum()), self.loaded.describe())
+                          int(has_image.sum()), self.loaded.describe(), self.precision)
 
     def _encode_locally(
         self,
@@ -268,7 +313,7 @@ class EmbeddingCache:
                               model.image_size)
         # batches of consecutive rows, the last one short: encode_ray.batch_bounds's batches
         for batch in data_loader(dataset, self.loaded.tokenizer, MAX_TOKENS, batch_size, workers):
-            yield encode_batch(model, batch)
+            yield encode_batch(model, batch, self.precision)
 
     def _store(self, batches: Iterable[EncodedBatch], keys: list[str], label: str) -> None:
         """Write the encoded batches of ``keys`` (in order) as shards: a shard closes at the

@@ -58,7 +58,7 @@ class BatchEncoder:
 
     def __init__(self, image_encoder: str, text_encoder: str, sources: tuple[str, str],
                  calibration: dict[str, np.ndarray] | None, use_gpu: bool,
-                 threads: int) -> None:
+                 threads: int, precision: str = "float32") -> None:
         import torch
 
         # The driver's thread count: on a CPU the floats of a convolution depend on it (Ray
@@ -82,6 +82,7 @@ class BatchEncoder:
         model.eval()
         self.model = model.to("cuda") if use_gpu else model
         self.collate = Collate(loaded.tokenizer, MAX_TOKENS)
+        self.precision = precision
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from training.data import ItemDataset
@@ -96,7 +97,8 @@ class BatchEncoder:
                                             "must see the catalog's images at the same paths)")
             dataset = ItemDataset(batch["texts"], batch["paths"], self.model.image_size)
             features, has_image = encode_batch(
-                self.model, self.collate([dataset[i] for i in range(len(dataset))]))
+                self.model, self.collate([dataset[i] for i in range(len(dataset))]),
+                self.precision)
             out["batch"].append(int(index))
             out["features"].append(features.tobytes())
             out["has_image"].append(has_image.tobytes())
@@ -149,7 +151,7 @@ def encode_on_ray(
                 "image_encoder": loaded.image_encoder, "text_encoder": loaded.text_encoder,
                 "sources": (loaded.image_source, loaded.text_source),
                 "calibration": calibration, "use_gpu": gpus > 0,
-                "threads": torch.get_num_threads()},
+                "threads": torch.get_num_threads(), "precision": cache.precision},
             batch_size=1,  # one row is one whole batch of the local engine
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=actors),

@@ -287,7 +287,8 @@ def _open(config: TrainConfig, folder: RunFolder, workers: int,
                                workers=workers)
         encoding = {"encoder_key": embedded.encoder_key, "encoded_now": embedded.encoded_now,
                     "cached": items.height - embedded.encoded_now,
-                    "seconds": round(embedded.seconds_encoding, 3)}
+                    "seconds": round(embedded.seconds_encoding, 3),
+                    "precision": embedded.precision}
         log(f"embeddings: {embedded.encoded_now:,} encoded, {encoding['cached']:,} from the "
             f"cache ({cache.dir})")
         with_image = embedded.with_image

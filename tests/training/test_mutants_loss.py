@@ -223,3 +223,35 @@ def test_a_huber_plans_training_loss_is_the_papers_plain_batch_mean_by_default()
     plain, _ = weighted_huber(prediction, target, weight)
     renormalised, _ = weighted_huber(prediction, target, weight, renormalise=True)
     assert loss.item() == plain.item() != pytest.approx(renormalised.item())
+
+
+def test_a_clce_plans_loss_is_huber_plus_lambda_times_the_contrastive_term():
+    """CLCE's default lambda is 0.5: a weight at or below 1 adds the term too."""
+    from training.loss import TrainingLoss, contrastive_term, rating_bins
+    from training.loss_registry import parse_loss
+
+    prediction = torch.tensor(PREDICTION, dtype=torch.float64)
+    target = torch.tensor([1.5, 1.0, 2.5, 3.0], dtype=torch.float64)  # two bins of two
+    weight = torch.tensor([2.0, 1.0, 3.0, 0.5], dtype=torch.float64)
+    embedding = torch.tensor([[1.0, 0.2], [0.9, 0.1], [-0.3, 1.0], [0.4, 0.8]],
+                             dtype=torch.float64)
+    loss, _ = TrainingLoss(parse_loss("clce:bins=2"), edges=[2.0])(
+        prediction, embedding, target, weight)
+    huber, _ = weighted_huber(prediction, target, weight)
+    labels = rating_bins(target, torch.tensor([2.0]))
+    assert labels.tolist() == [0, 0, 1, 1]
+    term = contrastive_term(embedding, labels, weight, tau=0.1, hardness=1.0)
+    assert term.item() > 0
+    assert loss.item() == pytest.approx(huber.item() + 0.5 * term.item())
+
+
+def test_a_plan_with_rating_bins_says_what_it_lacks():
+    from training.loss import TrainingLoss
+    from training.loss_registry import parse_loss
+
+    with pytest.raises(ValueError, match=r"^4 bins need 3 edges, got 1$"):
+        TrainingLoss(parse_loss("clce:bins=4"), edges=[1.0])
+    clce = TrainingLoss(parse_loss("clce:bins=2"), edges=[2.0])
+    one = torch.ones(2, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^loss 'clce' needs the head's penultimate activation$"):
+        clce(one, None, one, one)

@@ -255,3 +255,36 @@ def test_a_plan_with_rating_bins_says_what_it_lacks():
     one = torch.ones(2, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"^loss 'clce' needs the head's penultimate activation$"):
         clce(one, None, one, one)
+
+
+@pytest.mark.parametrize("renormalise", [False, True])
+def test_each_term_of_a_plan_is_added_with_its_weight_and_the_runs_renormalisation(renormalise):
+    """Huber + 0.7 x contrastive + 0.3 x cross-entropy, each term renormalised or not as the
+    run is: the loss of training.loss's TrainingLoss against its terms computed one by one."""
+    from training.loss import (
+        TrainingLoss,
+        contrastive_term,
+        rating_bins,
+        weighted_cross_entropy,
+    )
+    from training.loss_registry import parse_loss
+
+    torch.manual_seed(0)
+    prediction = torch.tensor(PREDICTION, dtype=torch.float64)
+    target = torch.tensor([1.5, 1.0, 2.5, 3.0], dtype=torch.float64)
+    weight = torch.tensor([0.2, 0.1, 0.3, 0.15], dtype=torch.float64)  # sum 0.75: not 1
+    embedding = torch.tensor([[1.0, 0.2], [0.9, 0.1], [-0.3, 1.0], [0.4, 0.8]],
+                             dtype=torch.float64)
+    plan = parse_loss("clce:lambda=0.7,ce=0.3,bins=2,tau=0.5")
+    training_loss = TrainingLoss(plan, renormalise=renormalise, edges=[2.0], width=2).double()
+    loss, _ = training_loss(prediction, embedding, target, weight)
+    labels = rating_bins(target, torch.tensor([2.0]))
+    huber, _ = weighted_huber(prediction, target, weight, renormalise=renormalise)
+    contrastive = contrastive_term(embedding, labels, weight, tau=0.5, hardness=1.0,
+                                   renormalise=renormalise)
+    with torch.no_grad():
+        logits = training_loss.classifier(embedding)
+    cross_entropy = weighted_cross_entropy(logits, labels, weight, renormalise)
+    assert contrastive.item() > 0 and cross_entropy.item() > 0
+    expected = huber.item() + 0.7 * contrastive.item() + 0.3 * cross_entropy.item()
+    assert loss.item() == pytest.approx(expected, rel=1e-12)

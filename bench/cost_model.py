@@ -53,7 +53,7 @@ INGEST_PEAK_GB = 0.57  # ibid., flat from 100k to 200k items
 SLICE_SECONDS_PER_ITEM = 16.0 / 1_000_000  # bench/slice.py, 1M items, no reviews, 2026-11-25
 SLICE_PEAK_GB = 1.32  # ibid.: DuckDB's 1 GB limit plus a sorting run
 FETCH_IMAGES_PER_SECOND = 105.0  # bench/images.py, 4-16 at once (CPU-bound at 19 ms/image)
-ENCODE_ITEMS_PER_SECOND = 15.2  # bench/train.py, frozen encoding, full model, 2026-11-21
+ENCODE_ITEMS_PER_SECOND = 32.1  # bench/encode.py, the cache now (float32, real texts), 2026-12-06
 HEAD_ITEMS_PER_SECOND = 5755.0  # bench/train.py, head training on cached embeddings
 FINETUNE_SECONDS_PER_ITEM = 5.43 / 32  # bench/train.py, finetune step, full model, batch 32
 

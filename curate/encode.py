@@ -17,7 +17,7 @@ from curate.common import (
 )
 from curation.errors import UserError
 from curation.paths import DEFAULT_CATALOG
-from training.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
+from training.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, ENCODE_BATCH_SIZE
 
 commands = typer.Typer()
 
@@ -32,7 +32,8 @@ def encode_command(
     text_encoder: Annotated[
         str, typer.Option(help="Hub id or local path of the MiniLM.")
     ] = DEFAULT_TEXT_ENCODER,
-    batch_size: Annotated[int, typer.Option(help="Items encoded together.")] = 32,
+    batch_size: Annotated[int, typer.Option(
+        help="Items encoded together (more on a GPU).")] = ENCODE_BATCH_SIZE,
     workers: Annotated[
         int | None, typer.Option(help="With --engine local: DataLoader worker processes "
                                  "(decode, tokenise).")

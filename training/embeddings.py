@@ -45,7 +45,7 @@ from curation.progress import progress_bar
 from curation.slices import Slice
 from curation.split import stable_hash_sql
 from training.data import Batch, ItemDataset, data_loader, load_pixels, read_bytes
-from training.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
+from training.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, ENCODE_BATCH_SIZE
 from training.model import MAX_TOKENS, LoadedModel, is_random_image_encoder, model_for_run
 
 CALIBRATION_IMAGES = 256
@@ -260,7 +260,7 @@ class EmbeddingCache:
         self,
         texts: Sequence[str],
         image_paths: Sequence[str | None],
-        batch_size: int = 32,
+        batch_size: int = ENCODE_BATCH_SIZE,
         workers: int = 1,
         label: str = "encoding",
         *,
@@ -418,7 +418,7 @@ def embed_slice(
     text_encoder: str = DEFAULT_TEXT_ENCODER,
     columns: Sequence[str] | None = None,
     workers: int = 1,
-    batch_size: int = 32,
+    batch_size: int = ENCODE_BATCH_SIZE,
     engine: str = "local",
     ray_address: str = "auto",
 ) -> tuple[pl.DataFrame, Embeddings]:

@@ -125,6 +125,12 @@ NOTES = [
     " each term added with its weight and the run's renormalisation, against the terms "
     "computed one by one) and the 12 and the 3 timeouts run again: the 12 killed, the 3 "
     "survived and are accepted (equivalent). The row counts each mutant's last result.",
+    "",
+    "`weighting/strategies.py` (parameter checks added on 2026-12-04), the whole module again "
+    "on 2026-12-06, one mutant at a time (`MUTATION_CHILDREN=1 scripts/mutation "
+    "weighting.strategies`, on the code of commit 4afd34f): 222 mutants, 199 killed, no "
+    "timeouts, 23 survived, every one of them an accepted entry of accepted.toml: 199 of "
+    "199 non-equivalent, 100%.",
 ]
 DETECTED = ("killed", "timeout")
 UNDETECTED = ("survived", "no tests")

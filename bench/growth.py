@@ -5,7 +5,7 @@
     .venv/bin/python bench/growth.py --generate-only         # make the corpora (minutes each)
 
 Each size is a synthetic corpus (seed 0, 1% planted mess, no images, 10% of an item's ratings
-left a review: about 1.5 review lines per item). Each run, each in its own process:
+left a review: about 1.4 review lines per item). Each run, each in its own process:
   ingest:      curation.ingest.ingest(raw, a fresh catalog)
   build-slice: a 40% nested slice of that catalog with the `effiminivlm` profile and
                --min-per-category 10000, from scratch (clean + split + slice, no validation)

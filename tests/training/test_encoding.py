@@ -17,12 +17,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 
 import numpy as np  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 
 from curation.errors import UserError  # noqa: E402
 from training.embeddings import (  # noqa: E402
     PRECISION_ENV,
     EmbeddingCache,
     by_token_count,
+    content_keys,
     encoders_ran,
 )
 from training.encoders import NO_IMAGE_ENCODER, TINY_TEXT_ENCODER  # noqa: E402
@@ -56,8 +58,14 @@ def test_each_item_gets_its_own_features_whatever_order_it_was_encoded_in(loaded
                                  torch.zeros(1))[0].numpy()
             np.testing.assert_allclose(embedded.features[i], alone, atol=1e-4, rtol=1e-4,
                                        err_msg=f"item {i}")
-    # the encoding order was the token counts', not the items'
-    assert by_token_count(list(range(24)), texts, loaded.tokenizer) != list(range(24))
+    # the cache encoded (and stored) them in order of token count, not in the items' order
+    keys = content_keys(texts, [None] * len(texts))
+    first = [i for i, key in enumerate(keys) if key not in keys[:i]]  # a repeat is encoded once
+    order = by_token_count(first, texts, loaded.tokenizer)
+    assert order != first
+    stored = [k for part in sorted(cache.dir.glob("part-*.parquet"))
+              for k in pq.read_table(part, columns=["content_key"]).column(0).to_pylist()]
+    assert stored == [keys[i] for i in order]
 
 
 @settings(max_examples=30, deadline=None)

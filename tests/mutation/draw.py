@@ -13,7 +13,11 @@ Seeds: 1205 drew validate, slices and images (the fetch safeguards) on 2026-12-0
 images' fetch safeguards again (after the tests written for 1205's survivors) and, as module
 ``address``, images' private-address refusal (``address_refusal``, ``_resolve``,
 ``_guarded_socket``), which no draw had sampled; 1207 drew both again, after the tests written
-for 1206's survivors (tests/curation/test_mutants_images.py).
+for 1206's survivors (tests/curation/test_mutants_images.py). 1208 drew ingest, clean, split
+and ``compute`` (weighting/compute.py) on 2026-12-06, on their code of that day: all four had
+changed since their last runs (2026-11-25), so their mutants' names no longer match those
+runs' and the pool is every mutant. 1209 drew the same four again, after the test written for
+1208's one real survivor (a pandas frame refused by ``as_polars``; test_mutants_compute.py).
 
 Needs mutants/ (any ``scripts/mutation`` run generates every module's mutants first).
 """
@@ -27,7 +31,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 15
-SEEDS = (1205, 1206, 1207)  # the draws made, in order
+SEEDS = (1205, 1206, 1207, 1208, 1209)  # the draws made, in order
+DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
+        1207: ("images", "address"), 1208: ("ingest", "clean", "split", "compute"),
+        1209: ("ingest", "clean", "split", "compute")}
+WEIGHTING = ("compute",)  # modules of weighting/; the others are files of curation/
 # For images only the fetch safeguards are sampled, as on 2026-11-25 and 2026-12-04.
 IMAGES_SAFEGUARDS = ("x__download", "x__http_get", "x_process_image", "x_fetch_one",
                      "x__image_format", "xǁFetchSettingsǁcheck")
@@ -57,13 +65,17 @@ def function_of(name: str) -> str:
 
 
 def draw(module: str, seed: int) -> list[str]:
-    """``module`` is a file of curation/, or ``address`` for images' address refusal."""
+    """``module`` is a file of curation/ or weighting/ (``compute``), or ``address`` for
+    images' address refusal."""
+    if module not in DREW[seed]:
+        raise SystemExit(f"draw.py: seed {seed} drew {', '.join(DREW[seed])}, not {module}")
     source = "images" if module == "address" else module
-    meta = ROOT / "mutants" / "curation" / f"{source}.py.meta"
+    package = "weighting" if module in WEIGHTING else "curation"
+    meta = ROOT / "mutants" / package / f"{source}.py.meta"
     names = json.loads(meta.read_text())["exit_code_by_key"]
     before = {f"curation.{source}.{short}" for short in RUN_BEFORE.get(source, [])}
-    # an earlier draw's names are not drawn again (1205 drew no address-refusal names)
-    for earlier in (s for s in SEEDS if s < seed and (module != "address" or s >= 1206)):
+    # an earlier draw's names of the same module are not drawn again
+    for earlier in (s for s in SEEDS if s < seed and module in DREW[s]):
         before.update(draw(module, earlier))
     pool = [n for n in names if n not in before]
     if module == "images":
@@ -76,7 +88,8 @@ def draw(module: str, seed: int) -> list[str]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1205, choices=SEEDS)
-    parser.add_argument("modules", nargs="+", help="validate, slices, images or address")
+    parser.add_argument("modules", nargs="+",
+                        help="validate, slices, images, address, ingest, clean, split or compute")
     args = parser.parse_args()
     for module in args.modules:
         print("\n".join(draw(module, args.seed)))

@@ -84,6 +84,16 @@ def test_a_lazy_frame_gives_the_same_weights():
         weighting.compute(items, "log_count").to_list()
 
 
+def test_a_pandas_frame_gives_the_same_weights_and_anything_else_is_named():
+    items = _items()
+    frame = items.to_pandas()
+    frame.index = [10 * i + 7 for i in range(len(frame))]  # an index is dropped, not read
+    assert weighting.compute(frame, "capped_count:c=10", normalise=True).to_list() == \
+        weighting.compute(items, "capped_count:c=10", normalise=True).to_list()
+    with pytest.raises(UserError, match=r"from a Polars or pandas DataFrame, not builtins\.dict"):
+        weighting.compute(items.to_dict(as_series=False), "uniform")
+
+
 def test_without_a_split_column_every_row_is_train():
     items = _items().drop("split")
     w, stats = weighting.compute_with_stats(items, "capped_count:c=10", normalise=True)

@@ -22,6 +22,7 @@ from curation.schema import RAW_TEXT_LIMIT
 
 READ_BYTES = 8 << 20  # bytes read from the source at a time
 CHUNK_BYTES = 32 << 20  # decompressed bytes handed on per batch (about)
+SALVAGE_BYTES = 16 << 10  # compressed bytes re-inflated at a time before a damaged spot
 NEWLINE = 10
 
 
@@ -70,36 +71,64 @@ class FrameStats:
 
 
 class _GzipStream:
-    """Decompresses gzip (multi-member too) and notes, instead of raising, a truncated end."""
+    """Decompresses gzip (multi-member too) and notes, instead of raising, a truncated end.
+
+    A stream that stops making sense (a corrupt block, a member that is not gzip) raises
+    zlib.error, but only on the read after the one that returns what came before it: the
+    lines before the damage are kept, not dropped with the read that met it.
+    """
 
     def __init__(self, raw: BinaryIO, stats: FrameStats) -> None:
         self._raw, self._stats = raw, stats
         self._inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
         self._done = False
+        self._error: zlib.error | None = None
 
     def read(self, size: int) -> bytes:
-        out = []
+        if self._error is not None:
+            raise self._error
+        out: list[bytes] = []
         produced = 0
-        while produced < size and not self._done:
-            compressed = self._raw.read(READ_BYTES)
-            self._stats.bytes_in += len(compressed)
-            if not compressed:
-                tail = self._inflate.flush()
-                if tail:
-                    out.append(tail)
-                if not self._inflate.eof:
-                    self._stats.truncated_gzip = True
-                self._done = True
-                break
-            data = self._inflate.decompress(compressed)
-            # A new gzip member may follow the end of the previous one.
-            while self._inflate.eof and self._inflate.unused_data:
-                rest = self._inflate.unused_data
-                self._inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-                data += self._inflate.decompress(rest)
-            out.append(data)
-            produced += len(data)
+        try:
+            while produced < size and not self._done:
+                compressed = self._raw.read(READ_BYTES)
+                self._stats.bytes_in += len(compressed)
+                if not compressed:
+                    tail = self._inflate.flush()
+                    if tail:
+                        out.append(tail)
+                    if not self._inflate.eof:
+                        self._stats.truncated_gzip = True
+                    self._done = True
+                    break
+                data = self._decompress(compressed, out)
+                produced += len(data)
+                # A new gzip member may follow the end of the previous one.
+                while self._inflate.eof and self._inflate.unused_data:
+                    rest = self._inflate.unused_data
+                    self._inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                    produced += len(self._decompress(rest, out))
+        except zlib.error as exc:
+            if not any(out):
+                raise
+            self._error = exc
         return b"".join(out)
+
+    def _decompress(self, compressed: bytes, out: list[bytes]) -> bytes:
+        """Inflate and append to ``out``; where ``compressed`` is damaged, first append what
+        its pieces before the damage inflate to (one read is megabytes of lines)."""
+        before = self._inflate.copy()
+        try:
+            data = self._inflate.decompress(compressed)
+        except zlib.error:
+            for start in range(0, len(compressed), SALVAGE_BYTES):
+                try:
+                    out.append(before.decompress(compressed[start:start + SALVAGE_BYTES]))
+                except zlib.error:
+                    break
+            raise
+        out.append(data)
+        return data
 
 
 class _PlainStream:

@@ -55,7 +55,10 @@ def test_synth_then_ingest_from_the_command_line(tmp_path):
     assert result.exit_code == 0, result.output
     assert "4 files:" in result.output and "quarantined" in result.output
     again = runner.invoke(app, ["ingest", str(corpus / "raw"), "--catalog", str(catalog)])
-    assert "unchanged, skipped" in again.output
+    assert again.exit_code == 0 and "unchanged, skipped" in again.output, again.output
+    # the rerun reports the same totals as the run that ingested
+    total = next(line for line in result.output.splitlines() if line.startswith("4 files:"))
+    assert total in again.output.splitlines()
 
 
 def test_every_named_query_runs(split_catalog):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from curation.catalog import Catalog
 from curation.ingest import ingest
-from curation.schema import REASON_TRUNCATED_GZIP
+from curation.schema import REASON_TRUNCATED_GZIP, REASON_UNREADABLE
 from curation.sources import SourceError, list_raw_files
 from curation.synth import META_MESS, REVIEW_MESS
 from tests.conftest import copy_catalog, count_lines, read_lines, shared_file, write_raw
@@ -178,12 +178,58 @@ def test_truncated_gzip_is_reported_and_its_readable_lines_kept(messy_corpus, me
     assert q["n"][0] == 1
 
 
+def test_an_unreadable_stream_keeps_its_lines_and_is_quarantined_as_a_file(tmp_path):
+    """A gzip stream that stops making sense (here a second member that is not gzip): the
+    lines before it are kept, and the file gets a quarantine row and an error that say so."""
+    import gzip
+
+    raw = write_raw(tmp_path)
+    lines = "".join(json.dumps({"parent_asin": f"P{i}", "title": "t"}) + "\n" for i in range(3))
+    path = raw / "meta_categories" / "meta_All_Beauty.jsonl.gz"
+    path.write_bytes(gzip.compress(lines.encode()) + b"\x1f\x8bnot a gzip member")
+    (result,) = ingest(str(raw), tmp_path / "cat")
+    assert result.file_errors and result.file_errors[0].startswith(REASON_UNREADABLE)
+    assert (result.lines_read, result.rows_ingested) == (3, 3)
+    q = _query(tmp_path / "cat", "SELECT scope, reason, source_line FROM quarantine")
+    assert q.rows() == [("file", REASON_UNREADABLE, None)]
+
+
+def test_lines_before_damage_inside_a_gzip_member_are_kept(tmp_path):
+    """Damage in the middle of one member (here a stored block's length check broken): the
+    lines wholly before the damaged block are ingested, exactly, the rest is the file's
+    quarantine row."""
+    import gzip
+
+    raw = write_raw(tmp_path)
+    text = "".join(json.dumps({"parent_asin": f"P{i:05d}", "title": "t" * 40}) + "\n"
+                   for i in range(6000)).encode()
+    packed = bytearray(gzip.compress(text, compresslevel=0, mtime=0))  # stored blocks
+    start, kept_bytes = 10, 0  # after the gzip header: 1 header byte, LEN, NLEN, the bytes
+    for _ in range(2):
+        length = int.from_bytes(packed[start + 1:start + 3], "little")
+        start, kept_bytes = start + 5 + length, kept_bytes + length
+    assert start < len(packed) - 100  # a third block follows: break its length check
+    packed[start + 3] ^= 0xFF
+    (raw / "meta_categories" / "meta_All_Beauty.jsonl.gz").write_bytes(bytes(packed))
+    (result,) = ingest(str(raw), tmp_path / "cat")
+    assert result.file_errors and result.file_errors[0].startswith(REASON_UNREADABLE)
+    whole_lines = text[:kept_bytes].count(b"\n")
+    assert 0 < whole_lines < 6000
+    assert (result.lines_read, result.rows_ingested) == (whole_lines, whole_lines)
+    got = _query(tmp_path / "cat", "SELECT parent_asin FROM items ORDER BY source_line")
+    assert got["parent_asin"].to_list() == [f"P{i:05d}" for i in range(whole_lines)]
+
+
 def test_rerun_is_a_no_op_and_byte_identical(messy_corpus, messy_catalog, tmp_path):
     copy = copy_catalog(messy_catalog, tmp_path / "copy")  # the rerun writes, if anything
     before = (copy / "catalog.json").read_bytes()
     results = ingest(str(messy_corpus / "raw"), copy)
     assert all(r.skipped for r in results)
     assert (copy / "catalog.json").read_bytes() == before
+    # A skipped file still reports its counts (the CLI prints and totals them).
+    counted = ("lines_read", "rows_ingested", "lines_quarantined")
+    assert {r.key: tuple(getattr(r, k) for k in counted) for r in results} == {
+        key: tuple(e[k] for k in counted) for key, e in Catalog.open(copy).sources.items()}
     # A fresh ingest of the same input elsewhere writes the same Parquet bytes.
     other = tmp_path / "other"
     ingest(str(messy_corpus / "raw"), other)

@@ -243,7 +243,9 @@ con.close()
 
 def test_an_open_reader_does_not_make_a_writer_fail(messy_catalog, tmp_path):
     """DuckDB lets no process write catalog.duckdb while another has it open (a `curate sql`
-    prompt, say): the writer still succeeds, and every connection sees current views."""
+    prompt, say): the writers still succeed, and every connection sees current views. Clean,
+    split and slice read the database read-only: one that opened it for writing would wait
+    for the reader and fail."""
     catalog = Path(shutil.copytree(messy_catalog, tmp_path / "catalog"))
     reader = subprocess.Popen([sys.executable, "-c", READ, str(catalog)], cwd=REPO,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -252,6 +254,9 @@ def test_an_open_reader_does_not_make_a_writer_fail(messy_catalog, tmp_path):
         cleaned = runner.invoke(app, ["clean", "-c", str(catalog)])
         assert cleaned.exit_code == 0, cleaned.output
         assert "is open in another process" in cleaned.stderr
+        built = runner.invoke(app, ["build-slice", "--frac", "0.5", "--no-validate", "-c",
+                                    str(catalog)])
+        assert built.exit_code == 0, built.output
         query = runner.invoke(app, ["sql", "SELECT count(*) AS n FROM silver_items", "-c",
                                     str(catalog), "--format", "csv"])
         assert query.exit_code == 0 and int(query.stdout.splitlines()[1]) > 0, query.output

@@ -149,6 +149,9 @@ def test_near_duplicates_stay_in_one_split(tmp_path):
         result = build_split(tmp_path / "cat", seed=seed)
         assert result.leaking_keys == 0
         splits = dict(_assignments(tmp_path / "cat").select("parent_asin", "split").iter_rows())
+        # the result names the folder it wrote, and its assignments are the ones in use
+        written = pl.read_parquet(result.path / "assignments.parquet")
+        assert dict(written.select("parent_asin", "split").iter_rows()) == splits
         for group in (("DUP_A1", "DUP_A2"), ("DUP_B1", "DUP_B2"), ("DUP_C1", "DUP_C2", "DUP_C3")):
             assert len({splits[a] for a in group}) == 1, (seed, group)
         seen_split_counts.add(tuple(sorted(splits[a] for a in ("DUP_A1", "DUP_B1", "DUP_C1"))))

@@ -39,6 +39,7 @@ from curation.schema import (
     RAW_TEXT_LIMIT,
     REASON_BLANK,
     REASON_INVALID_JSON,
+    REASON_INVALID_UTF8,
     REASON_NOT_OBJECT,
     REASON_TRUNCATED_GZIP,
     REASON_UNREADABLE,
@@ -48,13 +49,11 @@ from curation.sorting import ROW_GROUP_BYTES, rows_per
 from curation.sources import RawFile, list_raw_files
 from curation.typing_sql import (
     ALL_NULL,
-    INDEX,
     LINE,
     REASON,
     SKIP,
     fields_from_file,
     fields_from_lines,
-    line_check_query,
     typing_query,
 )
 
@@ -90,7 +89,6 @@ class _FileIngest:
         self.quarantine_path = staging / "quarantine.parquet"
         self.block_path = staging / "block.jsonl"  # the current block, bad lines blanked
         self.bronze_names = [name for name, _ in bronze_columns(raw.kind)]
-        self.check_query = line_check_query("block")
         self.fast_query = typing_query(
             raw.kind, raw.category, fields_from_file(raw.kind, str(self.block_path))
         )
@@ -168,31 +166,6 @@ class _FileIngest:
         per_slice = max(1, -(-table.num_rows // ARROW_SLICES))
         self.con.register(name, pa.Table.from_batches(table.to_batches(max_chunksize=per_slice)))
 
-    def _unusable_lines(self, block: LineBlock) -> list[tuple[int, str]]:
-        """(index in block, reason) of the lines that cannot become a row."""
-        try:
-            block.data.decode("utf-8")
-        except UnicodeDecodeError:
-            # Some line is not UTF-8: let DuckDB check every line, in parallel.
-            self._register_slices(
-                "block", pa.table({INDEX: np.arange(block.count), LINE: block.as_binary()})
-            )
-            try:
-                return self.con.sql(self.check_query).fetchall()
-            finally:
-                self.con.unregister("block")
-        # All UTF-8: only lines that do not start with '{' need a look (blank lines among them).
-        view = np.frombuffer(block.data, dtype=np.uint8)
-        suspects = np.flatnonzero(view[block.offsets[:-1]] != OPEN_BRACE)
-        unusable = []
-        for i in suspects.tolist():
-            text = block.raw(i).strip(WHITESPACE)
-            if not text:
-                unusable.append((i, REASON_BLANK))
-            elif not text.startswith(b"{"):
-                unusable.append((i, REASON_NOT_OBJECT if _is_json(text) else REASON_INVALID_JSON))
-        return unusable
-
     def _type_block(self, block: LineBlock, unusable_index: list[int]) -> None:
         """Fill the temporary table ``typed`` with one row per line of the block."""
         with open(self.block_path, "wb") as fh:
@@ -215,7 +188,7 @@ class _FileIngest:
 
     def _block(self, block: LineBlock, quarantine: pq.ParquetWriter) -> None:
         n = block.count
-        unusable = self._unusable_lines(block)
+        unusable = unusable_lines(block)
         skip = np.zeros(n, dtype=bool)
         unusable_index = [i for i, _ in unusable]
         skip[unusable_index] = True
@@ -275,6 +248,39 @@ class _FileIngest:
         self.con.execute(f"COPY (SELECT {select} WHERE false) TO {sql_literal(str(part))} "
                          f"({PARQUET_OPTIONS})")
         self.parts = 1
+
+
+def unusable_lines(block: LineBlock) -> list[tuple[int, str]]:
+    """(index in block, reason) of the lines that cannot become a row, in index order: not
+    UTF-8, blank, or not starting (after whitespace) with '{' (then not an object, or not JSON).
+    A line that starts like an object but is malformed is left to read_json, which gives it an
+    all-NULL row."""
+    view = np.frombuffer(block.data, dtype=np.uint8)
+    not_utf8: set[int] = set()
+    try:
+        block.data.decode("utf-8")  # fast, and the usual case
+    except UnicodeDecodeError:
+        # Only lines holding a byte above 127 can be invalid: decode those one by one.
+        high = np.flatnonzero(view >= 0x80)
+        holding = np.unique(np.searchsorted(block.offsets, high, side="right") - 1)
+        for i in holding.tolist():
+            try:
+                block.raw(i).decode("utf-8")
+            except UnicodeDecodeError:
+                not_utf8.add(i)
+    # Only lines that do not start with '{' need a look (blank lines among them).
+    suspects = set(np.flatnonzero(view[block.offsets[:-1]] != OPEN_BRACE).tolist())
+    unusable = []
+    for i in sorted(suspects | not_utf8):
+        if i in not_utf8:
+            unusable.append((i, REASON_INVALID_UTF8))
+            continue
+        text = block.raw(i).strip(WHITESPACE)
+        if not text:
+            unusable.append((i, REASON_BLANK))
+        elif not text.startswith(b"{"):
+            unusable.append((i, REASON_NOT_OBJECT if _is_json(text) else REASON_INVALID_JSON))
+    return unusable
 
 
 def _has_known_field(raw: bytes, kind: str) -> bool:

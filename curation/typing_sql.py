@@ -2,8 +2,9 @@
 
 Two steps per block of lines:
 
-1. ``line_check_query``: which lines are not valid UTF-8, blank, not JSON, or not an object.
-   Those are quarantined and replaced by ``{}`` so that the block stays aligned line by line.
+1. ``curation.ingest.unusable_lines`` (numpy and Python, no SQL): which lines are not valid
+   UTF-8, blank, not JSON, or not an object. Those are quarantined and replaced by ``{}`` so
+   that the block stays aligned line by line.
 2. ``typing_query``: DuckDB's fast ``read_json`` reads the cleaned block, string fields as
    VARCHAR (a non-string value is kept as its JSON text, nothing is lost) and every other
    field as a JSON fragment, which is then converted explicitly: a fragment of the wrong JSON
@@ -24,10 +25,6 @@ from curation.schema import (
     FIELDS_BY_KIND,
     ITEM_IMAGE_STRUCT,
     LINE_COLUMN,
-    REASON_BLANK,
-    REASON_INVALID_JSON,
-    REASON_INVALID_UTF8,
-    REASON_NOT_OBJECT,
     REVIEW_IMAGE_STRUCT,
     VIDEO_STRUCT,
     RawField,
@@ -36,7 +33,6 @@ from curation.schema import (
 )
 
 LINE = "line"  # column of the raw line (BLOB) in the block handed to DuckDB
-INDEX = "idx"  # 0-based position of a line in its block
 REASON = "_reason"
 ALL_NULL = "_all_null"  # every field NULL: an empty object, or a malformed line
 SKIP = "_skip"  # the line was quarantined by the line check; its row is a placeholder
@@ -119,25 +115,6 @@ def _typed_value(f: RawField) -> str:
     else:  # pragma: no cover - guarded by FieldKind
         raise ValueError(f"unknown field kind {kind!r}")
     return f"CAST({value} AS {DUCKDB_TYPE[kind]})"
-
-
-def line_check_query(source: str = "block") -> str:
-    """Lines of ``source`` (columns idx, line BLOB) that cannot become a row, with the reason.
-
-    No JSON parse here: a line that starts like an object but is malformed comes back from
-    ``read_json`` as an all-NULL row, and only those rows are looked at again.
-    """
-    ws = "E' \\t\\r\\n'"
-    return f"""
-SELECT {INDEX},
-       CASE WHEN l IS NULL THEN {_sql_str(REASON_INVALID_UTF8)}
-            WHEN trim(l, {ws}) = '' THEN {_sql_str(REASON_BLANK)}
-            WHEN json_valid(l) THEN {_sql_str(REASON_NOT_OBJECT)}
-            ELSE {_sql_str(REASON_INVALID_JSON)} END AS reason
-FROM (SELECT {INDEX}, TRY(decode({LINE})) AS l FROM {source})
-WHERE l IS NULL OR NOT starts_with(ltrim(l, {ws}), '{{')
-ORDER BY {INDEX}
-"""
 
 
 def _json_columns(kind: str) -> dict[str, str]:

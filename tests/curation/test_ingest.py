@@ -649,16 +649,52 @@ def test_gzip_is_read_in_pieces_and_framed_in_blocks_of_about_chunk_bytes(monkey
 
 
 def test_the_line_check_names_why_a_line_cannot_be_a_row():
-    import pyarrow as pa
+    from curation.framing import frame_block
+    from curation.ingest import unusable_lines
 
-    from curation.typing_sql import line_check_query
+    lines = [b'{"a": 1}\n', b"  \t\r\n", b"not json\n", b"[1, 2]\n", b"\xff{}\n",
+             b'{"caf\xc3\xa9": 2}\n', b"\xc3\n", b'"\xe2\x82\xac"\n', b' {"b": 2}']
+    assert unusable_lines(frame_block(b"".join(lines), 1)) == [
+        (1, "blank_line"), (2, "invalid_json"), (3, "not_an_object"), (4, "invalid_utf8"),
+        (6, "invalid_utf8"), (7, "not_an_object")]
 
-    block = pa.table({"idx": list(range(6)), "line": [
-        b'{"a": 1}\n', b"  \t\r\n", b"not json\n", b"[1, 2]\n", b"\xff{}\n", b' {"b": 2}']})
-    con = duckdb.connect()
-    con.register("block", block)  # the table the query reads by default
-    assert con.execute(line_check_query()).fetchall() == [
-        (1, "blank_line"), (2, "invalid_json"), (3, "not_an_object"), (4, "invalid_utf8")]
+
+def _one_line_check(line: bytes) -> str | None:
+    """The line check's rule for one line, written plainly."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return "invalid_utf8"
+    text = text.strip(" \t\r\n")
+    if not text:
+        return "blank_line"
+    if text.startswith("{"):
+        return None
+    try:
+        json.loads(text, parse_constant=_refuse)  # NaN and Infinity are not JSON
+    except ValueError:
+        return "invalid_json"
+    return "not_an_object"
+
+
+def _refuse(constant: str) -> None:
+    raise ValueError(constant)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(
+    st.binary(max_size=12).filter(lambda b: b"\n" not in b),
+    st.sampled_from([b"{}", b' {"a": 1}', b"[1]", b"3", b"NaN", b"\xc3\xa9", b"\xed\xa0\x80",
+                     b"\t", b"\xf0\x9f\x98\x80 x", b"\xc0\xaf"])), min_size=1, max_size=30))
+def test_the_line_check_agrees_with_the_rule_line_by_line(lines):
+    """Whether the block is all UTF-8 (one decode) or not (lines with high bytes decoded one
+    by one), each line gets the reason the plain rule gives it."""
+    from curation.framing import frame_block
+    from curation.ingest import unusable_lines
+
+    block = frame_block(b"\n".join(lines) + b"\n", 1)
+    expected = [(i, r) for i, line in enumerate(lines) if (r := _one_line_check(line))]
+    assert unusable_lines(block) == expected
 
 
 def test_a_block_read_json_refuses_is_typed_line_by_line_with_the_same_outcomes(tmp_path):

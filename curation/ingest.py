@@ -260,10 +260,10 @@ def unusable_lines(block: LineBlock) -> list[tuple[int, str]]:
     try:
         block.data.decode("utf-8")  # fast, and the usual case
     except UnicodeDecodeError:
-        # Only lines holding a byte above 127 can be invalid: decode those one by one.
-        high = np.flatnonzero(view >= 0x80)
-        holding = np.unique(np.searchsorted(block.offsets, high, side="right") - 1)
-        for i in holding.tolist():
+        # Only lines holding a byte above 127 can be invalid: decode those one by one (each
+        # line's largest byte, without an array the size of the block).
+        largest = np.maximum.reduceat(view, block.offsets[:-1])
+        for i in np.flatnonzero(largest >= 0x80).tolist():
             try:
                 block.raw(i).decode("utf-8")
             except UnicodeDecodeError:

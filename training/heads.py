@@ -16,7 +16,9 @@ cached features; these functions take arrays and return a predictor, with no run
   parameters stacked along a first axis (batched matrix products, an AdamW written out over
   the stack): a study grid's runs share one loop instead of one each. Every head has its own
   generators (shuffles, dropout), its own steps, schedule, clipping and early stop, so a
-  head's result does not depend on which heads it is trained beside.
+  head's result does not depend on which heads it is trained beside, and it is the head
+  ``fit_mlp_head`` trains with the same seed (the same shuffles and dropout masks; the
+  batched products may differ in the last bits).
 """
 
 from __future__ import annotations
@@ -235,9 +237,10 @@ def fit_mlp_heads(features: np.ndarray, target: np.ndarray, jobs: list[HeadJob],
     the Huber loss, heads of the same number of steps per epoch trained together, at most
     ``heads_per_group`` at a time. Initialisation is ``fit_mlp_head``'s (the global generator
     seeded with the job's seed); shuffles are too; dropout draws from a generator of the
-    job's own. So a job gives the same head alone or among others (the batched products may
-    differ in the last bits), and with ``dropout`` 0 the same head as ``fit_mlp_head`` up to
-    float rounding."""
+    job's own, started where ``fit_mlp_head``'s dropout starts (the global generator after the
+    initialisation), with torch's CPU dropout's draws. So a job gives the same head alone or
+    among others, and the same head as ``fit_mlp_head``, up to float rounding (the batched
+    products may differ in the last bits)."""
     steps = [math.ceil(len(j.train_rows) / settings.batch_size) for j in jobs]
     fitted: dict[int, tuple[Predictor, int]] = {}
     for count in sorted(set(steps)):
@@ -250,19 +253,23 @@ def fit_mlp_heads(features: np.ndarray, target: np.ndarray, jobs: list[HeadJob],
 
 
 def _stacked_heads(jobs: list[HeadJob], width: int, settings: MlpSettings,
-                   target: np.ndarray) -> list[Any]:
+                   target: np.ndarray) -> tuple[list[Any], list[Any]]:
     """The parameters of ``RegressionHead`` for each job, stacked: per hidden layer the weight
     (transposed, inputs x outputs), bias, LayerNorm scale and shift; then the last layer's
-    weight and bias. The last bias starts at the job's weighted train mean."""
+    weight and bias. The last bias starts at the job's weighted train mean. And each job's
+    dropout generator: the global generator's state after ``fit_mlp_head``'s initialisation,
+    from which that head's dropout layers draw."""
     import torch
 
     from training.model import RegressionHead
 
-    heads = []
+    heads, generators = [], []
     for job in jobs:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(job.seed)
             heads.append(RegressionHead(width, dropout=settings.dropout))
+            generators.append(torch.Generator())
+            generators[-1].set_state(torch.get_rng_state())
     layers = [m for m in heads[0] if isinstance(m, torch.nn.Linear | torch.nn.LayerNorm)]
     stacked = []
     for i, layer in enumerate(layers):
@@ -277,7 +284,7 @@ def _stacked_heads(jobs: list[HeadJob], width: int, settings: MlpSettings,
         y = np.asarray(target, dtype=np.float32)[job.train_rows]
         w = np.asarray(job.train_weight, dtype=np.float32)
         stacked[-1][r] = float((w * y).sum() / w.sum())
-    return [p.contiguous().clone().requires_grad_(True) for p in stacked]
+    return [p.contiguous().clone().requires_grad_(True) for p in stacked], generators
 
 
 def _forward(params: list[Any], inputs: Any, dropout_masks: list[Any] | None) -> Any:
@@ -329,7 +336,7 @@ def _fit_head_group(features: np.ndarray, target: np.ndarray, jobs: list[HeadJob
     means = np.stack([x_np[j.train_rows].mean(axis=0) for j in jobs])
     spreads = np.stack([x_np[j.train_rows].std(axis=0) for j in jobs])
     spreads = np.where(spreads > 1e-6, spreads, 1.0)
-    params = _stacked_heads(jobs, x.shape[1], settings, target)
+    params, dropout_generators = _stacked_heads(jobs, x.shape[1], settings, target)
     moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
     best: list[list[Any]] = [[p.detach()[r].clone() for p in params] for r in range(len(jobs))]
     best_plcc = [-math.inf] * len(jobs)
@@ -340,7 +347,6 @@ def _fit_head_group(features: np.ndarray, target: np.ndarray, jobs: list[HeadJob
         full = np.zeros(len(x_np), dtype=np.float32)
         full[j.train_rows] = j.train_weight
         weight_of.append(torch.from_numpy(full))
-    dropout_generators = [torch.Generator().manual_seed(j.seed * 1_000_003 + 7) for j in jobs]
     val_targets = [np.asarray(target, dtype=np.float64)[j.val_rows] for j in jobs]
     widths = [p.shape[-1] for p in params[0:-2:4]]  # each hidden layer's outputs
     alive = list(range(len(jobs)))  # the jobs in the stack, in its order
@@ -362,8 +368,10 @@ def _fit_head_group(features: np.ndarray, target: np.ndarray, jobs: list[HeadJob
                 for k, r in enumerate(alive):
                     n = int(valid[k].sum())
                     for mask, width in zip(masks, widths, strict=True):
-                        drawn = torch.rand(n, width, generator=dropout_generators[r])
-                        mask[k, :n] = (drawn >= settings.dropout).float() / keep
+                        # as torch's dropout on a CPU draws its mask: the same numbers
+                        drawn = torch.empty(n, width).bernoulli_(keep,
+                                                                 generator=dropout_generators[r])
+                        mask[k, :n] = drawn.div_(keep)
             output = _forward(params, (x[index] - mean_t) / spread_t, masks)
             weight = torch.gather(weights, 1, index) * valid
             per_item = F.huber_loss(output, y[index], reduction="none",

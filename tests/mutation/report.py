@@ -131,6 +131,31 @@ NOTES = [
     "weighting.strategies`, on the code of commit 4afd34f): 222 mutants, 199 killed, no "
     "timeouts, 23 survived, every one of them an accepted entry of accepted.toml: 199 of "
     "199 non-equivalent, 100%.",
+    "",
+    "`curation/ingest.py`, `clean.py`, `split.py` and `weighting/compute.py` on 2026-12-06: "
+    "fair draws of 15 per module (`tests/mutation/draw.py`, one mutant at a time). Their "
+    "code had changed since their runs of 2026-11-25, so those runs' names no longer matched "
+    "and the pool was every mutant. Draw 1208 (on the tests of commit d7091c0) killed "
+    "ingest 15 of 15, clean 14 of 15 (its survivor an accepted SQL-case twin), split 14 of "
+    "15 (regroup.parquet read whole: accepted) and compute 14 of 15 (a pandas frame "
+    "refused by `as_polars`: real): 100%, 100%, 100% and 93.3% of the non-equivalent. "
+    "Draw 1209, drawn after the test for that survivor (commit b4f6ff9): ingest 12 of 15 "
+    "(survivors: a skipped file's counts dropped and an unreadable stream's quarantine row "
+    "lost, both real, and an accepted filler; 12 of 14 = 85.7%), clean 13 of 15 (two SQL-case "
+    "twins, accepted: 100%), split 11 of 15 (real: the split opening the catalog "
+    "read-write, which waits for a reader and fails, and its result's path dropped; "
+    "accepted: a SQL-case twin and pyarrow inferring the string type it was given: 11 of "
+    "13 = 84.6%), compute 15 of 15. Tests were written for the 4 real survivors (each fails "
+    "with its mutant applied by hand), and following the unreadable stream found a bug: a "
+    "gzip file damaged mid-stream lost the lines inflated before the damage in the same "
+    "8 MiB read; `framing.py` now keeps them (commit 6a3d76b, a test). Draw 1210 (`draw.py "
+    "--seed 1210 ingest clean split`, after those tests, on the code and tests of commit "
+    "6a3d76b): DRAW1210. The rows of ingest, clean and split count draw 1210's 15 each and "
+    "the 11 survivors of 1208 and 1209 run again after their tests (the mutants those "
+    "draws killed are not in the rows: mutants/ of that run was lost with its machine); "
+    "compute's row counts `as_polars`'s survivor run again. Since then `ingest.py`'s line "
+    "check has been rewritten (`unusable_lines`, commits afb9128, 73b05a7): its mutants are not in "
+    "these rows, and `framing.py`'s row (of 2026-11-25) is of its code before the fix above.",
 ]
 DETECTED = ("killed", "timeout")
 UNDETECTED = ("survived", "no tests")

@@ -96,6 +96,9 @@ def build_split(
 
     from curation.clean import SILVER_ITEMS
 
+    if len(shares) != len(SPLIT_NAMES):
+        raise UserError(f"split shares are {len(SPLIT_NAMES)} numbers ("
+                        f"{', '.join(SPLIT_NAMES)}), got {shares}")
     if abs(sum(shares) - 1.0) > 1e-9 or min(shares) < 0:
         raise UserError(f"split shares must be non-negative and sum to 1, got {shares}")
     catalog = Catalog.of(catalog)

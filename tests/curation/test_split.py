@@ -216,3 +216,7 @@ def test_shares_of_zero_give_empty_splits_and_bad_shares_are_refused(tmp_path):
     for shares in ((1.1, -0.1, 0.0), (0.5, 0.3, 0.1)):
         with pytest.raises(UserError, match="split shares must be non-negative and sum to 1"):
             build_split(root, seed=1, shares=shares)
+    # two shares (no test split) or four are refused, not cut into a split without test items
+    for shares in ((0.5, 0.5), (0.5, 0.3, 0.1, 0.1)):
+        with pytest.raises(UserError, match=r"split shares are 3 numbers \(train, val, test\)"):
+            build_split(root, seed=1, shares=shares)

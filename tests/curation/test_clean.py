@@ -231,6 +231,14 @@ def test_default_profile_on_the_messy_corpus(split_catalog):
     assert silver["average_rating"].is_between(1, 5).all()
     by_rule = {s["rule"]: s["rejected"] for s in manifest["funnel"]}
     assert by_rule["duplicate_parent_asin"] > 0  # the corpus has planted duplicate lines
+    # the manifest says which rules ran, in order, with their SQL and reason
+    assert [r["name"] for r in manifest["rules"]] == [s["rule"] for s in manifest["funnel"]]
+    assert all(r["reject_when"] and r["reason"] for r in manifest["rules"])
+    # and each silver view names the profile it shows (`curate sql`'s list of views says it)
+    tables = Catalog.open(split_catalog).tables
+    assert {name: tables[name]["profile"] for name in
+            ("silver_items", "rejections", "review_rejections")} == dict.fromkeys(
+        ("silver_items", "rejections", "review_rejections"), "default")
 
 
 def test_unknown_profile_is_a_clear_error(split_catalog, tmp_path):

@@ -53,6 +53,7 @@ def test_counts_reconcile_per_file(messy_corpus, messy_catalog):
     for entry in sources.values():
         independent = count_lines(Path(entry["source"]))
         assert entry["lines_read"] == independent
+        assert entry["source_bytes"] == Path(entry["source"]).stat().st_size  # provenance
         assert entry["lines_read"] == entry["rows_ingested"] + entry["lines_quarantined"]
         rows = _query(
             messy_catalog, f"SELECT count(*) AS n FROM read_parquet('{entry['bronze']}/*.parquet')"

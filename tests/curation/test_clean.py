@@ -231,14 +231,24 @@ def test_default_profile_on_the_messy_corpus(split_catalog):
     assert silver["average_rating"].is_between(1, 5).all()
     by_rule = {s["rule"]: s["rejected"] for s in manifest["funnel"]}
     assert by_rule["duplicate_parent_asin"] > 0  # the corpus has planted duplicate lines
-    # the manifest says which rules ran, in order, with their SQL and reason
+
+
+def test_the_manifest_names_the_rules_and_each_view_its_profile(tmp_path):
+    """A catalog of its own (not a shared fixture), so that the mutation run's test map ties
+    this test to clean(), which it calls."""
+    raw = write_raw(tmp_path, meta={"All_Beauty": [_item(f"A{i}") for i in range(4)]})
+    ingest(str(raw), tmp_path / "cat")
+    clean(tmp_path / "cat", "effiminivlm")
+    silver = tmp_path / "cat" / "silver" / "effiminivlm"
+    manifest = json.loads((silver / "manifest.json").read_text())
+    # which rules ran, in the funnel's order, with their SQL and reason
     assert [r["name"] for r in manifest["rules"]] == [s["rule"] for s in manifest["funnel"]]
     assert all(r["reject_when"] and r["reason"] for r in manifest["rules"])
-    # and each silver view names the profile it shows (`curate sql`'s list of views says it)
-    tables = Catalog.open(split_catalog).tables
-    assert {name: tables[name]["profile"] for name in
-            ("silver_items", "rejections", "review_rejections")} == dict.fromkeys(
-        ("silver_items", "rejections", "review_rejections"), "default")
+    # each silver view names the profile it shows (`curate sql`'s list of views prints it)
+    views = ("silver_items", "rejections", "review_rejections")
+    tables = Catalog.open(tmp_path / "cat").tables
+    assert {name: tables[name]["profile"] for name in views} == dict.fromkeys(
+        views, "effiminivlm")
 
 
 def test_unknown_profile_is_a_clear_error(split_catalog, tmp_path):

@@ -53,7 +53,6 @@ def test_counts_reconcile_per_file(messy_corpus, messy_catalog):
     for entry in sources.values():
         independent = count_lines(Path(entry["source"]))
         assert entry["lines_read"] == independent
-        assert entry["source_bytes"] == Path(entry["source"]).stat().st_size  # provenance
         assert entry["lines_read"] == entry["rows_ingested"] + entry["lines_quarantined"]
         rows = _query(
             messy_catalog, f"SELECT count(*) AS n FROM read_parquet('{entry['bronze']}/*.parquet')"
@@ -219,6 +218,23 @@ def test_lines_before_damage_inside_a_gzip_member_are_kept(tmp_path):
     assert (result.lines_read, result.rows_ingested) == (whole_lines, whole_lines)
     got = _query(tmp_path / "cat", "SELECT parent_asin FROM items ORDER BY source_line")
     assert got["parent_asin"].to_list() == [f"P{i:05d}" for i in range(whole_lines)]
+
+
+def test_a_file_s_size_is_recorded_and_a_reingest_of_altered_bronze_says_why(tmp_path, capsys):
+    """A catalog of its own, so that the mutation run's test map ties this test to ingest."""
+    raw = write_raw(tmp_path, meta={"All_Beauty": [{"parent_asin": "A", "title": "t"}]})
+    ingest(str(raw), tmp_path / "cat")
+    entry = Catalog.open(tmp_path / "cat").sources["items/All_Beauty"]
+    source = raw / "meta_categories" / "meta_All_Beauty.jsonl"
+    assert entry["source_bytes"] == source.stat().st_size  # what was read, for the record
+    for part in (tmp_path / "cat" / entry["bronze"]).glob("*.parquet"):
+        part.unlink()  # the raw file is unchanged, what was made of it is not
+    capsys.readouterr()
+    (result,) = ingest(str(raw), tmp_path / "cat")
+    assert not result.skipped and result.rows_ingested == 1
+    notes = capsys.readouterr().err.splitlines()
+    assert len(notes) == 1 and notes[0].startswith("note: items/All_Beauty: ")
+    assert notes[0].endswith("; ingesting it again")
 
 
 def test_rerun_is_a_no_op_and_byte_identical(messy_corpus, messy_catalog, tmp_path):

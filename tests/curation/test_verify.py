@@ -84,7 +84,7 @@ def test_a_fresh_catalog_verifies(built):
     assert report.files_checked >= len(Catalog.open(built).sources) * 2 + 5
 
 
-def test_a_deleted_bronze_part_is_found_refused_and_reingested(built, capsys):
+def test_a_deleted_bronze_part_is_found_refused_and_reingested(built):
     before = _files(built)
     part = _a_bronze_part(built)
     part.unlink()
@@ -93,12 +93,8 @@ def test_a_deleted_bronze_part_is_found_refused_and_reingested(built, capsys):
     assert "Parquet parts where" in report.problems[0].what
     with pytest.raises(IntegrityError, match=str(part.parent)):
         clean(built, "effiminivlm")  # a stage never reads a bronze that lost a part
-    capsys.readouterr()
     ingest(Catalog.open(built).sources["items/All_Beauty"]["source"].rsplit("/", 2)[0], built)
     assert _files(built) == before  # a rerun of ingest noticed, and gave the same bytes
-    notes = capsys.readouterr().err.splitlines()  # and said why it ingested the file again
-    assert len(notes) == 1 and notes[0].startswith("note: items/All_Beauty: ")
-    assert notes[0].endswith("; ingesting it again")
     assert verify_catalog(built).ok
 
 

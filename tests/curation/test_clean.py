@@ -234,8 +234,7 @@ def test_default_profile_on_the_messy_corpus(split_catalog):
 
 
 def test_the_manifest_names_the_rules_and_each_view_its_profile(tmp_path):
-    """A catalog of its own (not a shared fixture), so that the mutation run's test map ties
-    this test to clean(), which it calls."""
+    """What clean records beside silver, on a catalog of its own (no shared fixture)."""
     raw = write_raw(tmp_path, meta={"All_Beauty": [_item(f"A{i}") for i in range(4)]})
     ingest(str(raw), tmp_path / "cat")
     clean(tmp_path / "cat", "effiminivlm")

@@ -221,7 +221,7 @@ def test_lines_before_damage_inside_a_gzip_member_are_kept(tmp_path):
 
 
 def test_a_file_s_size_is_recorded_and_a_reingest_of_altered_bronze_says_why(tmp_path, capsys):
-    """A catalog of its own, so that the mutation run's test map ties this test to ingest."""
+    """What ingest records of a raw file, and what it says when it ingests one again."""
     raw = write_raw(tmp_path, meta={"All_Beauty": [{"parent_asin": "A", "title": "t"}]})
     ingest(str(raw), tmp_path / "cat")
     entry = Catalog.open(tmp_path / "cat").sources["items/All_Beauty"]

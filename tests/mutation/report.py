@@ -150,12 +150,22 @@ NOTES = [
     "gzip file damaged mid-stream lost the lines inflated before the damage in the same "
     "8 MiB read; `framing.py` now keeps them (commit 6a3d76b, a test). Draw 1210 (`draw.py "
     "--seed 1210 ingest clean split`, after those tests, on the code and tests of commit "
-    "6a3d76b): DRAW1210. The rows of ingest, clean and split count draw 1210's 15 each and "
-    "the 11 survivors of 1208 and 1209 run again after their tests (the mutants those "
-    "draws killed are not in the rows: mutants/ of that run was lost with its machine); "
-    "compute's row counts `as_polars`'s survivor run again. Since then `ingest.py`'s line "
-    "check has been rewritten (`unusable_lines`, commits afb9128, 73b05a7): its mutants are not in "
-    "these rows, and `framing.py`'s row (of 2026-11-25) is of its code before the fix above.",
+    "6a3d76b): ingest 12 of 15 (one first past the CPU limit under load, killed when run "
+    "again; survivors: an equivalent codec-name case, and two real, a raw file's size in "
+    "catalog.json and the re-ingest note's text: 12 of 14 = 85.7%), clean 11 of 15 (two "
+    "SQL-case twins; two real, the manifest's `rules` and the rejections view's profile: 11 "
+    "of 13 = 84.6%), split 11 of 15 (two equivalent, build_split's default seed accepted, "
+    "and one real, shares of the wrong length passing the check: 11 of 12 = 91.7%). Tests "
+    "were written for the 5 real ones (split's with a fix: the length is checked, code the "
+    "draw did not run, so it was not run again) and clean's and ingest's 4 run again: all "
+    "4 killed. The rows of ingest, clean and split count draw 1210's 15 "
+    "each and the survivors of 1208, 1209 and 1210 run again after their tests, each "
+    "mutant's last result (the mutants that 1208 and 1209 killed are not in the rows: "
+    "mutants/ of that run was lost with its machine); compute's row counts `as_polars`'s "
+    "survivor run again. Since then `ingest.py`'s line check has been rewritten "
+    "(`unusable_lines`, commits afb9128, 73b05a7) and split's shares check added: their "
+    "mutants are not in these rows, and `framing.py`'s row (of 2026-11-25) is of its code "
+    "before the fix above.",
 ]
 DETECTED = ("killed", "timeout")
 UNDETECTED = ("survived", "no tests")

@@ -275,6 +275,8 @@ def clean(catalog: Catalog | Path | str, profile: str = "default") -> CleanResul
                     WHERE j._rule IS NULL""",
                 "parent_asin",
                 silver,
+                key="parent_asin",
+                keys="SELECT parent_asin FROM judged WHERE _rule IS NULL",  # no review stats
             )
             con.execute(f"""
                 COPY (

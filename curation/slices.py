@@ -352,6 +352,8 @@ def build_slice(
                     WHERE r.selected""",
                 "CASE split WHEN 'train' THEN 0 WHEN 'val' THEN 1 ELSE 2 END, parent_asin",
                 output,
+                key="parent_asin",
+                keys="SELECT parent_asin, split FROM ranked WHERE selected",
             )
             per_stratum = con.execute(f"""
                 SELECT stratum, count(*) AS train_items,

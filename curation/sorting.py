@@ -13,76 +13,95 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from curation.catalog import parquet_source, sql_literal
+from curation.catalog import sql_literal
 
 # Parquet written by copy_sorted (and bronze parts): row groups of about this many bytes. A
 # row group of wide rows (text, lists) at DuckDB's default of 122,880 rows takes over 100 MB
 # to write and tens of MB per column to read, on every thread, whatever the memory limit.
 ROW_GROUP_BYTES = 4 * 2**20
-SORT_RUN_SHARE = 8  # a run of wide rows sorted in memory takes at most this share of the limit
+SORT_RUN_SHARE = 16  # a run of wide rows sorted in memory takes at most this share of the limit
 # Python holds about this many runs' worth while it scatters and appends (a run read, sorted and
 # concatenated): DuckDB's limit is lowered by as much meanwhile, so the two together stay
 # within the limit instead of each taking all of it.
 PYTHON_RUNS_HELD = 4
-SCRATCH_ROWS = 2048  # row groups of the scratch file (one DuckDB vector): small read buffers
 SCATTER_BATCH_ROWS = 16_384  # rows handed from DuckDB to the scatter at a time
 
 
-def copy_sorted(con, select: str, order_by: str, path: Path | str) -> int:
+def copy_sorted(con, select: str, order_by: str, path: Path | str, *, key: str,
+                keys: str | None = None) -> int:
     """Write ``select`` to Parquet in ``order_by`` order; returns the rows written.
 
-    ``order_by`` is over the select's output columns and must give a total order (unique keys),
-    so the same inputs give the same bytes. DuckDB's sort does not spill wide rows (text,
-    lists) within its limit (1.5 ran past it, 2.0 fails at it), so only the narrow keys are
-    sorted and the wide rows are moved in bounded pieces, through scratch files beside
-    ``path`` (in its staging folder), every step streaming:
+    ``key`` is a column of the select that tells its rows apart, and ``order_by`` must give a
+    total order, so the same inputs give the same bytes. ``keys``, when given, is a cheaper
+    query for the same rows with the key and the columns ``order_by`` reads (without it the
+    select is run a second time for them, DuckDB reading only those columns). DuckDB's sort
+    does not spill wide rows (text, lists) within its limit (1.5 ran past it, 2.0 fails at
+    it), so only the narrow keys are sorted and the wide rows are moved in bounded pieces,
+    through scratch files beside ``path`` (in its staging folder), every step streaming:
 
-    1. the rows are written as they come, each with its row number in the file;
-    2. their keys are ranked (a narrow sort): each row number gets its position;
-    3. one pass hands the rows with their positions to the scatter, which appends each to the
-       file of its run of positions (a run is a share of the memory limit), so the work
-       grows linearly with the data;
-    4. each run is sorted on its own and the runs are appended in order, in row groups of a
+    1. the keys are ranked (a narrow sort): each key gets its position;
+    2. one pass of the select, joined to the positions, hands the rows to the scatter, which
+       appends each to the file of its run of positions (a run is a share of the memory
+       limit), so the work grows linearly with the data;
+    3. each run is sorted on its own and the runs are appended in order, in row groups of a
        fixed number of rows (sized from the first rows), so the bytes depend neither on the
        memory limit nor on the threads.
     """
+    import itertools
     import shutil
 
     path = Path(path)
     scratch = path.with_name(f".{path.stem}.sort")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    rows_file = scratch / "rows.parquet"
     try:
-        with insertion_order(con, False):  # the order is made below
-            con.execute(f"COPY ({select}) TO {sql_literal(str(rows_file))} "
-                        f"(FORMAT parquet, ROW_GROUP_SIZE {SCRATCH_ROWS})")
-        rows_source = (f"read_parquet({sql_literal(str(rows_file))}, file_row_number = true, "
-                       "hive_partitioning = false)")
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _curate_order AS
-            SELECT file_row_number AS _row, row_number() OVER (ORDER BY {order_by}) - 1 AS _pos
-            FROM {rows_source}
+            SELECT {key} AS _key, row_number() OVER (ORDER BY {order_by}) - 1 AS _pos
+            FROM ({keys or select})
         """)
         rows = con.execute("SELECT count(*) FROM _curate_order").fetchone()[0]
         limit = memory_limit_bytes(con)
         budget = limit / SORT_RUN_SHARE
-        run = rows_per(budget, _row_bytes(con, parquet_source(rows_file)))
         duckdb_share = max(limit / 4, limit - PYTHON_RUNS_HELD * budget)
         with insertion_order(con, False), memory_limit(con, duckdb_share):
-            batches = con.sql(f"""
-                SELECT r.* EXCLUDE (file_row_number), o._pos FROM {rows_source} AS r
-                JOIN _curate_order AS o ON r.file_row_number = o._row
+            reader = con.sql(f"""
+                SELECT s.*{_as_parquet_stores(con, select)}, o._pos FROM ({select}) AS s
+                LEFT JOIN _curate_order AS o ON s.{key} = o._key
             """).to_arrow_reader(SCATTER_BATCH_ROWS)
-            run_files = _scatter(batches, run, -(-rows // run), scratch, budget)
+            try:
+                first = next(reader, None)
+                # a run's rows from the first rows' width in Arrow
+                run = rows_per(budget, first.nbytes / max(first.num_rows, 1) if first else 1.0)
+                batches = itertools.chain([first] if first else [], reader)
+                run_files = _scatter(batches, reader.schema, run, -(-rows // run), scratch,
+                                     budget)
+            finally:
+                reader.close()  # else the connection stays busy with its result
             con.execute("DROP TABLE _curate_order")
-            return _append_runs(run_files, batches.schema, path)
+            written = _append_runs(run_files, reader.schema, path)
     finally:
         con.execute("DROP TABLE IF EXISTS _curate_order")
         shutil.rmtree(scratch, ignore_errors=True)
+    if written != rows:  # the select's rows and its keys' differ: a bug of the caller
+        raise RuntimeError(f"copy_sorted: {written} rows written for {rows} keys ({path})")
+    return written
 
 
-def _scatter(batches, run: int, runs: int, scratch: Path, budget: float) -> list[Path]:
+def _as_parquet_stores(con, select: str) -> str:
+    """A ``REPLACE`` clause giving the select's 128-bit integers (a sum of BIGINTs is one) the
+    type DuckDB's Parquet writer stores them as, DOUBLE: its Arrow export would make them
+    decimal128(38, 0), and a column's type would depend on how the rows reached the file."""
+    wide = [row[0] for row in con.execute(f"DESCRIBE ({select})").fetchall()
+            if row[1] in ("HUGEINT", "UHUGEINT")]
+    if not wide:
+        return ""
+    quoted = ['"' + name.replace('"', '""') + '"' for name in wide]
+    return " REPLACE (" + ", ".join(f"s.{q}::DOUBLE AS {q}" for q in quoted) + ")"
+
+
+def _scatter(batches, schema: Any, run: int, runs: int, scratch: Path,
+             budget: float) -> list[Path]:
     """Append each row to the file of its run (position // run), buffering at most about
     ``budget`` bytes over all runs. Returns the run files in order (one per run)."""
     from collections import defaultdict
@@ -98,14 +117,17 @@ def _scatter(batches, run: int, runs: int, scratch: Path, budget: float) -> list
 
     def flush(i: int) -> None:
         if i not in writers:
-            writers[i] = pq.ParquetWriter(files[i], batches.schema)
+            writers[i] = pq.ParquetWriter(files[i], schema)
         for piece in pending.pop(i, []):
             writers[i].write_batch(piece)
         held.pop(i, None)
 
     try:
         for batch in batches:
-            ids = batch.column(batch.schema.get_field_index("_pos")).to_numpy() // run
+            positions = batch.column(batch.schema.get_field_index("_pos"))
+            if positions.null_count:  # a row whose key is not among the keys ranked
+                raise RuntimeError("copy_sorted: the select holds a row its keys do not")
+            ids = positions.to_numpy() // run
             order = np.argsort(ids, kind="stable")
             batch, ids = batch.take(order), ids[order]
             starts = np.flatnonzero(np.diff(ids, prepend=-1))
@@ -126,18 +148,31 @@ def _scatter(batches, run: int, runs: int, scratch: Path, budget: float) -> list
 
 def _append_runs(run_files: list[Path], schema: Any, path: Path) -> int:
     """Sort each run by position and append the runs in order to ``path``, in row groups of
-    a fixed number of rows (sized from the first 2,048 rows). Returns the rows written."""
+    a fixed number of rows (sized from the first 2,048 rows). Returns the rows written.
+
+    The next run is read and sorted in a second thread while this one is written: both steps
+    run in Arrow's C++ without the GIL, so on two cores they overlap."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    def sorted_run(run_file: Path) -> Any:
+        table = pq.read_table(run_file).sort_by("_pos").drop_columns(["_pos"])
+        run_file.unlink()
+        pa.default_memory_pool().release_unused()  # the unsorted copy, back to the system
+        return table
 
     out_schema = schema.remove(schema.get_field_index("_pos"))
     written, group = 0, None
     pending: list[Any] = []
-    with pq.ParquetWriter(path, out_schema, compression="zstd") as writer:
-        for run_file in run_files:
-            table = pq.read_table(run_file).sort_by("_pos").drop_columns(["_pos"])
-            run_file.unlink()
-            pa.default_memory_pool().release_unused()  # the unsorted copy, back to the system
+    with (pq.ParquetWriter(path, out_schema, compression="zstd") as writer,
+          ThreadPoolExecutor(1, thread_name_prefix="curate-sort") as reader):
+        upcoming = [reader.submit(sorted_run, f) for f in run_files[:1]]
+        for k in range(len(run_files)):
+            table = upcoming.pop().result()
+            if k + 1 < len(run_files):
+                upcoming.append(reader.submit(sorted_run, run_files[k + 1]))
             if group is None and table.num_rows:
                 first = table.slice(0, 2048)
                 group = rows_per(ROW_GROUP_BYTES, first.nbytes / first.num_rows)
@@ -152,6 +187,8 @@ def _append_runs(run_files: list[Path], schema: Any, path: Path) -> int:
         if rest is not None and rest.num_rows:
             writer.write_table(rest, row_group_size=group)
             written += rest.num_rows
+    pending = table = whole = rest = None  # the last run's buffers: freed, then
+    pa.default_memory_pool().release_unused()  # handed back before DuckDB's next step
     return written
 
 
@@ -199,15 +236,6 @@ def memory_limit_bytes(con) -> int:
     if not match or match.group(2).lower() not in _UNITS:
         return 2**30
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-
-
-def _row_bytes(con, table: str) -> float:
-    """Bytes of a row of ``table`` (a table or a source), estimated on its first rows."""
-    sample = con.execute(
-        f"SELECT count(*), sum(strlen(CAST(COLUMNS(*) AS VARCHAR))) FROM (FROM {table} LIMIT 2048)"
-    ).fetchone()
-    count, columns = sample[0], len(sample) - 1
-    return sum(v or 0 for v in sample[1:]) / max(count, 1) + 16 * columns
 
 
 def rows_per(budget: float, row_bytes: float) -> int:

@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/slice.py                   # 1,000,000 items, 3 runs
     .venv/bin/python bench/slice.py --items 100000
+    .venv/bin/python bench/slice.py --before /tmp/before   # also an earlier commit's worktree
+    .venv/bin/python bench/slice.py --stages               # where build-slice's time goes
 
 Both start from the same ingested catalog (bronze items) and apply the same rules (the
 `effiminivlm` profile). Each run, side by side, each in its own process:
@@ -10,12 +12,17 @@ Both start from the same ingested catalog (bronze items) and apply the same rule
   pandas: the authors' approach: the whole table in memory, their filters, a per-category
           random sample of max(frac x n, 10,000) items, an 80/10/10 split stratified on the
           exact average_rating (values with 50 or fewer items pooled), written as CSV
-Prints medians of the wall time and the peak RSS, and the ratios pandas / curate.
+  before: with --before TREE, curate's run again with the code of that checkout (a worktree
+          of an earlier commit), on a fresh copy of its own, and its files compared byte for
+          byte with this checkout's
+Prints medians of the wall time and the peak RSS, and the ratios pandas / curate (and before /
+curate).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shutil
 import statistics
 from pathlib import Path
@@ -31,6 +38,40 @@ from curation.slices import build_slice
 
 build_slice(sys.argv[1], float(sys.argv[2]), profile="effiminivlm", min_per_category=10000,
             name="bench")
+"""
+
+# --stages: the stages one after another in one process, each timed, and the sorted writes
+STAGES = """
+import sys, time
+import curation.clean, curation.slices, curation.sorting
+from curation.clean import clean
+from curation.slices import build_slice
+from curation.split import build_split
+
+sorted_writes = []
+def timed(*args, _copy_sorted=curation.sorting.copy_sorted, **kwargs):
+    started = time.perf_counter()
+    try:
+        return _copy_sorted(*args, **kwargs)
+    finally:
+        sorted_writes.append(time.perf_counter() - started)
+curation.clean.copy_sorted = curation.slices.copy_sorted = timed
+
+def stage(name, run):
+    sorted_writes.clear()
+    started = time.perf_counter()
+    run()
+    print(f"| {name} | {time.perf_counter() - started:.1f} | {sum(sorted_writes):.1f} |")
+
+catalog, frac = sys.argv[1], float(sys.argv[2])
+print("| stage | time (s) | of which sorted writes (s) |")
+print("|---|---:|---:|")
+stage("clean", lambda: clean(catalog, "effiminivlm"))
+stage("split", lambda: build_split(catalog, profile="effiminivlm"))
+stage(f"slice at {frac:.0%}", lambda: build_slice(
+    catalog, frac, profile="effiminivlm", min_per_category=10000, name="bench"))
+stage(f"a new fraction ({frac / 2:.0%}) on that catalog", lambda: build_slice(
+    catalog, frac / 2, profile="effiminivlm", min_per_category=10000, name="bench-half"))
 """
 
 PANDAS = """
@@ -94,25 +135,42 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "out")
+    parser.add_argument("--before", type=Path, metavar="TREE",
+                        help="another checkout (a worktree of an earlier commit) to run beside")
+    parser.add_argument("--stages", action="store_true",
+                        help="only time clean, split, slice and a new fraction one by one")
     args = parser.parse_args()
+    if args.before and not (args.before / "curation" / "slices.py").is_file():
+        raise SystemExit(f"--before {args.before}: not a checkout of this project")
     catalog = catalog_for(args.workdir, args.items)
-    ours, theirs = [], []
+    if args.stages:
+        fresh = args.workdir / f"catalog-items-{args.items}-stages"
+        for tree in (ROOT, args.before) if args.before else (ROOT,):
+            shutil.rmtree(fresh, ignore_errors=True)
+            shutil.copytree(catalog, fresh)
+            print(f"\n{tree}:", flush=True)
+            run_measured(STAGES, str(fresh), str(FRAC), tree=tree)
+        return
+    ours, theirs, before = [], [], []
     fresh = args.workdir / f"catalog-items-{args.items}-run"
+    fresh_before = args.workdir / f"catalog-items-{args.items}-run-before"
     for run in range(args.runs):
         # from scratch: each run slices a fresh copy of the ingested catalog (build-slice
         # cleans and splits only what is not on disk already)
-        shutil.rmtree(fresh, ignore_errors=True)
-        shutil.copytree(catalog, fresh)
+        for copy in (fresh, fresh_before) if args.before else (fresh,):
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(catalog, copy)
         out = args.workdir / "pandas-out"
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         ours.append(run_measured(CURATE, str(fresh), str(FRAC)))
         theirs.append(run_measured(PANDAS, str(catalog), str(FRAC), str(out)))
-        print(
-            f"  run {run + 1}: curate {ours[-1][0]:.1f}s {ours[-1][1]:.0f} MB | "
-            f"pandas {theirs[-1][0]:.1f}s {theirs[-1][1]:.0f} MB",
-            flush=True,
-        )
+        line = (f"  run {run + 1}: curate {ours[-1][0]:.1f}s {ours[-1][1]:.0f} MB | "
+                f"pandas {theirs[-1][0]:.1f}s {theirs[-1][1]:.0f} MB")
+        if args.before:
+            before.append(run_measured(CURATE, str(fresh_before), str(FRAC), tree=args.before))
+            line += f" | before {before[-1][0]:.1f}s {before[-1][1]:.0f} MB"
+        print(line, flush=True)
     t_ours, t_theirs = (statistics.median(t for t, _ in r) for r in (ours, theirs))
     m_ours, m_theirs = (statistics.median(m for _, m in r) for r in (ours, theirs))
     print(f"\n| {args.items:,} items | time (s) | peak RSS (MB) |")
@@ -120,6 +178,18 @@ def main() -> None:
     print(f"| curate build-slice (clean + split + slice) | {t_ours:.1f} | {m_ours:.0f} |")
     print(f"| pandas, the authors' approach | {t_theirs:.1f} | {m_theirs:.0f} |")
     print(f"| pandas / curate | {t_theirs / t_ours:.1f}x | {m_theirs / m_ours:.1f}x |")
+    if args.before:
+        t_before = statistics.median(t for t, _ in before)
+        m_before = statistics.median(m for _, m in before)
+        print(f"| curate before ({args.before}) | {t_before:.1f} | {m_before:.0f} |")
+        print(f"| before / curate | {t_before / t_ours:.2f}x | {m_before / m_ours:.2f}x |")
+        for part in ("silver/effiminivlm/items.parquet", "slices/bench/items.parquet"):
+            same = _sha256(fresh / part) == _sha256(fresh_before / part)
+            print(f"{part}: {'the same bytes' if same else 'DIFFERENT bytes'} before and now")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 if __name__ == "__main__":

@@ -70,10 +70,14 @@ def copy_sorted(con, select: str, order_by: str, path: Path | str, *, key: str,
                 LEFT JOIN _curate_order AS o ON s.{key} = o._key
             """).to_arrow_reader(SCATTER_BATCH_ROWS)
             try:
-                first = next(reader, None)
-                # a run's rows from the first rows' width in Arrow
-                run = rows_per(budget, first.nbytes / max(first.num_rows, 1) if first else 1.0)
-                batches = itertools.chain([first] if first else [], reader)
+                head = []  # up to the first batch that holds rows: a run's rows from their width
+                for batch in reader:
+                    head.append(batch)
+                    if batch.num_rows:
+                        break
+                sized = head[-1] if head and head[-1].num_rows else None
+                run = rows_per(budget, sized.nbytes / sized.num_rows if sized else 1.0)
+                batches = itertools.chain(head, reader)
                 run_files = _scatter(batches, reader.schema, run, -(-rows // run), scratch,
                                      budget)
             finally:

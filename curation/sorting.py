@@ -20,9 +20,9 @@ from curation.catalog import sql_literal
 # to write and tens of MB per column to read, on every thread, whatever the memory limit.
 ROW_GROUP_BYTES = 4 * 2**20
 SORT_RUN_SHARE = 16  # a run of wide rows sorted in memory takes at most this share of the limit
-# Python holds about this many runs' worth while it scatters and appends (a run read, sorted and
-# concatenated): DuckDB's limit is lowered by as much meanwhile, so the two together stay
-# within the limit instead of each taking all of it.
+# Python holds about this many runs' worth while it scatters and appends (a run being written,
+# the next one read and sorted beside it): DuckDB's limit is lowered by as much meanwhile, so
+# the two together stay within the limit instead of each taking all of it.
 PYTHON_RUNS_HELD = 4
 SCATTER_BATCH_ROWS = 16_384  # rows handed from DuckDB to the scatter at a time
 
@@ -67,7 +67,7 @@ def copy_sorted(con, select: str, order_by: str, path: Path | str, *, key: str,
         with insertion_order(con, False), memory_limit(con, duckdb_share):
             reader = con.sql(f"""
                 SELECT s.*{_as_parquet_stores(con, select)}, o._pos FROM ({select}) AS s
-                LEFT JOIN _curate_order AS o ON s.{key} = o._key
+                LEFT JOIN _curate_order AS o ON s.{key} IS NOT DISTINCT FROM o._key
             """).to_arrow_reader(SCATTER_BATCH_ROWS)
             try:
                 head = []  # up to the first batch that holds rows: a run's rows from their width

@@ -34,7 +34,9 @@ def copy_sorted(con, select: str, order_by: str, path: Path | str, *, key: str,
     ``key`` is a column of the select that tells its rows apart, and ``order_by`` must give a
     total order, so the same inputs give the same bytes. ``keys``, when given, is a cheaper
     query for the same rows with the key and the columns ``order_by`` reads (without it the
-    select is run a second time for them, DuckDB reading only those columns). DuckDB's sort
+    select is run a second time for them, DuckDB reading only those columns): the select must
+    give the same rows each time it runs (no ``random()``, no ``LIMIT`` without a total
+    order). A key that no row or several rows of the select hold is an error. DuckDB's sort
     does not spill wide rows (text, lists) within its limit (1.5 ran past it, 2.0 fails at
     it), so only the narrow keys are sorted and the wide rows are moved in bounded pieces,
     through scratch files beside ``path`` (in its staging folder), every step streaming:
@@ -64,32 +66,53 @@ def copy_sorted(con, select: str, order_by: str, path: Path | str, *, key: str,
         limit = memory_limit_bytes(con)
         budget = limit / SORT_RUN_SHARE
         duckdb_share = max(limit / 4, limit - PYTHON_RUNS_HELD * budget)
-        with insertion_order(con, False), memory_limit(con, duckdb_share):
+        # The hash table on the narrow positions, as written: DuckDB only guesses how many rows
+        # the select gives and may otherwise build it on the wide rows, past a small limit.
+        with (insertion_order(con, False), memory_limit(con, duckdb_share),
+              duckdb_setting(con, "disabled_optimizers", "build_side_probe_side")):
             reader = con.sql(f"""
                 SELECT s.*{_as_parquet_stores(con, select)}, o._pos FROM ({select}) AS s
                 LEFT JOIN _curate_order AS o ON s.{key} IS NOT DISTINCT FROM o._key
             """).to_arrow_reader(SCATTER_BATCH_ROWS)
             try:
                 head = []  # up to the first batch that holds rows: a run's rows from their width
-                for batch in reader:
+                for batch in _batches_of(reader):
                     head.append(batch)
                     if batch.num_rows:
                         break
                 sized = head[-1] if head and head[-1].num_rows else None
                 run = rows_per(budget, sized.nbytes / sized.num_rows if sized else 1.0)
-                batches = itertools.chain(head, reader)
+                batches = itertools.chain(head, _batches_of(reader))
                 run_files = _scatter(batches, reader.schema, run, -(-rows // run), scratch,
                                      budget)
             finally:
                 reader.close()  # else the connection stays busy with its result
             con.execute("DROP TABLE _curate_order")
-            written = _append_runs(run_files, reader.schema, path)
+            try:
+                return _append_runs(run_files, reader.schema, path, run, rows)
+            except Exception:
+                path.unlink(missing_ok=True)
+                raise
     finally:
         con.execute("DROP TABLE IF EXISTS _curate_order")
         shutil.rmtree(scratch, ignore_errors=True)
-    if written != rows:  # the select's rows and its keys' differ: a bug of the caller
-        raise RuntimeError(f"copy_sorted: {written} rows written for {rows} keys ({path})")
-    return written
+
+
+def _batches_of(reader) -> Iterator[Any]:
+    """The reader's batches. An error DuckDB raises while it makes them (a damaged page, its
+    memory limit) comes through Arrow's stream as a bare OSError: it is raised again as
+    DuckDB's, so that callers tell it from a failed write (``blame_damaged_inputs`` checks
+    the inputs on DuckDB's errors)."""
+    import duckdb
+
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except OSError as exc:
+            raise duckdb.Error(str(exc)) from exc
+        yield batch
 
 
 def _as_parquet_stores(con, select: str) -> str:
@@ -150,20 +173,28 @@ def _scatter(batches, schema: Any, run: int, runs: int, scratch: Path,
     return files
 
 
-def _append_runs(run_files: list[Path], schema: Any, path: Path) -> int:
+def _append_runs(run_files: list[Path], schema: Any, path: Path, run: int, rows: int) -> int:
     """Sort each run by position and append the runs in order to ``path``, in row groups of
-    a fixed number of rows (sized from the first 2,048 rows). Returns the rows written.
+    a fixed number of rows (sized from the first 2,048 rows). Returns the rows written. Run
+    ``k`` must hold positions ``k * run`` up to the next run's or ``rows``, each once.
 
     The next run is read and sorted in a second thread while this one is written: both steps
     run in Arrow's C++ without the GIL, so on two cores they overlap."""
     from concurrent.futures import ThreadPoolExecutor
 
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    def sorted_run(run_file: Path) -> Any:
-        table = pq.read_table(run_file).sort_by("_pos").drop_columns(["_pos"])
-        run_file.unlink()
+    def sorted_run(k: int) -> Any:
+        table = pq.read_table(run_files[k]).sort_by("_pos")
+        start, end = k * run, min((k + 1) * run, rows)
+        if not np.array_equal(table["_pos"].to_numpy(), np.arange(start, end)):
+            raise RuntimeError(f"copy_sorted: rows {start} to {end - 1} in the order do not "
+                               "match one row of the select each (a key no row or several "
+                               "rows hold)")
+        run_files[k].unlink()
+        table = table.drop_columns(["_pos"])
         pa.default_memory_pool().release_unused()  # the unsorted copy, back to the system
         return table
 
@@ -172,11 +203,11 @@ def _append_runs(run_files: list[Path], schema: Any, path: Path) -> int:
     pending: list[Any] = []
     with (pq.ParquetWriter(path, out_schema, compression="zstd") as writer,
           ThreadPoolExecutor(1, thread_name_prefix="curate-sort") as reader):
-        upcoming = [reader.submit(sorted_run, f) for f in run_files[:1]]
+        upcoming = [reader.submit(sorted_run, 0)] if run_files else []
         for k in range(len(run_files)):
             table = upcoming.pop().result()
             if k + 1 < len(run_files):
-                upcoming.append(reader.submit(sorted_run, run_files[k + 1]))
+                upcoming.append(reader.submit(sorted_run, k + 1))
             if group is None and table.num_rows:
                 first = table.slice(0, 2048)
                 group = rows_per(ROW_GROUP_BYTES, first.nbytes / first.num_rows)

@@ -213,6 +213,10 @@ def test_shares_of_zero_give_empty_splits_and_bad_shares_are_refused(tmp_path):
     assert manifest["counts"] == {"train": 30, "val": 0, "test": 0}
     assert manifest["per_stratum"] == [["Toys_and_Games", "4-4.5", "train", 30]]
     assert manifest["leaking_keys"] == 0 and manifest["regrouped_from"] is None
+    # val and test of different shares: rank r of 30 goes to train while (r + 0.5) / 30 < 0.5,
+    # then to val while < 0.9 (the train and val shares together), then to test
+    unequal = build_split(root, seed=2, shares=(0.5, 0.4, 0.1))
+    assert unequal.counts == {"train": 15, "val": 12, "test": 3}
     for shares in ((1.1, -0.1, 0.0), (0.5, 0.3, 0.1)):
         with pytest.raises(UserError, match="split shares must be non-negative and sum to 1"):
             build_split(root, seed=1, shares=shares)

@@ -158,14 +158,18 @@ NOTES = [
     "and one real, shares of the wrong length passing the check: 11 of 12 = 91.7%). Tests "
     "were written for the 5 real ones (split's with a fix: the length is checked, code the "
     "draw did not run, so it was not run again) and clean's and ingest's 4 run again: all "
-    "4 killed. The rows of ingest, clean and split count draw 1210's 15 "
-    "each and the survivors of 1208, 1209 and 1210 run again after their tests, each "
-    "mutant's last result (the mutants that 1208 and 1209 killed are not in the rows: "
-    "mutants/ of that run was lost with its machine); compute's row counts `as_polars`'s "
-    "survivor run again. Since then `ingest.py`'s line check has been rewritten "
-    "(`unusable_lines`, commits afb9128, 73b05a7) and split's shares check added: their "
-    "mutants are not in these rows, and `framing.py`'s row (of 2026-11-25) is of its code "
-    "before the fix above.",
+    "4 killed. Compute's row counts `as_polars`'s survivor run again. Draw 1211 "
+    "(`draw.py --seed 1211 ingest clean split`, after the tests for 1210's survivors, on "
+    "the code and tests of commit dc4e433, which holds ingest's rewritten line check "
+    "`unusable_lines` and split's shares check): ingest 14 of 15 (its survivor, the skip "
+    "flags as floats, equivalent: 14 of 14 = 100%), clean 13 of 15 (a SQL-case twin and "
+    "judged built in insertion order, which costs only memory: 13 of 13 = 100%), split 13 "
+    "of 15 (zip without strict, equivalent, and one real: the val cut taken from the test "
+    "share, the same at the default shares: 13 of 14 = 92.9%; a test since). The rows of "
+    "ingest, clean and split count draw 1211 (clean's also the mutant run to generate "
+    "mutants/, `x_silver_views__mutmut_1`, killed); the earlier draws' figures are above "
+    "and in the README. `framing.py`'s row is the whole module run again on 2026-12-06, "
+    "after its fix above, on the code and tests of dc4e433.",
 ]
 DETECTED = ("killed", "timeout")
 UNDETECTED = ("survived", "no tests")

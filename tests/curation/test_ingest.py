@@ -810,3 +810,22 @@ def test_a_cut_gzip_is_named_in_the_files_result(tmp_path):
     [result] = ingest(str(raw), tmp_path / "cat")
     assert len(result.file_errors) == 1
     assert result.file_errors[0] == f"{REASON_TRUNCATED_GZIP} after line {result.lines_read}"
+
+
+def test_a_gzip_of_many_members_is_read_in_pieces_too(monkeypatch):
+    """As above with a member every few lines (as bgzip and pigz write): each read still
+    stops at about a block's worth, not at the end of the file."""
+    import gzip
+    import random
+
+    import curation.framing as framing
+
+    monkeypatch.setattr(framing, "READ_BYTES", 256)
+    draw = random.Random(0)
+    lines = [json.dumps({"i": i, "hex": draw.randbytes(40).hex()}).encode() + b"\n"
+             for i in range(3000)]
+    data = b"".join(gzip.compress(b"".join(lines[i:i + 3])) for i in range(0, 3000, 3))
+    blocks, stats = _frame_all(data, "x.jsonl.gz", 1024)
+    assert [b.raw(i) for b in blocks for i in range(b.count)] == lines
+    assert (stats.lines, stats.bytes_in) == (3000, len(data))
+    assert len(blocks) > 100 and max(len(b.data) for b in blocks) < 4 * 1024

@@ -99,9 +99,18 @@ class ImageServer:
                     server.times[path].append(time.monotonic())
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                self._in_flight = True
                 try:
                     self._answer(path, count)
                 finally:
+                    self._finished()
+
+            def _finished(self) -> None:
+                """The request no longer counts as in flight (once): called before a response's
+                last bytes go out, since the client may send its next request as soon as it
+                has them, before this thread gets back here."""
+                if getattr(self, "_in_flight", False):
+                    self._in_flight = False
                     with server._lock:
                         server.in_flight -= 1
 
@@ -218,6 +227,7 @@ class ImageServer:
                     self.end_headers()
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
                     return
+                self._finished()
                 self._write(self.path.split("?")[0], body)
 
         return Handler

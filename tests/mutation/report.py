@@ -11,10 +11,12 @@ accepted. The kill rate is over the non-equivalent mutants: killed / (mutants - 
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 import tomllib
 from collections import Counter
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -178,8 +180,66 @@ NOTES = [
     "(`test_a_gzip_of_many_members_is_read_in_pieces_too`, which fails with each applied "
     "by hand); they were not run again.",
 ]
+# The fair draws (tests/mutation/draw.py; 1204 by `random.Random(1204)` before draw.py), kept by
+# hand like NOTES: mutants/ holds only the last run. Per module, in order: (seed, killed,
+# non-equivalent mutants drawn), each run on the tests of its day, before the tests written for
+# its survivors.
+FAIR_DRAWS: dict[str, list[tuple[int, int, int]]] = {
+    "curation/ingest.py": [(1208, 15, 15), (1209, 12, 14), (1210, 12, 14), (1211, 14, 14)],
+    "curation/clean.py": [(1208, 14, 14), (1209, 13, 13), (1210, 11, 13), (1211, 13, 13)],
+    "curation/split.py": [(1208, 14, 14), (1209, 11, 13), (1210, 11, 12), (1211, 13, 14)],
+    "curation/slices.py": [(1205, 13, 14)],
+    "curation/validate.py": [(1204, 11, 14), (1205, 15, 15)],
+    "curation/images.py (fetch safeguards)": [(1205, 11, 15), (1206, 12, 15), (1207, 14, 15)],
+    "curation/images.py (address refusal)": [(1206, 7, 10), (1207, 13, 14)],
+    "weighting/compute.py": [(1208, 14, 15), (1209, 15, 15)],
+}
+CONFIDENCE = 0.95
+
 DETECTED = ("killed", "timeout")
 UNDETECTED = ("survived", "no tests")
+
+
+def at_least(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): rises with p."""
+    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+
+
+def exact_interval(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Clopper-Pearson's interval for a share seen as k of n: the lower end is the p at which
+    k or more has probability (1 - confidence) / 2, the upper end the p at which k or fewer
+    has. It covers the true share at least ``confidence`` of the time, whatever the share."""
+    if not 0 <= k <= n or n == 0:
+        raise ValueError(f"{k} of {n}: need 0 <= k <= n and n > 0")
+    tail = (1 - confidence) / 2
+
+    def solve(rising: Callable[[float], float], target: float) -> float:
+        lo, hi = 0.0, 1.0
+        for _ in range(60):  # bisection to below 1e-15
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if rising(mid) > target else (mid, hi)
+        return (lo + hi) / 2
+
+    lower = 0.0 if k == 0 else solve(lambda p: at_least(k, n, p), tail)
+    # k or fewer with probability tail <=> k + 1 or more with probability 1 - tail
+    upper = 1.0 if k == n else solve(lambda p: at_least(k + 1, n, p), 1 - tail)
+    return lower, upper
+
+
+def fair_draw_rows() -> list[str]:
+    rows = []
+    for module, draws in FAIR_DRAWS.items():
+        seed, killed, drawn = draws[-1]
+        lo, hi = exact_interval(killed, drawn)
+        all_killed, all_drawn = sum(d[1] for d in draws), sum(d[2] for d in draws)
+        all_lo, all_hi = exact_interval(all_killed, all_drawn)
+        rows.append(
+            f"| `{module}` | {', '.join(str(d[0]) for d in draws)} | {seed}: {killed} of "
+            f"{drawn} ({100 * killed / drawn:.1f}%) | {100 * lo:.0f}-{100 * hi:.0f}% | "
+            f"{all_killed} of {all_drawn} ({100 * all_killed / all_drawn:.1f}%) | "
+            f"{100 * all_lo:.0f}-{100 * all_hi:.0f}% |"
+        )
+    return rows
 
 
 def core_modules() -> list[str]:
@@ -254,7 +314,10 @@ def main() -> int:
         problems.append("Entries of accepted.toml whose mutant no longer adds the line given "
                         "there (renumbered or changed; fix them): "
                         + ", ".join(f"`{n}`" for n in sorted(mismatched)))
-    missing = sorted(set(entries) - {n for p in core_modules() for n in results(p) or {}})
+    # only where the entry's module has results here (a fresh checkout has none)
+    have = {p: set(found) for p in core_modules() if (found := results(p))}
+    missing = sorted(n for n in entries
+                     if n not in have.get(n.rsplit(".", 1)[0].replace(".", "/") + ".py", {n}))
     if missing:
         problems.append("Entries of accepted.toml naming no mutant: "
                         + ", ".join(f"`{n}`" for n in missing))
@@ -320,6 +383,24 @@ def main() -> int:
         *rows,
         "",
         *problems,
+        "",
+        "## The fair draws",
+        "",
+        "A fair draw is 15 mutants of a module drawn at random before they ran "
+        "(`tests/mutation/draw.py`), run on the tests as they were; each row's draws are in "
+        "order, and each came after the tests written for the survivors of the one before. "
+        "The interval is Clopper-Pearson's exact 95% interval for the share of the module's "
+        "non-equivalent mutants that those tests kill (it covers the true share at least 95% "
+        "of the time whatever it is; `tests/mutation/test_report.py` checks it). The latest "
+        "draw measures the tests now; all draws together are more mutants, but run on the "
+        "tests of their days, which were no stronger than now. A row's kill rate in the table "
+        "above also counts survivors run again after their tests, so it is not a random "
+        "sample: read the interval here.",
+        "",
+        "| module | draws | latest draw: killed of non-equivalent | its 95% interval | "
+        "all draws | their 95% interval |",
+        "|---|---|---:|---:|---:|---:|",
+        *fair_draw_rows(),
         "",
         "## Mutants left alive",
         "",

@@ -128,3 +128,11 @@ def test_infinite_or_nan_weights_are_refused_with_their_count():
     # a NaN power is refused before it makes NaN weights
     with pytest.raises(UserError, match="--power must be a finite number, got nan"):
         weighting.compute(items, "capped_count:c=10", power=float("nan"))
+
+
+def test_a_clip_bound_of_zero_is_allowed():
+    """Draw 1212 (2026-12-06): a bound of 0, which the message allows (">= 0"), was refused."""
+    items = _items()
+    raw = weighting.compute(items, "capped_count:c=10").to_list()  # 0, 0.3, 1, 0.7, 0.1
+    assert weighting.compute(items, "capped_count:c=10", clip=(0, 0.5)).to_list() == \
+        pytest.approx([min(v, 0.5) for v in raw])

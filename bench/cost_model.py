@@ -50,8 +50,8 @@ TRAIN_SHARE = 0.8  # the split's 80/10/10
 # Measured on one node (this machine), medians of 3; where each comes from:
 INGEST_SECONDS_PER_LINE = 8.78 / (100_000 + 1_054_501)  # bench/ingest.py, 100k items, 2026-11-21
 INGEST_PEAK_GB = 0.57  # ibid., flat from 100k to 200k items
-SLICE_SECONDS_PER_ITEM = 13.1 / 1_000_000  # bench/slice.py, 1M items, no reviews, 2026-12-06
-SLICE_PEAK_GB = 1.38  # ibid.: DuckDB's 1 GB limit plus the runs being sorted
+SLICE_SECONDS_PER_ITEM = 56.8 / 4_000_000  # bench/growth.py, 4M items (1.4 reviews each)
+SLICE_PEAK_GB = 1.64  # ibid.: DuckDB's 1 GB limit plus the runs being sorted
 FETCH_IMAGES_PER_SECOND = 105.0  # bench/images.py, 4-16 at once (CPU-bound at 19 ms/image)
 ENCODE_ITEMS_PER_SECOND = 32.1  # bench/encode.py, the cache now (float32, real texts), 2026-12-06
 HEAD_ITEMS_PER_SECOND = 5755.0  # bench/train.py, head training on cached embeddings

@@ -55,3 +55,44 @@ def test_diff_slices_counts_the_items_in_both(split_catalog, tmp_path):
     only_large = counts["large"]["train"] - counts["small"]["train"]
     assert f"{'train':<6} {0:>30,} {only_large:>30,} {counts['small']['train']:>9,}" in (
         out.output.splitlines())
+
+
+def test_the_manifest_accounts_for_every_flagged_item(split_catalog, tmp_path):
+    """Draw 1213 (2026-12-06): the count of flagged items lost its name in the manifest's
+    `excluded` record (flagged = dropped from train + kept in val/test + not in the train)."""
+    import polars as pl
+
+    from curation.slices import Exclusion
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    build_slice(root, 0.4, name="plain")
+    frame = pl.read_parquet(Slice.open(root, "plain").path)
+    train = sorted(frame.filter(pl.col("split") == "train")["parent_asin"])
+    val = sorted(frame.filter(pl.col("split") == "val")["parent_asin"])
+    flagged = [*train[:4], *val[:2], "NOT-AN-ITEM", train[0]]  # one named twice
+    result = build_slice(root, 0.4, exclude=Exclusion(flagged, "plain"))
+    assert result.manifest["excluded"] == {
+        "label_issues": {"audited_slice": "plain", "flagged": 7, "dropped_from_train": 4,
+                         "kept_in_val_test": 2, "not_in_slice_train": 1},
+        "dropped_from_train": 4,
+    }
+
+
+def test_an_export_replaces_the_earlier_export_in_its_folder(split_catalog, tmp_path):
+    """Draw 1213: exporting again into the folder of an earlier export failed (the earlier
+    one was not removed) instead of replacing it, as export_hf promises."""
+    import datasets
+
+    from curation.slices import export_hf
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    out = tmp_path / "export"
+    for frac, name in ((0.2, "small"), (0.6, "large")):
+        build_slice(root, frac, name=name)
+    export_hf(Slice.open(root, "small"), out, images=False)
+    export_hf(Slice.open(root, "large"), out, images=False)
+    large = Slice.open(root, "large").manifest["rows"]
+    exported = datasets.load_from_disk(str(out))
+    assert exported["train"].num_rows == large["train"] > Slice.open(
+        root, "small").manifest["rows"]["train"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog", "export"]  # no staging left

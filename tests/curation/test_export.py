@@ -94,6 +94,20 @@ def test_the_dataset_card_holds_the_manifests_facts(catalog, exported):
         assert fact in card, fact
 
 
+def test_the_card_counts_the_items_with_an_image_and_ends_its_table(exported):
+    """Draw 1214 (2026-12-06, tests/mutation): the card counted the items without an image
+    as those with one, and a line of text glued to the split table (a Markdown renderer
+    reads it as one more row)."""
+    dataset = datasets.load_from_disk(str(exported))
+    with_image = sum(r is not None for split in dataset for r in dataset[split]["image"])
+    total = sum(dataset[split].num_rows for split in dataset)
+    assert 0 < with_image < total  # some corpus images are missing: both counts matter
+    lines = (exported / "README.md").read_text().splitlines()
+    assert f"- images: {with_image:,} of {total:,} items carry an `image` (Image feature)" in lines
+    last_row = max(i for i, line in enumerate(lines) if line.startswith("| test |"))
+    assert lines[last_row + 1] == ""
+
+
 def test_push_without_the_network_is_one_line(catalog, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     result = runner.invoke(app, ["export", "hf", HALF, str(tmp_path / "out"), "-c",

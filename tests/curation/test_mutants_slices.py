@@ -96,3 +96,13 @@ def test_an_export_replaces_the_earlier_export_in_its_folder(split_catalog, tmp_
     assert exported["train"].num_rows == large["train"] > Slice.open(
         root, "small").manifest["rows"]["train"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog", "export"]  # no staging left
+
+
+def test_a_slice_without_both_audits_flagged_items_names_each():
+    """Draw 1214: the suffixes of two exclusions were joined with other text."""
+    from curation.slices import slice_name
+
+    assert slice_name("default", 0.4, 0, excluded=["label_issues", "misaligned"]) == (
+        "default-frac0.4-seed0-nolabelissues-nomisaligned")
+    assert slice_name("default", 0.4, 0, excluded=["misaligned"]) == (
+        "default-frac0.4-seed0-nomisaligned")

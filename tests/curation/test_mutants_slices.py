@@ -106,3 +106,45 @@ def test_a_slice_without_both_audits_flagged_items_names_each():
         "default-frac0.4-seed0-nolabelissues-nomisaligned")
     assert slice_name("default", 0.4, 0, excluded=["misaligned"]) == (
         "default-frac0.4-seed0-nomisaligned")
+
+
+def test_the_dataset_card_whole(split_catalog, tmp_path):
+    """The card an export writes, every line (the fair draws kept finding one more of its
+    details that no test read): YAML front matter, the slice's facts from its manifest, the
+    split table and the licence."""
+    import hashlib
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    build_slice(root, 0.25, seed=2, min_per_category=3, name="carded")
+    slice_ = Slice.open(root, "carded")
+    sha = hashlib.sha256(slice_.path.read_bytes()).hexdigest()
+    counts = {"train": 1234, "validation": 56, "test": 7}
+    expected = [
+        "---", "license: other", "pretty_name: carded", "---", "", "# carded", "",
+        "A slice of the Amazon Reviews 2023 corpus cut by Curate (`curate export hf`): every "
+        "train item whose stratum threshold lies at or below the fraction, and the whole "
+        "validation and test splits.",
+        "",
+        "- profile: `default`",
+        "- fraction: 0.25",
+        "- seed: 2 (split seed 0)",
+        "- strata: main_category, rating_bin, count_bin",
+        "- minimum per category: 3",
+        f"- items file SHA-256: `{sha}`",
+        "- weight columns: `w_a`, `w_b`",
+        "- images: 1,000 of 1,297 items carry an `image` (Image feature)",
+        "",
+        "| split | rows |", "|---|---|", "| train | 1,234 |", "| validation | 56 |",
+        "| test | 7 |",
+        "",
+        "## Licence",
+        "",
+        "The Amazon Reviews 2023 data are released for research use only; see "
+        "https://amazon-reviews-2023.github.io/ and cite Hou et al. 2024, \"Bridging Language "
+        "and Items for Retrieval and Recommendation\" (arXiv:2403.03952).",
+        "",
+    ]
+    assert dataset_card(slice_, counts, ["w_a", "w_b"], 1000).split("\n") == expected
+    plain = dataset_card(slice_, counts, [], 0).split("\n")
+    assert plain[expected.index("- weight columns: `w_a`, `w_b`")] == "- weight columns: none"
+    assert "- images: none on this machine (no `image` column)" in plain

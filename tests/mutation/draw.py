@@ -39,13 +39,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 15
-SEEDS = (1205, 1206, 1207, 1208, 1209, 1210, 1211, 1212, 1213, 1214)  # the draws made, in order
+SEEDS = tuple(range(1205, 1216))  # the draws made, in order
 DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1207: ("images", "address"), 1208: ("ingest", "clean", "split", "compute"),
         1209: ("ingest", "clean", "split", "compute"), 1210: ("ingest", "clean", "split"),
         1211: ("ingest", "clean", "split"),
         1212: ("slices", "validate", "compute", "framing"), 1213: ("slices",),
-        1214: ("slices",)}
+        1214: ("slices",), 1215: ("slices",)}
 WEIGHTING = ("compute",)  # modules of weighting/; the others are files of curation/
 # For images only the fetch safeguards are sampled, as on 2026-11-25 and 2026-12-04.
 IMAGES_SAFEGUARDS = ("x__download", "x__http_get", "x_process_image", "x_fetch_one",

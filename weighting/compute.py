@@ -130,6 +130,9 @@ def _check_transforms(clip: tuple[float | None, float | None] | None,
     for name, bound in (("lower", low), ("upper", high)):
         if bound is not None and not (math.isfinite(bound) and bound >= 0):
             raise UserError(f"--clip: the {name} bound must be a finite number >= 0, got {bound}")
+    if high == 0:  # every weight 0: the weighted loss is 0 and nothing trains
+        raise UserError("--clip: an upper bound of 0 makes every weight 0, so nothing would "
+                        "train; give one above 0")
     if low is not None and high is not None and low > high:
         raise UserError(f"--clip {low},{high}: the lower bound is above the upper one "
                         "(every weight would be the lower bound)")

@@ -104,6 +104,11 @@ def test_weights_commands(sliced, tmp_path):
         app, ["weights", "compute", "--slice", "half", "--strategy", "nope", "-c", str(sliced)]
     )
     assert bad.exit_code == 2 and "valid strategies" in bad.output
+    flat = runner.invoke(app, ["weights", "compute", "--slice", "half", "--strategy",
+                               "sqrt_count", "--clip", ",0", "-c", str(sliced)])
+    assert flat.exit_code == 2 and flat.output.strip().splitlines()[-1] == (
+        "error: --clip: an upper bound of 0 makes every weight 0, so nothing would train; "
+        "give one above 0")
     missing = runner.invoke(
         app, ["weights", "describe", "--slice", "half", "absent", "-c", str(sliced)]
     )

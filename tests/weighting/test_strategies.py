@@ -448,6 +448,9 @@ def test_a_bad_parameter_is_refused_with_its_name_and_range(spec, message):
     ({"clip": (10.0, 0.1)}, "--clip 10.0,0.1: the lower bound is above the upper one"),
     ({"clip": (float("nan"), None)}, "--clip: the lower bound must be a finite number >= 0"),
     ({"clip": (None, -1.0)}, "--clip: the upper bound must be a finite number >= 0"),
+    ({"clip": (None, 0.0)}, "--clip: an upper bound of 0 makes every weight 0, so nothing would "
+                            "train; give one above 0"),
+    ({"clip": (0, 0)}, "--clip: an upper bound of 0 makes every weight 0"),
     ({"power": float("inf")}, "--power must be a finite number, got inf"),
     ({"power": float("nan")}, "--power must be a finite number, got nan"),
 ])

@@ -1,5 +1,6 @@
-"""Slices: what the fair draws of 2026-12-05 and 2026-12-06 (1212; tests/mutation/draw.py) left
-alive, written after each draw (their results stay in tests/mutation/report.md as they were)."""
+"""Slices: what the fair draws of 2026-12-05 and 2026-12-06 (1212 to 1214; tests/mutation/draw.py)
+left alive, written after each draw (their results stay in tests/mutation/report.md as they
+were)."""
 
 from __future__ import annotations
 

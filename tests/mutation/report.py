@@ -190,7 +190,7 @@ NOTES = [
     "11 of 13 = 84.6%), validate 12 of 15 (two columns named in upper case, which "
     "great-expectations resolves to the same columns; one real, its progress bars turned on: "
     "12 of 13 = 92.3%), compute 13 of 15 (pandas' module name split on whitespace, the same "
-    "for pandas since 2.1, accepted; one real, a clip bound of 0 refused: 13 of 14 = 92.9%), "
+    "for pandas since 2.1, accepted; one real, a lower clip bound of 0 refused: 13 of 14 = 92.9%), "
     "framing 14 of 15 (the end-of-stream cut as None, equivalent: 14 of 14 = 100%). Tests "
     "were written for the 4 real ones, and draw 1213 (`draw.py --seed 1213 slices`, "
     "committed before it ran) was run on those tests (commit c15d8ea's) together with the 4 "

@@ -130,8 +130,9 @@ def test_infinite_or_nan_weights_are_refused_with_their_count():
         weighting.compute(items, "capped_count:c=10", power=float("nan"))
 
 
-def test_a_clip_bound_of_zero_is_allowed():
-    """Draw 1212 (2026-12-06): a bound of 0, which the message allows (">= 0"), was refused."""
+def test_a_lower_clip_bound_of_zero_is_allowed():
+    """Draw 1212 (2026-12-06): a lower bound of 0, which the message allows (">= 0"), was
+    refused. (An upper bound of 0 is refused: every weight would be 0.)"""
     items = _items()
     raw = weighting.compute(items, "capped_count:c=10").to_list()  # 0, 0.3, 1, 0.7, 0.1
     assert weighting.compute(items, "capped_count:c=10", clip=(0, 0.5)).to_list() == \

@@ -26,6 +26,11 @@ survivors; ingest had changed since (its line check is now ``unusable_lines``, a
 ``_FileIngest.__init__`` and ``_block`` lost a line each), so for ingest the earlier draws left
 out of the pool are recomputed on the new code and, in those three functions, name other
 mutants than the ones that ran; split had changed too (the shares' length check).
+1212 drew slices, validate, compute and framing (the functions its run of 2026-12-06 did not
+reach) on 2026-12-06; 1213, 1214 and 1215 drew slices again, each after the tests written for
+the one before. 1216 drew images' fetch safeguards, the address refusal, validate, split and
+framing again on 2026-12-07 (fifth session), after the tests for every earlier draw's real
+survivors; clean and compute were run whole instead.
 
 Needs mutants/ (any ``scripts/mutation`` run generates every module's mutants first).
 """
@@ -39,13 +44,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 15
-SEEDS = tuple(range(1205, 1216))  # the draws made, in order
+SEEDS = tuple(range(1205, 1217))  # the draws made, in order
 DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1207: ("images", "address"), 1208: ("ingest", "clean", "split", "compute"),
         1209: ("ingest", "clean", "split", "compute"), 1210: ("ingest", "clean", "split"),
         1211: ("ingest", "clean", "split"),
         1212: ("slices", "validate", "compute", "framing"), 1213: ("slices",),
-        1214: ("slices",), 1215: ("slices",)}
+        1214: ("slices",), 1215: ("slices",),
+        1216: ("images", "address", "validate", "split", "framing")}
 WEIGHTING = ("compute",)  # modules of weighting/; the others are files of curation/
 # For images only the fetch safeguards are sampled, as on 2026-11-25 and 2026-12-04.
 IMAGES_SAFEGUARDS = ("x__download", "x__http_get", "x_process_image", "x_fetch_one",

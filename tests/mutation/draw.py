@@ -28,9 +28,12 @@ out of the pool are recomputed on the new code and, in those three functions, na
 mutants than the ones that ran; split had changed too (the shares' length check).
 1212 drew slices, validate, compute and framing (the functions its run of 2026-12-06 did not
 reach) on 2026-12-06; 1213, 1214 and 1215 drew slices again, each after the tests written for
-the one before. 1216 drew images' fetch safeguards, the address refusal, validate, split and
-framing again on 2026-12-07 (fifth session), after the tests for every earlier draw's real
-survivors; clean and compute were run whole instead.
+the one before. 1216 drew images' fetch safeguards, the address refusal, validate, split,
+framing, clean and compute again on 2026-12-07 (fifth session), after the tests for every
+earlier draw's real survivors (compute's ``_check_transforms`` had changed since 1212: the
+earlier draws left out of its pool are recomputed on the new code). A whole run of clean and
+compute was begun first and stopped: 22 mutants killed in 17 minutes, about 46 s each, so the
+two would have taken about six hours here.
 
 Needs mutants/ (any ``scripts/mutation`` run generates every module's mutants first).
 """
@@ -51,7 +54,7 @@ DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1211: ("ingest", "clean", "split"),
         1212: ("slices", "validate", "compute", "framing"), 1213: ("slices",),
         1214: ("slices",), 1215: ("slices",),
-        1216: ("images", "address", "validate", "split", "framing")}
+        1216: ("images", "address", "validate", "split", "framing", "clean", "compute")}
 WEIGHTING = ("compute",)  # modules of weighting/; the others are files of curation/
 # For images only the fetch safeguards are sampled, as on 2026-11-25 and 2026-12-04.
 IMAGES_SAFEGUARDS = ("x__download", "x__http_get", "x_process_image", "x_fetch_one",

@@ -5,12 +5,15 @@ import shutil
 
 import duckdb
 import polars as pl
+import pytest
 
 from curation.catalog import Catalog
 from curation.clean import clean
 from curation.ingest import ingest
-from curation.split import build_split, stable_hash, stable_hash_sql
+from curation.integrity import IntegrityError
+from curation.split import build_split, read_split_manifest, stable_hash, stable_hash_sql
 from tests.conftest import write_raw
+from tests.curation.test_verify import _break_a_page
 
 
 def _assignments(root) -> pl.DataFrame:
@@ -145,9 +148,13 @@ def test_near_duplicates_stay_in_one_split(tmp_path):
     ingest(str(raw), tmp_path / "cat")
     clean(tmp_path / "cat")
     seen_split_counts = set()
+    layout = Catalog.open(tmp_path / "cat").layout
     for seed in range(5):
         result = build_split(tmp_path / "cat", seed=seed)
         assert result.leaking_keys == 0
+        # the three planted groups, counted in the result and the manifest
+        assert result.groups_with_duplicates == 3
+        assert read_split_manifest(layout, "default", seed)["near_duplicate_groups"] == 3
         splits = dict(_assignments(tmp_path / "cat").select("parent_asin", "split").iter_rows())
         # the result names the folder it wrote, and its assignments are the ones in use
         written = pl.read_parquet(result.path / "assignments.parquet")
@@ -179,8 +186,6 @@ def _plain_catalog(root, n=120):
 
 
 def test_pairs_from_a_regroup_file_are_kept_in_one_split(tmp_path):
-    from curation.split import read_split_manifest
-
     root = _plain_catalog(tmp_path)
     layout = Catalog.open(root).layout
     pairs = [("B0001", "B0002"), ("B0003", "B0004"), ("B0005", "B0006"), ("B0007", "GONE")]
@@ -224,3 +229,16 @@ def test_shares_of_zero_give_empty_splits_and_bad_shares_are_refused(tmp_path):
     for shares in ((0.5, 0.5), (0.5, 0.3, 0.1, 0.1)):
         with pytest.raises(UserError, match=r"split shares are 3 numbers \(train, val, test\)"):
             build_split(root, seed=1, shares=shares)
+
+
+def test_a_silver_page_that_no_longer_decompresses_is_named_by_the_split(tmp_path):
+    """The split reads silver without hashing it first; when DuckDB cannot read a page, the
+    split checks silver against its manifest and names the damaged file (not DuckDB's
+    error)."""
+    root = _plain_catalog(tmp_path)
+    silver = Catalog.open(root).layout.silver_items("default")
+    _break_a_page(silver)
+    with pytest.raises(IntegrityError) as caught:
+        build_split(root, seed=1)
+    assert str(silver.relative_to(root)) in str(caught.value)
+    assert "SHA-256" in str(caught.value)

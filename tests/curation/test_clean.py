@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import polars as pl
 import pytest
@@ -108,7 +109,9 @@ def test_effiminivlm_profile_keeps_exactly_what_the_authors_rules_keep(tmp_path)
     excluded = [_item("EXCLUDED_CATEGORY")]
     raw = write_raw(tmp_path, meta={"Toys_and_Games": EDGE_CASES, "Gift_Cards": excluded})
     ingest(str(raw), tmp_path / "cat")
+    started = time.perf_counter()
     result = clean(tmp_path / "cat", "effiminivlm")
+    assert 0 < result.seconds <= time.perf_counter() - started  # `curate clean` prints it
     expected = {r["parent_asin"] for r in EDGE_CASES if authors_keep(r, "Toys_and_Games")}
     kept = set(_silver(tmp_path / "cat")["parent_asin"])
     assert kept == expected

@@ -194,6 +194,26 @@ def test_an_unreadable_stream_keeps_its_lines_and_is_quarantined_as_a_file(tmp_p
     assert q.rows() == [("file", REASON_UNREADABLE, None)]
 
 
+def test_a_gz_file_whose_header_is_damaged_is_an_unreadable_stream_not_lines_of_garbage(
+        tmp_path):
+    """The name says gzip though the first bytes are not gzip's magic (a damaged header): it is
+    read as gzip, so the damage is named as one file-level row, instead of the compressed
+    bytes being read as text and quarantined as lines of garbage."""
+    import gzip
+
+    raw = write_raw(tmp_path)
+    lines = "".join(json.dumps({"parent_asin": f"P{i}", "title": "t"}) + "\n" for i in range(3))
+    packed = bytearray(gzip.compress(lines.encode()))
+    packed[0] = 0x00
+    (raw / "meta_categories" / "meta_All_Beauty.jsonl.gz").write_bytes(bytes(packed))
+    (result,) = ingest(str(raw), tmp_path / "cat")
+    assert list(result.file_errors) == [f"{REASON_UNREADABLE}: Error -3 while decompressing "
+                                        "data: incorrect header check"]
+    assert (result.lines_read, result.rows_ingested) == (0, 0)
+    q = _query(tmp_path / "cat", "SELECT scope, reason, source_line FROM quarantine")
+    assert q.rows() == [("file", REASON_UNREADABLE, None)]
+
+
 def test_lines_before_damage_inside_a_gzip_member_are_kept(tmp_path):
     """Damage in the middle of one member (here a stored block's length check broken): the
     lines wholly before the damaged block are ingested, exactly, the rest is the file's

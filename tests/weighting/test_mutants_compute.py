@@ -137,3 +137,13 @@ def test_a_lower_clip_bound_of_zero_is_allowed():
     raw = weighting.compute(items, "capped_count:c=10").to_list()  # 0, 0.3, 1, 0.7, 0.1
     assert weighting.compute(items, "capped_count:c=10", clip=(0, 0.5)).to_list() == \
         pytest.approx([min(v, 0.5) for v in raw])
+
+
+def test_equal_clip_bounds_are_allowed_and_give_every_item_that_weight():
+    """Draw 1216 (2026-12-07): bounds only "above" one another are refused; equal bounds are a
+    valid (if blunt) way to give every item the same weight."""
+    items = _items()
+    assert weighting.compute(items, "capped_count:c=10", clip=(0.5, 0.5)).to_list() == \
+        [0.5] * items.height
+    with pytest.raises(UserError, match=r"--clip 0.6,0.5: the lower bound is above the upper"):
+        weighting.compute(items, "capped_count:c=10", clip=(0.6, 0.5))

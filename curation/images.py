@@ -292,10 +292,11 @@ def _read_file(path: Path, settings: FetchSettings) -> bytes:
         raise _Failure("file_not_found", f"no file {path}") from None
     except OSError as exc:
         raise _Failure("file_not_found", f"cannot open {path}: {exc.strerror}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # before fdopen, which refuses a folder in its own words
+        os.close(fd)
+        raise _Failure("file_not_found", f"{path} is not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise _Failure("file_not_found", f"{path} is not a regular file")
         if info.st_size > settings.max_bytes:
             raise _Failure("too_large", f"{info.st_size:,} bytes > {settings.max_bytes:,}")
         data = handle.read(settings.max_bytes + 1)  # the file may grow after fstat

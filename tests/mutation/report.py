@@ -210,6 +210,51 @@ NOTES = [
     "below gives each draw. Those four rows count only this session's mutants (framing's "
     "only draw 1212: its run of `_GzipStream` above, 62 of 64, is not in the row).",
     "",
+    "On 2026-12-07 (fifth session; issue 24), a whole run of clean and compute was begun "
+    "first (`scripts/mutation weighting.compute curation.clean`, two mutants at a time, on "
+    "the code of commit 7a5d76d) and stopped after 17 minutes of mutants: the 22 it reached "
+    "in mutmut's order (compute's `_value` 1 to 12, clean's `silver_shown` 1 to 10) were all "
+    "killed, but at about 46 s a mutant the two modules would have taken about six hours "
+    "here. Draw 1216 instead (`draw.py --seed 1216 images address validate split framing "
+    "clean compute`, committed before it ran, on the code and tests of 7a5d76d, two mutants "
+    "at a time): fetch safeguards 12 of 15 (three real: a cut body's row without its HTTP "
+    "status, a redirect loop's message dropped or no longer capped at 200 characters: "
+    "80.0%), address refusal 12 of 15 (three real: a refused address of a name ending the "
+    "search instead of the next address being tried, and the message of a connection that "
+    "lands on another address than asked dropped or changed: 80.0%), validate 14 of 15 (the "
+    "survivor an accepted entry: 14 of 14 = 100%), split 11 of 15 (an accepted entry; three "
+    "real: the near-duplicate groups' count dropped from the result and the manifest, and "
+    "the split's check of silver when DuckDB cannot read it called wrongly, twice: 11 of 14 "
+    "= 78.6%), framing 14 of 15 (real: a `.gz` file whose header is damaged read as plain "
+    "text: 93.3%), clean 14 of 15 (real: clean's seconds, which `curate clean` prints, as "
+    "the end plus the start: 93.3%), compute 14 of 15 (real: equal clip bounds refused: "
+    "93.3%). Tests were written for the 12 real ones, each failing with its mutant applied "
+    "by hand, and the 12 run again: all killed. Draw 1217 (`draw.py --seed 1217 images "
+    "address`, after those tests): fetch safeguards 11 of 15 (a header name upper-cased, "
+    "equivalent, accepted; three real: an unforeseen error's row, whose message the mutant "
+    "broke, and a body past the streamed byte cap and a connection reset in the body each "
+    "without its HTTP status: 11 of 14 = 78.6%), address refusal 14 of 15 (real: the name "
+    "lookup's thread not a daemon, which holds the process at exit after a lookup that "
+    "hangs: 93.3%). Writing those tests found a bug: a file URL naming a folder came back "
+    "as an unforeseen error (`IsADirectoryError: [Errno 21] Is a directory: 3`), because "
+    "`os.fdopen` refused the folder before the regular-file check ran; it is now "
+    "`file_not_found` (commit fb42180, with a test). Draw 1218 (`draw.py --seed 1218 images "
+    "address`, after the tests for 1217's four real survivors, on the code and tests of "
+    "commit 6a00d26, with those four run again: three killed; the fourth, the lookup's "
+    "thread not a daemon, survived, since its test ran the lookup in a child process, which "
+    "mutmut does not map to `_resolve`; the test now checks the thread in-process too): "
+    "fetch safeguards 12 of 15, the 3 survivors equivalent (the WebP format's name, which "
+    "only `is None` reads, and two header names in another case: 12 of 12 = 100%); address "
+    "refusal 9 of 15 (socket's default protocol, equivalent; five real, all in `_resolve`, "
+    "whose failure had no test: its message dropped or read from the wrong index, its "
+    "status dropped, the name asked replaced by None, and the lookup asked for every socket "
+    "type instead of TCP: 9 of 14 = 64.3%). Tests were written for the five (a DNS "
+    "stand-in that answers by name and says any other name unknown, and localhost resolved "
+    "for real with a closed port), each failing with its mutant applied by hand, and the "
+    "five and the daemon-thread survivor run again: all six killed. The rows of "
+    "images, validate, split, framing, clean and compute count this session's mutants "
+    "only (clean's and compute's also the 22 of the stopped run).",
+    "",
     "`curation/typing_sql.py`'s row is its whole run on its code of 2026-11-25. Since then "
     "(commit afb9128) its `line_check_query` was removed, its work now done by ingest's "
     "`unusable_lines` (which draw 1211 sampled), so the row's 165 mutants include that "
@@ -221,15 +266,19 @@ NOTES = [
 # its survivors.
 FAIR_DRAWS: dict[str, list[tuple[int, int, int]]] = {
     "curation/ingest.py": [(1208, 15, 15), (1209, 12, 14), (1210, 12, 14), (1211, 14, 14)],
-    "curation/clean.py": [(1208, 14, 14), (1209, 13, 13), (1210, 11, 13), (1211, 13, 13)],
-    "curation/split.py": [(1208, 14, 14), (1209, 11, 13), (1210, 11, 12), (1211, 13, 14)],
-    "curation/framing.py": [(1212, 14, 14)],
+    "curation/clean.py": [(1208, 14, 14), (1209, 13, 13), (1210, 11, 13), (1211, 13, 13),
+                          (1216, 14, 15)],
+    "curation/split.py": [(1208, 14, 14), (1209, 11, 13), (1210, 11, 12), (1211, 13, 14),
+                          (1216, 11, 14)],
+    "curation/framing.py": [(1212, 14, 14), (1216, 14, 15)],
     "curation/slices.py": [(1205, 13, 14), (1212, 11, 13), (1213, 13, 15), (1214, 12, 15),
                            (1215, 14, 14)],
-    "curation/validate.py": [(1204, 11, 14), (1205, 15, 15), (1212, 12, 13)],
-    "curation/images.py (fetch safeguards)": [(1205, 11, 15), (1206, 12, 15), (1207, 14, 15)],
-    "curation/images.py (address refusal)": [(1206, 7, 10), (1207, 13, 14)],
-    "weighting/compute.py": [(1208, 14, 15), (1209, 15, 15), (1212, 13, 14)],
+    "curation/validate.py": [(1204, 11, 14), (1205, 15, 15), (1212, 12, 13), (1216, 14, 14)],
+    "curation/images.py (fetch safeguards)": [(1205, 11, 15), (1206, 12, 15), (1207, 14, 15),
+                                              (1216, 12, 15), (1217, 11, 14), (1218, 12, 12)],
+    "curation/images.py (address refusal)": [(1206, 7, 10), (1207, 13, 14), (1216, 12, 15),
+                                             (1217, 14, 15), (1218, 9, 14)],
+    "weighting/compute.py": [(1208, 14, 15), (1209, 15, 15), (1212, 13, 14), (1216, 14, 15)],
 }
 CONFIDENCE = 0.95
 

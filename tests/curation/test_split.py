@@ -9,6 +9,7 @@ import pytest
 
 from curation.catalog import Catalog
 from curation.clean import clean
+from curation.errors import UserError
 from curation.ingest import ingest
 from curation.integrity import IntegrityError
 from curation.split import build_split, read_split_manifest, stable_hash, stable_hash_sql
@@ -206,11 +207,6 @@ def test_pairs_from_a_regroup_file_are_kept_in_one_split(tmp_path):
 
 
 def test_shares_of_zero_give_empty_splits_and_bad_shares_are_refused(tmp_path):
-    import pytest
-
-    from curation.errors import UserError
-    from curation.split import read_split_manifest
-
     root = _plain_catalog(tmp_path, n=30)
     result = build_split(root, seed=1, shares=(1.0, 0.0, 0.0))
     assert result.counts == {"train": 30, "val": 0, "test": 0}
@@ -242,3 +238,11 @@ def test_a_silver_page_that_no_longer_decompresses_is_named_by_the_split(tmp_pat
         build_split(root, seed=1)
     assert str(silver.relative_to(root)) in str(caught.value)
     assert "SHA-256" in str(caught.value)
+
+
+def test_a_split_before_any_clean_says_to_clean_first(tmp_path):
+    items = [{"main_category": "Toys & Games", "title": "t", "parent_asin": "B0001"}]
+    ingest(str(write_raw(tmp_path, meta={"Toys_and_Games": items})), tmp_path / "cat")
+    with pytest.raises(UserError) as caught:
+        build_split(tmp_path / "cat")
+    assert str(caught.value) == "no silver items in the catalog: run `curate clean` first"

@@ -24,6 +24,21 @@ from tests.curation.test_images import SETTINGS
 ROOT = Path(__file__).resolve().parents[2]
 
 
+class _Quiet(BaseHTTPRequestHandler):
+    """The test servers' handlers: no log line per request on stderr."""
+
+    def log_message(self, *args):
+        pass
+
+    def answer_empty(self, status: int, location: str | None = None) -> None:
+        """An answer without a body: its status, and where a redirect points."""
+        self.send_response(status)
+        if location is not None:
+            self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
 def test_a_backoff_of_zero_is_allowed_and_negative_values_get_the_whole_message():
     FetchSettings(backoff=0.0, retries=0, resize=0, max_redirects=0).check()  # retry at once
     for field in ("retries", "backoff", "resize", "max_redirects"):
@@ -36,15 +51,10 @@ def test_a_backoff_of_zero_is_allowed_and_negative_values_get_the_whole_message(
 def test_a_redirect_without_a_location_is_its_own_empty_answer_not_a_loop(tmp_path: Path):
     requested: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_Quiet):
         def do_GET(self):
             requested.append(self.path)
-            self.send_response(302)  # no Location header: nowhere to follow
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
+            self.answer_empty(302)  # no Location header: nowhere to follow
 
     with serving(Handler) as base:
         outcome = fetch_one(f"{base}/img.jpg", tmp_path / "images", SETTINGS)
@@ -82,14 +92,9 @@ def test_a_file_url_with_a_nul_byte_is_a_bad_url_that_says_so(tmp_path: Path):
 
 
 def test_a_429_row_says_it_was_rate_limited(tmp_path: Path):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_Quiet):
         def do_GET(self):
-            self.send_response(429)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
+            self.answer_empty(429)
 
     with serving(Handler) as base:
         outcome = fetch_one(f"{base}/img.jpg", tmp_path / "images",
@@ -113,15 +118,9 @@ def test_a_connection_asked_for_past_the_urls_deadline_is_a_deadline_failure():
 
 
 def test_a_redirect_chain_past_the_cap_says_how_many_were_allowed(tmp_path: Path):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_Quiet):
         def do_GET(self):  # every answer a redirect to a new path: a chain, not a loop
-            self.send_response(302)
-            self.send_header("Location", self.path + "x")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
+            self.answer_empty(302, self.path + "x")
 
     settings = dataclasses.replace(SETTINGS, retries=0, max_redirects=2)
     with serving(Handler) as base:
@@ -162,16 +161,13 @@ def test_a_name_lookup_that_hangs_is_given_up_after_the_connect_timeout(monkeypa
 # after it ran; its raw result stays in tests/mutation/report.md as it was -----------------------
 
 def test_a_body_cut_short_keeps_its_http_status_and_says_how_much_came(tmp_path: Path):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_Quiet):
         def do_GET(self):  # 1,000 bytes promised, 10 sent, then the connection closes
             self.send_response(200)
             self.send_header("Content-Length", "1000")
             self.end_headers()
             self.wfile.write(b"\xff\xd8" + b"x" * 8)
             self.close_connection = True
-
-        def log_message(self, *args):
-            pass
 
     with serving(Handler) as base:
         outcome = fetch_one(f"{base}/img.jpg", tmp_path / "images",
@@ -184,17 +180,11 @@ def test_a_redirect_loop_names_the_url_it_came_back_to_in_at_most_200_characters
         tmp_path: Path):
     long_path = "/" + "a" * 300 + ".jpg"
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_Quiet):
         def do_GET(self):  # /ping.jpg -> /pong.jpg -> /ping.jpg; the long path to itself
             following = {"/ping.jpg": "/pong.jpg", "/pong.jpg": "/ping.jpg"}.get(self.path,
                                                                                 self.path)
-            self.send_response(302)
-            self.send_header("Location", following)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
+            self.answer_empty(302, following)
 
     settings = dataclasses.replace(SETTINGS, retries=0)
     with serving(Handler) as base:
@@ -279,14 +269,11 @@ def test_an_unforeseen_error_is_the_urls_row_with_its_class_and_a_capped_message
 
 
 def test_a_body_past_the_byte_cap_keeps_its_http_status(tmp_path: Path):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_Quiet):
         def do_GET(self):  # no Content-Length: only the streamed count can see the size
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b"\xff\xd8" + b"x" * (SETTINGS.max_bytes + 10_000))
-
-        def log_message(self, *args):
-            pass
 
     with serving(Handler) as base:
         outcome = fetch_one(f"{base}/img.jpg", tmp_path / "images",
@@ -296,7 +283,7 @@ def test_a_body_past_the_byte_cap_keeps_its_http_status(tmp_path: Path):
 
 
 def test_a_connection_reset_in_the_body_keeps_its_http_status(tmp_path: Path):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_Quiet):
         def do_GET(self):  # headers and part of the body, then a reset (RST), not a close
             self.send_response(200)
             self.send_header("Content-Length", "50000")
@@ -307,9 +294,6 @@ def test_a_connection_reset_in_the_body_keeps_its_http_status(tmp_path: Path):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                        struct.pack("ii", 1, 0))
             self.connection.close()
-
-        def log_message(self, *args):
-            pass
 
     with serving(Handler) as base:
         outcome = fetch_one(f"{base}/img.jpg", tmp_path / "images",

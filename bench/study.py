@@ -15,7 +15,11 @@ in one process, each a median over --runs:
   study does now).
 
 It prints each time, the ratios of the first two to the third (issue 17 asks for at least
-10x over one run at a time), and the largest difference between the predictions of
+10x over one run at a time), a floor (the grid's forward and backward passes alone: each
+head's steps, as its early stop ran them, times one head's step of 64 rows timed alone, no
+optimizer, dropout or data handling; no way of ordering the same float32 arithmetic on this
+CPU goes below it, so one at a time / floor bounds what any batching can gain), and the
+largest difference between the predictions of
 ``one at a time`` and ``together`` (the same recipe and seeds, dropout masks included: the
 difference is float rounding; before 2026-12-06 the stacked heads drew dropout elsewhere and
 it was that of two seeds).
@@ -24,6 +28,7 @@ it was that of two seeds).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import statistics
@@ -43,6 +48,7 @@ from training.config import TrainConfig
 from training.embeddings import embed_slice
 from training.heads import HeadJob, MlpSettings, fit_mlp_head, fit_mlp_heads
 from training.metrics import pearson
+from training.model import RegressionHead
 from training.study.config import DEFAULT_FRACTIONS
 
 STRATEGIES = ("uniform", "effiminivlm")
@@ -116,11 +122,28 @@ def main() -> None:
         def together() -> list[np.ndarray]:
             return [p(features) for p, _ in fit_mlp_heads(features, target, jobs, settings)]
 
+        def step_seconds() -> float:
+            """One head's forward and backward pass on a batch of 64 rows, nothing else."""
+            head = RegressionHead(features.shape[1]).eval()  # eval: no dropout
+            inputs = torch.randn(settings.batch_size, features.shape[1])
+            for _ in range(20):  # warm
+                head(inputs).sum().backward()
+            started, repeats = time.perf_counter(), 200
+            for _ in range(repeats):
+                head(inputs).sum().backward()
+            return (time.perf_counter() - started) / repeats
+
         by_trainer()  # the weights tables and the first run's imports, out of the timing
         trainer_s = median_seconds(args.runs, by_trainer)
         single_s = median_seconds(args.runs, one_at_a_time)
         together_s = median_seconds(args.runs, together)
         single, batched = one_at_a_time(), together()
+        # each head ran min(epochs, best + patience) epochs of ceil(n / batch) steps
+        epochs_run = [min(settings.epochs, best + settings.patience)
+                      for _, best in fit_mlp_heads(features, target, jobs, settings)]
+        head_steps = sum(e * math.ceil(len(j.train_rows) / settings.batch_size)
+                         for e, j in zip(epochs_run, jobs, strict=True))
+        floor_s = head_steps * statistics.median(step_seconds() for _ in range(args.runs))
         test_rows = np.flatnonzero((items["split"] == "test").to_numpy())
         plcc = {label: float(np.mean([pearson(p[test_rows], target[test_rows]) for p in got]))
                 for label, got in (("one at a time", single), ("together", batched))}
@@ -131,6 +154,10 @@ def main() -> None:
                            ("fit_mlp_head, one at a time in memory", single_s),
                            ("fit_mlp_heads, together", together_s)):
         print(f"| {label} | {seconds:.1f} | {seconds / together_s:.1f}x |")
+    print(f"| floor: {head_steps:,} head steps x one step's forward and backward | "
+          f"{floor_s:.1f} | {floor_s / together_s:.2f}x |")
+    print(f"one at a time / floor: {single_s / floor_s:.1f}x (the most any batching of these "
+          f"float32 heads could gain on this CPU); together / floor: {together_s / floor_s:.1f}x")
     print(f"largest |prediction difference| one at a time vs together: {gap:.2e} stars "
           "(same seeds and dropout masks: float rounding)")
     print("mean test PLCC over the runs: " + ", ".join(f"{k} {v:.3f}" for k, v in plcc.items()))

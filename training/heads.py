@@ -13,7 +13,7 @@ cached features; these functions take arrays and return a predictor, with no run
   schedule, the weighted Huber loss or another of ``training.loss_registry``, early stopping
   on validation PLCC), on arrays.
 - ``fit_mlp_heads``: many such heads with the weighted Huber loss trained at once, their
-  parameters stacked along a first axis (batched matrix products, an AdamW written out over
+  parameters stacked along a first axis (batched matrix products, torch's fused AdamW over
   the stack): a study grid's runs share one loop instead of one each. Every head has its own
   generators (shuffles, dropout), its own steps, schedule, clipping and early stop, so a
   head's result does not depend on which heads it is trained beside, and it is the head
@@ -442,8 +442,9 @@ def _adamw_step(params: list[Any], moments: list[tuple[Any, Any]], steps: list[A
         norms = torch.linalg.vector_norm(torch.stack(
             [torch.linalg.vector_norm(g.reshape(heads, -1), dim=1) for g in grads]), dim=0)
         clip = (settings.clip / (norms + 1e-6)).clamp(max=1.0)
-        for g in grads:
-            g.mul_(clip.view((heads,) + (1,) * (g.dim() - 1)))
+        if bool((clip < 1.0).any()):  # a factor of exactly 1 changes no gradient
+            for g in grads:
+                g.mul_(clip.view((heads,) + (1,) * (g.dim() - 1)))
         adam(params, grads, [first for first, _ in moments], [second for _, second in moments],
              [], steps, fused=True, decoupled_weight_decay=True, amsgrad=False, beta1=beta1,
              beta2=beta2, lr=lr, weight_decay=settings.weight_decay, eps=_EPS, maximize=False)

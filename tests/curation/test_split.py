@@ -206,6 +206,26 @@ def test_pairs_from_a_regroup_file_are_kept_in_one_split(tmp_path):
         assert manifest["regrouped_from"] == str(layout.regroup_file("default"))
 
 
+def test_a_regroup_file_adds_its_pairs_to_the_title_and_image_groups(tmp_path):
+    # Draw 1220's survivor: the file's pairs replaced the groups of shared titles and images.
+    items = [{"main_category": "Toys & Games", "title": f"Unique title {i}", "average_rating": 4.0,
+              "rating_number": 5, "parent_asin": f"B{i:04d}"} for i in range(120)]
+    for i, title in ((10, "Twin kite"), (11, "twin kite!"), (20, "Twin ball"), (21, "TWIN BALL")):
+        items[i]["title"] = title
+    ingest(str(write_raw(tmp_path, meta={"Toys_and_Games": items})), tmp_path / "cat")
+    clean(tmp_path / "cat")
+    root = tmp_path / "cat"
+    regroup = Catalog.open(root).layout.regroup_file("default")
+    regroup.parent.mkdir(parents=True)
+    pl.DataFrame({"a": ["B0001"], "b": ["B0002"]}).write_parquet(regroup)
+    for seed in range(5):
+        result = build_split(root, seed=seed)
+        assert result.groups_with_duplicates == 3  # two by title, one from the file
+        splits = dict(_assignments(root).select("parent_asin", "split").iter_rows())
+        for a, b in (("B0001", "B0002"), ("B0010", "B0011"), ("B0020", "B0021")):
+            assert splits[a] == splits[b], (seed, a, b)
+
+
 def test_shares_of_zero_give_empty_splits_and_bad_shares_are_refused(tmp_path):
     root = _plain_catalog(tmp_path, n=30)
     result = build_split(root, seed=1, shares=(1.0, 0.0, 0.0))

@@ -66,7 +66,7 @@ def test_groups_of_any_size_give_the_same_heads():
                                                      (True, 0.3)])
 def test_the_stacked_head_is_the_module_head(renormalise, dropout):
     """One run at a time (``fit_mlp_head``, torch's modules and optimiser) or stacked, a seed
-    gives the same head: the written-out AdamW, clipping, LayerNorm and loss agree, and each
+    gives the same head: the stacked (fused) AdamW, clipping, LayerNorm and loss agree, and each
     stacked head's dropout draws the masks the module's dropout layers draw."""
     features, target, weight = _data()
     rows, val = np.arange(0, 220), np.arange(220, 300)

@@ -432,7 +432,7 @@ def _adamw_step(params: list[Any], moments: list[tuple[Any, Any]], steps: list[A
     training). ``steps`` holds one step count per parameter, which the kernel advances; the
     heads share the step count and learning rate."""
     import torch
-    from torch.optim.adam import adam
+    from torch.optim.adamw import adamw
 
     heads = params[0].shape[0]
     beta1, beta2 = _BETAS
@@ -442,9 +442,11 @@ def _adamw_step(params: list[Any], moments: list[tuple[Any, Any]], steps: list[A
         norms = torch.linalg.vector_norm(torch.stack(
             [torch.linalg.vector_norm(g.reshape(heads, -1), dim=1) for g in grads]), dim=0)
         clip = (settings.clip / (norms + 1e-6)).clamp(max=1.0)
-        if bool((clip < 1.0).any()):  # a factor of exactly 1 changes no gradient
+        if not bool((clip == 1.0).all()):  # a factor of exactly 1 changes no gradient
             for g in grads:
                 g.mul_(clip.view((heads,) + (1,) * (g.dim() - 1)))
-        adam(params, grads, [first for first, _ in moments], [second for _, second in moments],
-             [], steps, fused=True, decoupled_weight_decay=True, amsgrad=False, beta1=beta1,
-             beta2=beta2, lr=lr, weight_decay=settings.weight_decay, eps=_EPS, maximize=False)
+        # The fused kernel reads the tensors' memory as laid out: every one here is contiguous
+        # (stacked with .contiguous(), re-sliced by index, moments made with zeros_like).
+        adamw(params, grads, [first for first, _ in moments], [second for _, second in moments],
+              [], steps, fused=True, amsgrad=False, beta1=beta1, beta2=beta2, lr=lr,
+              weight_decay=settings.weight_decay, eps=_EPS, maximize=False)

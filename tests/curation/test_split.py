@@ -212,6 +212,9 @@ def test_a_regroup_file_adds_its_pairs_to_the_title_and_image_groups(tmp_path):
               "rating_number": 5, "parent_asin": f"B{i:04d}"} for i in range(120)]
     for i, title in ((10, "Twin kite"), (11, "twin kite!"), (20, "Twin ball"), (21, "TWIN BALL")):
         items[i]["title"] = title
+    for i in (30, 31):  # one main image, two titles
+        items[i]["images"] = [{"large": "http://img/same.jpg", "hi_res": None, "thumb": None,
+                               "variant": "MAIN"}]
     ingest(str(write_raw(tmp_path, meta={"Toys_and_Games": items})), tmp_path / "cat")
     clean(tmp_path / "cat")
     root = tmp_path / "cat"
@@ -220,9 +223,10 @@ def test_a_regroup_file_adds_its_pairs_to_the_title_and_image_groups(tmp_path):
     pl.DataFrame({"a": ["B0001"], "b": ["B0002"]}).write_parquet(regroup)
     for seed in range(5):
         result = build_split(root, seed=seed)
-        assert result.groups_with_duplicates == 3  # two by title, one from the file
+        assert result.groups_with_duplicates == 4  # two by title, one by image, one from the file
         splits = dict(_assignments(root).select("parent_asin", "split").iter_rows())
-        for a, b in (("B0001", "B0002"), ("B0010", "B0011"), ("B0020", "B0021")):
+        for a, b in (("B0001", "B0002"), ("B0010", "B0011"), ("B0020", "B0021"),
+                     ("B0030", "B0031")):
             assert splits[a] == splits[b], (seed, a, b)
 
 

@@ -246,6 +246,8 @@ def test_the_manifest_names_the_rules_and_each_view_its_profile(tmp_path):
     # which rules ran, in the funnel's order, with their SQL and reason
     assert [r["name"] for r in manifest["rules"]] == [s["rule"] for s in manifest["funnel"]]
     assert all(r["reject_when"] and r["reason"] for r in manifest["rules"])
+    # each step of the funnel (`build-slice --json` prints it) says why its rule rejects
+    assert [s["reason"] for s in manifest["funnel"]] == [r["reason"] for r in manifest["rules"]]
     # each silver view names the profile it shows (`curate sql`'s list of views prints it)
     views = ("silver_items", "rejections", "review_rejections")
     tables = Catalog.open(tmp_path / "cat").tables

@@ -267,8 +267,15 @@ NOTES = [
     "parent_asins' pyarrow type left to inference, which gives string, and with no groups "
     "a null type that DuckDB's join treats alike) and one real (mutant 84: a regroup "
     "file's pairs replacing the groups of shared titles and images instead of adding to "
-    "them), which has a test since that fails with it applied by hand (not run again by "
-    "mutmut): 13 of 14 = 92.9%. Split's row counts this draw's mutants only.",
+    "them), which has a test since that fails with it applied by hand; run again by "
+    "mutmut after it: killed. 13 of 14 = 92.9%. Split's row counts this draw's mutants, "
+    "mutant 84 as run again. Draw 1221 (`draw.py --seed 1221 clean compute`, after the "
+    "tests for 1216's survivors there, on the code and tests of commit 9931c64 with the "
+    "test map of 1220): compute 15 of 15 killed (100%); clean 12 of 15, two survivors "
+    "equivalent (SQL keywords' case; one, mutant 105, already accepted) and one real (the "
+    "funnel's steps losing their `reason` key, which `build-slice --json` prints), with a "
+    "test since that fails with it applied by hand (not run again by mutmut): 12 of 13 = "
+    "92.3%. Clean's and compute's rows count this draw's mutants only.",
     "",
     "`curation/typing_sql.py`'s row is its whole run on its code of 2026-11-25. Since then "
     "(commit afb9128) its `line_check_query` was removed, its work now done by ingest's "
@@ -282,7 +289,7 @@ NOTES = [
 FAIR_DRAWS: dict[str, list[tuple[int, int, int]]] = {
     "curation/ingest.py": [(1208, 15, 15), (1209, 12, 14), (1210, 12, 14), (1211, 14, 14)],
     "curation/clean.py": [(1208, 14, 14), (1209, 13, 13), (1210, 11, 13), (1211, 13, 13),
-                          (1216, 14, 15)],
+                          (1216, 14, 15), (1221, 12, 13)],
     "curation/split.py": [(1208, 14, 14), (1209, 11, 13), (1210, 11, 12), (1211, 13, 14),
                           (1216, 11, 14), (1220, 13, 14)],
     "curation/framing.py": [(1212, 14, 14), (1216, 14, 15)],
@@ -293,7 +300,8 @@ FAIR_DRAWS: dict[str, list[tuple[int, int, int]]] = {
                                               (1216, 12, 15), (1217, 11, 14), (1218, 12, 12)],
     "curation/images.py (address refusal)": [(1206, 7, 10), (1207, 13, 14), (1216, 12, 15),
                                              (1217, 14, 15), (1218, 9, 14), (1219, 14, 14)],
-    "weighting/compute.py": [(1208, 14, 15), (1209, 15, 15), (1212, 13, 14), (1216, 14, 15)],
+    "weighting/compute.py": [(1208, 14, 15), (1209, 15, 15), (1212, 13, 14), (1216, 14, 15),
+                             (1221, 15, 15)],
 }
 CONFIDENCE = 0.95
 

@@ -39,6 +39,13 @@ class _Quiet(BaseHTTPRequestHandler):
         self.end_headers()
 
 
+def _fetch_once(handler: type[BaseHTTPRequestHandler], tmp_path: Path):
+    """One image fetched, without retries, from a local server answering with ``handler``."""
+    with serving(handler) as base:
+        return fetch_one(f"{base}/img.jpg", tmp_path / "images",
+                         dataclasses.replace(SETTINGS, retries=0))
+
+
 def test_a_backoff_of_zero_is_allowed_and_negative_values_get_the_whole_message():
     FetchSettings(backoff=0.0, retries=0, resize=0, max_redirects=0).check()  # retry at once
     for field in ("retries", "backoff", "resize", "max_redirects"):
@@ -96,9 +103,7 @@ def test_a_429_row_says_it_was_rate_limited(tmp_path: Path):
         def do_GET(self):
             self.answer_empty(429)
 
-    with serving(Handler) as base:
-        outcome = fetch_one(f"{base}/img.jpg", tmp_path / "images",
-                            dataclasses.replace(SETTINGS, retries=0))
+    outcome = _fetch_once(Handler, tmp_path)
     assert (outcome.status, outcome.http_status) == ("http_429", 429)
     assert outcome.error == "HTTP 429 (rate limited)"
 
@@ -169,9 +174,7 @@ def test_a_body_cut_short_keeps_its_http_status_and_says_how_much_came(tmp_path:
             self.wfile.write(b"\xff\xd8" + b"x" * 8)
             self.close_connection = True
 
-    with serving(Handler) as base:
-        outcome = fetch_one(f"{base}/img.jpg", tmp_path / "images",
-                            dataclasses.replace(SETTINGS, retries=0))
+    outcome = _fetch_once(Handler, tmp_path)
     assert (outcome.status, outcome.http_status) == ("truncated", 200)
     assert outcome.error == "body ended after 10 of 1000 bytes"
 
@@ -275,9 +278,7 @@ def test_a_body_past_the_byte_cap_keeps_its_http_status(tmp_path: Path):
             self.end_headers()
             self.wfile.write(b"\xff\xd8" + b"x" * (SETTINGS.max_bytes + 10_000))
 
-    with serving(Handler) as base:
-        outcome = fetch_one(f"{base}/img.jpg", tmp_path / "images",
-                            dataclasses.replace(SETTINGS, retries=0))
+    outcome = _fetch_once(Handler, tmp_path)
     assert (outcome.status, outcome.http_status) == ("too_large", 200)
     assert outcome.error == f"more than {SETTINGS.max_bytes:,} bytes"
 
@@ -295,9 +296,7 @@ def test_a_connection_reset_in_the_body_keeps_its_http_status(tmp_path: Path):
                                        struct.pack("ii", 1, 0))
             self.connection.close()
 
-    with serving(Handler) as base:
-        outcome = fetch_one(f"{base}/img.jpg", tmp_path / "images",
-                            dataclasses.replace(SETTINGS, retries=0))
+    outcome = _fetch_once(Handler, tmp_path)
     assert (outcome.status, outcome.http_status) == ("connection_error", 200)
     assert outcome.error == "ConnectionResetError"
 

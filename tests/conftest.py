@@ -125,6 +125,19 @@ def copy_catalog(source: Path, target: Path) -> Path:
     return target
 
 
+ZSTD_FRAME = b"\x28\xb5\x2f\xfd"  # the magic number that opens every zstd frame (each page)
+
+
+def break_a_page(path: Path) -> None:
+    """A flipped bit in a page's zstd magic number: that page no longer decompresses (a flip
+    elsewhere in compressed data may still decompress, to other values: only hashing sees it)."""
+    data = bytearray(path.read_bytes())
+    at = data.find(ZSTD_FRAME)
+    assert at > 0, f"{path} has no zstd page"
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
 def shared_file(name: str) -> Path:
     path = SHARED_DATA / name
     if not path.exists():

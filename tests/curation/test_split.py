@@ -13,8 +13,7 @@ from curation.errors import UserError
 from curation.ingest import ingest
 from curation.integrity import IntegrityError
 from curation.split import build_split, read_split_manifest, stable_hash, stable_hash_sql
-from tests.conftest import write_raw
-from tests.curation.test_verify import _break_a_page
+from tests.conftest import break_a_page, write_raw
 
 
 def _assignments(root) -> pl.DataFrame:
@@ -257,7 +256,7 @@ def test_a_silver_page_that_no_longer_decompresses_is_named_by_the_split(tmp_pat
     error)."""
     root = _plain_catalog(tmp_path)
     silver = Catalog.open(root).layout.silver_items("default")
-    _break_a_page(silver)
+    break_a_page(silver)
     with pytest.raises(IntegrityError) as caught:
         build_split(root, seed=1)
     assert str(silver.relative_to(root)) in str(caught.value)

@@ -18,7 +18,7 @@ from curation.clean import clean
 from curation.ingest import ingest
 from curation.integrity import VERIFY_ENV, IntegrityError, verify_catalog
 from curation.slices import Slice, build_slice
-from tests.conftest import copy_catalog
+from tests.conftest import ZSTD_FRAME, break_a_page, copy_catalog
 
 SLICE = "default-frac0.5-seed0"
 
@@ -44,19 +44,6 @@ def _curate(*args: str, root: Path) -> subprocess.CompletedProcess[str]:
 def _a_bronze_part(root: Path) -> Path:
     entry = Catalog.open(root).sources["items/All_Beauty"]
     return sorted((root / entry["bronze"]).glob("*.parquet"))[0]
-
-
-ZSTD_FRAME = b"\x28\xb5\x2f\xfd"  # the magic number that opens every zstd frame (each page)
-
-
-def _break_a_page(path: Path) -> None:
-    """A flipped bit in a page's zstd magic number: that page no longer decompresses (a flip
-    elsewhere in compressed data may still decompress, to other values: only hashing sees it)."""
-    data = bytearray(path.read_bytes())
-    at = data.find(ZSTD_FRAME)
-    assert at > 0, f"{path} has no zstd page"
-    data[at] ^= 0x01
-    path.write_bytes(bytes(data))
 
 
 def _alter_silently(path: Path) -> None:
@@ -217,7 +204,7 @@ def test_weights_read_by_a_run_are_checked_against_their_manifest(built):
 def test_a_page_that_no_longer_decompresses_is_named_with_or_without_the_verify_option(
         built):
     part = _a_bronze_part(built)
-    _break_a_page(part)  # in compressed column data: sizes and footers cannot see it
+    break_a_page(part)  # in compressed column data: sizes and footers cannot see it
     for args in (["clean"], ["--verify", "clean"]):  # found when the read fails, or before
         done = subprocess.run([sys.executable, "-m", "curate", *args, "--catalog", str(built)],
                               capture_output=True, text=True, timeout=300)

@@ -47,13 +47,13 @@ from curation.catalog import Catalog
 from curation.slices import Slice, build_slice, list_slices, slice_name
 from training.config import TrainConfig
 from training.embeddings import embed_slice
-from training.heads import (  # _forward and _stacked_heads: the passes alone, for the floor
+from training.heads import (  # stacked_heads and stacked_forward: the passes alone, the floor
     HeadJob,
     MlpSettings,
-    _forward,
-    _stacked_heads,
     fit_mlp_head,
     fit_mlp_heads,
+    stacked_forward,
+    stacked_heads,
 )
 from training.metrics import pearson
 from training.study.config import DEFAULT_FRACTIONS
@@ -138,11 +138,11 @@ def main() -> None:
             def passes(params: list[torch.Tensor], inputs: torch.Tensor) -> None:
                 for p in params:
                     p.grad = None
-                _forward(params, inputs, None).sum().backward()
+                stacked_forward(params, inputs, None).sum().backward()
 
             shares = []
             for size in (1, 2, 4, 8, 14):
-                params, _ = _stacked_heads(jobs[:size], features.shape[1], settings, target)
+                params, _ = stacked_heads(jobs[:size], features.shape[1], settings, target)
                 inputs = torch.randn(size, settings.batch_size, features.shape[1])
                 for _ in range(10):  # warm
                     passes(params, inputs)

@@ -252,7 +252,7 @@ def fit_mlp_heads(features: np.ndarray, target: np.ndarray, jobs: list[HeadJob],
     return [fitted[i] for i in range(len(jobs))]
 
 
-def _stacked_heads(jobs: list[HeadJob], width: int, settings: MlpSettings,
+def stacked_heads(jobs: list[HeadJob], width: int, settings: MlpSettings,
                    target: np.ndarray) -> tuple[list[Any], list[Any]]:
     """The parameters of ``RegressionHead`` for each job, stacked: per hidden layer the weight
     (transposed, inputs x outputs), bias, LayerNorm scale and shift; then the last layer's
@@ -287,7 +287,7 @@ def _stacked_heads(jobs: list[HeadJob], width: int, settings: MlpSettings,
     return [p.contiguous().clone().requires_grad_(True) for p in stacked], generators
 
 
-def _forward(params: list[Any], inputs: Any, dropout_masks: list[Any] | None) -> Any:
+def stacked_forward(params: list[Any], inputs: Any, dropout_masks: list[Any] | None) -> Any:
     """Outputs (heads x rows) of the stacked heads on inputs (heads x rows x features)."""
     import torch
     import torch.nn.functional as F
@@ -336,7 +336,7 @@ def _fit_head_group(features: np.ndarray, target: np.ndarray, jobs: list[HeadJob
     means = np.stack([x_np[j.train_rows].mean(axis=0) for j in jobs])
     spreads = np.stack([x_np[j.train_rows].std(axis=0) for j in jobs])
     spreads = np.where(spreads > 1e-6, spreads, 1.0)
-    params, dropout_generators = _stacked_heads(jobs, x.shape[1], settings, target)
+    params, dropout_generators = stacked_heads(jobs, x.shape[1], settings, target)
     moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
     adam_steps = [torch.zeros((), dtype=torch.float32) for _ in params]  # AdamW's step count
     best: list[list[Any]] = [[p.detach()[r].clone() for p in params] for r in range(len(jobs))]
@@ -373,7 +373,7 @@ def _fit_head_group(features: np.ndarray, target: np.ndarray, jobs: list[HeadJob
                         drawn = torch.empty(n, width).bernoulli_(keep,
                                                                  generator=dropout_generators[r])
                         mask[k, :n] = drawn.div_(keep)
-            output = _forward(params, (x[index] - mean_t) / spread_t, masks)
+            output = stacked_forward(params, (x[index] - mean_t) / spread_t, masks)
             weight = torch.gather(weights, 1, index) * valid
             per_item = F.huber_loss(output, y[index], reduction="none",
                                     delta=settings.huber_delta) * weight
@@ -389,7 +389,7 @@ def _fit_head_group(features: np.ndarray, target: np.ndarray, jobs: list[HeadJob
             step += 1
         val_index, _ = _padded([jobs[r].val_rows for r in alive])
         with torch.no_grad():
-            predicted = _forward(params, (x[val_index] - mean_t) / spread_t, None)
+            predicted = stacked_forward(params, (x[val_index] - mean_t) / spread_t, None)
         stopped = []
         for k, r in enumerate(alive):
             plcc = pearson(predicted[k, :len(val_targets[r])].double().numpy(), val_targets[r])
@@ -416,7 +416,8 @@ def _fit_head_group(features: np.ndarray, target: np.ndarray, jobs: list[HeadJob
         def predictor(new_features: np.ndarray) -> np.ndarray:
             standard = (np.asarray(new_features, dtype=np.float32) - mean) / spread
             with torch.no_grad():
-                return _forward(own, torch.from_numpy(standard)[None], None)[0].double().numpy()
+                standard_t = torch.from_numpy(standard)[None]
+                return stacked_forward(own, standard_t, None)[0].double().numpy()
 
         return predictor
 

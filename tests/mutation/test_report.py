@@ -61,6 +61,17 @@ def test_an_impossible_count_is_refused():
         report.exact_interval(16, 15)
 
 
+def test_the_draws_on_the_tests_now_stop_at_one_that_left_a_survivor():
+    # a survivor that was not equivalent got a test after its draw: the draws before that
+    # measured weaker tests and are not pooled with the later ones
+    draws = [(1, 15, 15), (2, 12, 14), (3, 14, 14), (4, 13, 13), (5, 14, 15)]
+    assert report.on_the_tests_now(draws) == [(3, 14, 14), (4, 13, 13), (5, 14, 15)]
+    assert report.on_the_tests_now(draws[:4]) == [(3, 14, 14), (4, 13, 13)]
+    assert report.on_the_tests_now(draws[:2]) == [(1, 15, 15), (2, 12, 14)]
+    assert report.on_the_tests_now([(1, 12, 14), (2, 15, 15)]) == [(2, 15, 15)]
+    assert report.on_the_tests_now([(1, 15, 15), (2, 14, 14)]) == [(1, 15, 15), (2, 14, 14)]
+
+
 def test_a_rewrite_carries_the_main_tables_rows_not_the_fair_draws(tmp_path, monkeypatch):
     # both tables have rows that start with a module's name; a module not run again keeps
     # its row of the main table

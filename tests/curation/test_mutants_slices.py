@@ -1,6 +1,6 @@
-"""Slices: what the fair draws of 2026-12-05 and 2026-12-06 (1212 to 1214; tests/mutation/draw.py)
-left alive, written after each draw (their results stay in tests/mutation/report.md as they
-were)."""
+"""Slices: what the fair draws of 2026-12-05 to 2026-12-07 (1212 to 1214 and 1222;
+tests/mutation/draw.py) left alive, written after each draw (their results stay in
+tests/mutation/report.md as they were)."""
 
 from __future__ import annotations
 
@@ -149,3 +149,41 @@ def test_the_dataset_card_whole(split_catalog, tmp_path):
     plain = dataset_card(slice_, counts, [], 0).split("\n")
     assert plain[expected.index("- weight columns: `w_a`, `w_b`")] == "- weight columns: none"
     assert "- images: none on this machine (no `image` column)" in plain
+
+
+def test_an_image_file_that_does_not_decode_gets_no_image_in_the_export(tmp_path):
+    """Draw 1222 (2026-12-07): a main image whose file is there but does not open as an image
+    was embedded anyway, and every reader of the export then failed at decoding it."""
+    import datasets
+    import numpy as np
+    from PIL import Image
+
+    from curation.clean import clean
+    from curation.ingest import ingest
+    from curation.slices import export_hf
+    from curation.split import build_split
+    from tests.conftest import write_raw
+
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    items = []
+    for i in range(40):
+        path = pictures / f"{i}.png"
+        Image.fromarray(np.full((8, 8, 3), i * 6, dtype=np.uint8)).save(path)
+        items.append({"main_category": "Toys & Games", "title": f"Unique title {i}",
+                      "average_rating": 4.0, "rating_number": 5, "parent_asin": f"B{i:04d}",
+                      "images": [{"large": path.as_uri(), "hi_res": None, "thumb": None,
+                                  "variant": "MAIN"}]})
+    broken = pictures / "7.png"
+    broken.write_bytes(broken.read_bytes()[:40])  # a cut file: Pillow cannot read it
+    root = tmp_path / "catalog"
+    ingest(str(write_raw(tmp_path, meta={"Toys_and_Games": items})), root)
+    clean(root)
+    build_split(root, seed=0)
+    result = build_slice(root, 1.0)
+    out = export_hf(Slice.open(root, result.name), tmp_path / "hf")
+    dataset = datasets.load_from_disk(str(out))
+    rows = {r["parent_asin"]: r["image"] for split in dataset for r in dataset[split]}
+    assert rows["B0007"] is None
+    assert all(rows[f"B{i:04d}"] is not None for i in range(40) if i != 7)
+    assert np.asarray(rows["B0003"].convert("RGB"))[0, 0].tolist() == [18, 18, 18]

@@ -214,6 +214,22 @@ def test_a_connection_that_lands_on_another_address_than_asked_is_refused_and_sa
     assert str(caught.value) == "0.0.0.0 connected to 127.0.0.1 (unexpected)"
 
 
+def test_a_connection_that_lands_on_a_refused_address_says_why_it_is_refused():
+    """Draw 1222 (2026-12-07): the peer itself was no longer judged, so a connection that
+    landed on a refused address said only "unexpected". Here 0.0.0.0 is opened on its own
+    and the peer it reaches, this host's loopback, is not."""
+    settings = dataclasses.replace(SETTINGS, allow_private_network=False,
+                                   allow_networks=("0.0.0.0/32",))
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(1)
+        port = listening.getsockname()[1]
+        with pytest.raises(_Failure) as caught:
+            _guarded_socket("0.0.0.0", port, settings, time.monotonic() + 30)
+    assert caught.value.status == "refused"
+    assert str(caught.value) == "0.0.0.0 connected to 127.0.0.1 (loopback)"
+
+
 def test_a_refused_address_of_a_name_is_passed_over_for_the_next_one_allowed(monkeypatch):
     """A name may resolve to several addresses: a refused one is skipped and the next is
     tried. The resolver's answer is the stand-in here (offline, no name resolves to two

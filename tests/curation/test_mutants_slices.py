@@ -187,3 +187,19 @@ def test_an_image_file_that_does_not_decode_gets_no_image_in_the_export(tmp_path
     assert rows["B0007"] is None
     assert all(rows[f"B{i:04d}"] is not None for i in range(40) if i != 7)
     assert np.asarray(rows["B0003"].convert("RGB"))[0, 0].tolist() == [18, 18, 18]
+
+
+def test_a_slice_without_exclusions_has_no_excluded_record(split_catalog, tmp_path):
+    """Draw 1222 (2026-12-07): a slice cut without exclusions got an ``excluded`` record of
+    nothing dropped, so its manifest, and the bytes of every such slice cut before, changed."""
+    import json
+
+    from curation.slices import Exclusion
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    plain = build_slice(root, 0.5)
+    manifest = json.loads((root / "slices" / plain.name / "manifest.json").read_text())
+    assert "excluded" not in manifest
+    flagged = build_slice(root, 0.5, exclude=Exclusion(["nothing-here"], "audit"))
+    manifest = json.loads((root / "slices" / flagged.name / "manifest.json").read_text())
+    assert manifest["excluded"]["dropped_from_train"] == 0  # given, even empty, it is recorded

@@ -119,6 +119,23 @@ def test_the_validate_command_names_the_row_outside_the_larger_slice(catalog):
     assert f"parent_asin={victim}" in result.output
 
 
+def test_nesting_is_checked_against_the_next_larger_slice_of_several(catalog):
+    """Draw 1222 (2026-12-07): with two larger slices of the same settings, the one to check
+    against was taken with a key that cannot order them (validate failed with a TypeError).
+    "large" (50%) loses a train item of "small" (20%), written as if built so; "largest"
+    (80%) still holds it, so only a check against the next larger slice names it."""
+    build_slice(catalog, 0.8, seed=SEED, name="largest")
+    small, large = _items(catalog, "small"), _items(catalog, "large")
+    victim = small.filter(pl.col("split") == "train")["parent_asin"][0]
+    path = Slice.open(catalog, "large").path
+    large.filter(pl.col("parent_asin") != victim).write_parquet(path)
+    record_outputs(path.parent)
+    report = validate_slice(catalog, "small")
+    [failure] = report.failures
+    assert (failure.column, failure.unexpected) == ("inside_next_larger", 1)
+    assert [e["parent_asin"] for e in failure.examples] == [victim]
+
+
 def test_the_items_suite_passes_on_silver_and_names_a_planted_bad_item(split_catalog, tmp_path):
     import json
 

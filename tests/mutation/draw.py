@@ -44,6 +44,10 @@ and compute again the same day, after the tests for 1216's one real survivor in 
 again on 2026-12-07 (seventh session): the modules whose latest draw left no real survivor, so
 that no test was written for them since; this draw measures the same tests as that one, and
 the two together are a larger fair sample of them.
+1223 drew ingest, compute, images' fetch safeguards, the address refusal and validate again
+(2026-12-07, eighth session): for the first three, whose draws 1222 and the one before it left
+no real survivor, it grows the sample of the same tests again; for the last two it is the
+first draw after the tests for 1222's survivors there.
 
 Needs mutants/ (any ``scripts/mutation`` run generates every module's mutants first).
 """
@@ -57,7 +61,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 15
-SEEDS = tuple(range(1205, 1223))  # the draws made, in order
+SEEDS = tuple(range(1205, 1224))  # the draws made, in order
 DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1207: ("images", "address"), 1208: ("ingest", "clean", "split", "compute"),
         1209: ("ingest", "clean", "split", "compute"), 1210: ("ingest", "clean", "split"),
@@ -67,7 +71,8 @@ DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1216: ("images", "address", "validate", "split", "framing", "clean", "compute"),
         1217: ("images", "address"), 1218: ("images", "address"),
         1219: ("split", "address"), 1220: ("split",), 1221: ("clean", "compute"),
-        1222: ("ingest", "slices", "validate", "images", "address", "compute")}
+        1222: ("ingest", "slices", "validate", "images", "address", "compute"),
+        1223: ("ingest", "compute", "images", "address", "validate")}
 WEIGHTING = ("compute",)  # modules of weighting/; the others are files of curation/
 # For images only the fetch safeguards are sampled, as on 2026-11-25 and 2026-12-04.
 IMAGES_SAFEGUARDS = ("x__download", "x__http_get", "x_process_image", "x_fetch_one",

@@ -253,7 +253,7 @@ def fit_mlp_heads(features: np.ndarray, target: np.ndarray, jobs: list[HeadJob],
 
 
 def stacked_heads(jobs: list[HeadJob], width: int, settings: MlpSettings,
-                   target: np.ndarray) -> tuple[list[Any], list[Any]]:
+                  target: np.ndarray) -> tuple[list[Any], list[Any]]:
     """The parameters of ``RegressionHead`` for each job, stacked: per hidden layer the weight
     (transposed, inputs x outputs), bias, LayerNorm scale and shift; then the last layer's
     weight and bias. The last bias starts at the job's weighted train mean. And each job's

@@ -557,6 +557,7 @@ def fetch_one(url: str, images_dir: Path, settings: FetchSettings,
     attempts = 0
     while True:
         attempts += 1
+        body: _Body | None = None
         try:
             body = _download(url, settings, deadline)
             stored, width, height = process_image(body.data, settings, body.content_type)
@@ -566,7 +567,9 @@ def fetch_one(url: str, images_dir: Path, settings: FetchSettings,
                     and time.monotonic() + wait < deadline):
                 sleep(wait)
                 continue
-            return Outcome(url, failure.status, failure.http_status, attempts,
+            # a body that came but is no image keeps the HTTP status it came with
+            http_status = failure.http_status if body is None else body.http_status
+            return Outcome(url, failure.status, http_status, attempts,
                            error=_one_line(str(failure)))
         except Exception as exc:  # unforeseen: this URL's row says so, the fetch goes on
             return Outcome(url, "error", None, attempts,

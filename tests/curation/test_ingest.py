@@ -849,3 +849,37 @@ def test_a_gzip_of_many_members_is_read_in_pieces_too(monkeypatch):
     assert [b.raw(i) for b in blocks for i in range(b.count)] == lines
     assert (stats.lines, stats.bytes_in) == (3000, len(data))
     assert len(blocks) > 100 and max(len(b.data) for b in blocks) < 4 * 1024
+
+
+def test_each_file_is_reported_once_when_done_with_the_seconds_it_took(tmp_path):
+    """What `curate ingest` prints per file comes from ``on_file_done``: each file once, in
+    order, with its own time; skipped files too on a second run. Draw 1223 (2026-12-07):
+    neither the calls nor the seconds were checked."""
+    import time
+
+    raw = _small_corpus(tmp_path)
+    seen: list = []
+    started = time.perf_counter()
+    results = ingest(str(raw), tmp_path / "cat", on_file_done=seen.append)
+    elapsed = time.perf_counter() - started
+    assert seen == results and len(results) == 4
+    assert all(0 < r.seconds <= elapsed for r in results)
+    again: list = []
+    assert ingest(str(raw), tmp_path / "cat", on_file_done=again.append) == again
+    assert [r.skipped for r in again] == [True] * 4
+
+
+def test_the_quarantine_is_written_zstd_compressed(tmp_path):
+    """Quarantine files are compressed as bronze is (zstd), not pyarrow's default snappy
+    (draw 1223, 2026-12-07)."""
+    import pyarrow.parquet as pq
+
+    raw = _small_corpus(tmp_path)
+    target = raw / "review_categories" / "Video_Games.jsonl"
+    target.write_bytes(target.read_bytes() + b"not json\n")
+    ingest(str(raw), tmp_path / "cat")
+    entry = Catalog.open(tmp_path / "cat").sources["reviews/Video_Games"]
+    metadata = pq.ParquetFile(tmp_path / "cat" / entry["quarantine"]).metadata
+    assert metadata.num_rows == 1
+    assert {metadata.row_group(0).column(i).compression
+            for i in range(metadata.num_columns)} == {"ZSTD"}

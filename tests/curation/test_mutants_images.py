@@ -367,3 +367,28 @@ def test_a_closed_port_behind_a_name_is_a_refused_connection_not_another_kind_of
         closed = probe.getsockname()[1]
     with pytest.raises(ConnectionRefusedError):
         _guarded_socket("localhost", closed, SETTINGS, time.monotonic() + 30).close()
+
+
+# --- what the fair draw of seed 1223 left alive, written after it ran ------------------------
+
+def test_a_body_that_is_not_an_image_keeps_its_http_status(tmp_path: Path):
+    """A 200 answering with a web page, and a 302 without a Location (whose empty body is
+    the answer): each row says not_an_image with the HTTP status the body came with. Draw
+    1223 (2026-12-07) found the redirect's status could be dropped unseen, since no row of a
+    body that is not an image carried its status then."""
+
+    class Page(_Quiet):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>no image here</html>")
+
+    class NowhereToGo(_Quiet):
+        def do_GET(self):
+            self.answer_empty(302)
+
+    page, nowhere = _fetch_once(Page, tmp_path), _fetch_once(NowhereToGo, tmp_path)
+    assert (page.status, page.http_status) == ("not_an_image", 200)
+    assert (nowhere.status, nowhere.http_status) == ("not_an_image", 302)
+    assert nowhere.error == "not an image (0 bytes): not an image format"

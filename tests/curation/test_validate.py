@@ -241,6 +241,22 @@ def test_a_slice_file_that_differs_from_its_manifest_is_a_line_naming_it_and_how
         f"e.g. file=slices/small/items.parquet, differs={problem.what}")
 
 
+def test_a_slice_file_altered_with_its_size_rows_and_values_kept_is_still_named(catalog):
+    """Draw 1223 (2026-12-07): validate checked only the file's size and rows, so an edit
+    that keeps both passed. Here the writer named in the footer is changed, one byte: the
+    same size, rows and values, and only the file's SHA-256 can tell."""
+    path = Slice.open(catalog, "small").path
+    before = _items(catalog, "small")
+    data = path.read_bytes()
+    at = data.rindex(b"parquet-cpp-arrow version ")  # the footer's created_by
+    path.write_bytes(data[:at] + b"P" + data[at + 1:])
+    assert _items(catalog, "small").equals(before)
+    report = validate_slice(catalog, "small")
+    [altered] = report.failures
+    assert altered.examples == [{"file": "slices/small/items.parquet", "differs":
+                                 "SHA-256 differs from the one recorded when it was written"}]
+
+
 def test_validation_holds_the_writer_lock_as_the_validate_job(split_catalog, tmp_path,
                                                               monkeypatch):
     """While validation writes its results, another writer fails at once, told that the

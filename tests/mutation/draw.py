@@ -48,10 +48,11 @@ the two together are a larger fair sample of them.
 (2026-12-07, eighth session): for the first three, whose draws 1222 and the one before it left
 no real survivor, it grows the sample of the same tests again; for the last two it is the
 first draw after the tests for 1222's survivors there.
-1224 drew the address refusal, validate, images' fetch safeguards, slices and clean again the
-same day, after the tests for 1223's survivors (validate's byte check) and for 1222's (slices)
-and 1221's (clean); images' fetch_one had changed (a body that is not an image keeps its HTTP
-status), so its draw is the first on that code.
+1224 drew the address refusal, validate, slices and clean again the same day, after the
+tests for 1223's survivors (validate's byte check) and for 1222's (slices) and 1221's (clean).
+Not images' fetch safeguards: fetch_one had just changed (a body that is not an image keeps
+its HTTP status), and mutmut numbers a function's mutants anew when it changes, so names drawn
+from the mutants of before would not be the mutants run.
 
 Needs mutants/ (any ``scripts/mutation`` run generates every module's mutants first).
 """
@@ -77,7 +78,7 @@ DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1219: ("split", "address"), 1220: ("split",), 1221: ("clean", "compute"),
         1222: ("ingest", "slices", "validate", "images", "address", "compute"),
         1223: ("ingest", "compute", "images", "address", "validate"),
-        1224: ("address", "validate", "images", "slices", "clean")}
+        1224: ("address", "validate", "slices", "clean")}
 WEIGHTING = ("compute",)  # modules of weighting/; the others are files of curation/
 # For images only the fetch safeguards are sampled, as on 2026-11-25 and 2026-12-04.
 IMAGES_SAFEGUARDS = ("x__download", "x__http_get", "x_process_image", "x_fetch_one",

@@ -298,6 +298,28 @@ NOTES = [
     "draws on the tests now: every module's latest draw, with the draws just before it "
     "that left no real survivor, so no test was written between them.",
     "",
+    "2026-12-07, eighth session: draw 1223 (`draw.py --seed 1223 ingest compute images "
+    "address validate`, committed before it ran, on the code and tests of commit a7ebaf4, "
+    "two mutants at a time; 42 minutes): compute 15 of 15 (100%); ingest 12 of 15, three "
+    "real survivors (the quarantine written without its zstd compression, a file's seconds "
+    "as the end plus the start, and the per-file report that `curate ingest` prints never "
+    "called by the local engine): 80.0%; fetch safeguards 14 of 15, the survivor "
+    "equivalent on the code drawn (a redirect's empty body without its HTTP status: no row "
+    "of a body that is not an image carried a status then, so nothing could show it): 14 "
+    "of 14 = 100%; address refusal 12 of 15 (`split(None, 1)` for `split('%', 1)`, "
+    "equivalent, and two accepted: a link-local IPv6 peer's zone compared on one side "
+    "only, which no machine here can connect to): 12 of 12 = 100%; validate 13 of 15 (one "
+    "accepted: GX's analytics variable, which the pinned GX 1.24.1 no longer reads; one "
+    "real: a slice file checked by size and rows only, not every byte): 13 of 14 = 92.9%. "
+    "Tests were written for the 4 real survivors, each failing with its mutant applied by "
+    "hand. Following the fetch survivor, a fetched body that is not an image now keeps its "
+    "HTTP status (a web page answered with 200, the empty body of a redirect without a "
+    "Location: commit 5d49f27, a test), after which the mutant is real and that test kills "
+    "it applied by hand. So the fetch safeguards' pooled draws (1218, 1222, 1223: 40 of 40, "
+    "91-100%) measure `fetch_one` as it was before that change. The rows of ingest, "
+    "compute and images (both parts) count draw 1223's mutants and those of 1222 and "
+    "1221 the rows counted before only where 1223 did not run them.",
+    "",
     "`curation/typing_sql.py`'s row is its whole run on its code of 2026-11-25. Since then "
     "(commit afb9128) its `line_check_query` was removed, its work now done by ingest's "
     "`unusable_lines` (which draw 1211 sampled), so the row's 165 mutants include that "
@@ -309,7 +331,7 @@ NOTES = [
 # its survivors.
 FAIR_DRAWS: dict[str, list[tuple[int, int, int]]] = {
     "curation/ingest.py": [(1208, 15, 15), (1209, 12, 14), (1210, 12, 14), (1211, 14, 14),
-                           (1222, 15, 15)],
+                           (1222, 15, 15), (1223, 12, 15)],
     "curation/clean.py": [(1208, 14, 14), (1209, 13, 13), (1210, 11, 13), (1211, 13, 13),
                           (1216, 14, 15), (1221, 12, 13)],
     "curation/split.py": [(1208, 14, 14), (1209, 11, 13), (1210, 11, 12), (1211, 13, 14),
@@ -318,15 +340,15 @@ FAIR_DRAWS: dict[str, list[tuple[int, int, int]]] = {
     "curation/slices.py": [(1205, 13, 14), (1212, 11, 13), (1213, 13, 15), (1214, 12, 15),
                            (1215, 14, 14), (1222, 12, 14)],
     "curation/validate.py": [(1204, 11, 14), (1205, 15, 15), (1212, 12, 13), (1216, 14, 14),
-                             (1222, 14, 15)],
+                             (1222, 14, 15), (1223, 13, 14)],
     "curation/images.py (fetch safeguards)": [(1205, 11, 15), (1206, 12, 15), (1207, 14, 15),
                                               (1216, 12, 15), (1217, 11, 14), (1218, 12, 12),
-                                              (1222, 14, 14)],
+                                              (1222, 14, 14), (1223, 14, 14)],
     "curation/images.py (address refusal)": [(1206, 7, 10), (1207, 13, 14), (1216, 12, 15),
                                              (1217, 14, 15), (1218, 9, 14), (1219, 14, 14),
-                                             (1222, 13, 14)],
+                                             (1222, 13, 14), (1223, 12, 12)],
     "weighting/compute.py": [(1208, 14, 15), (1209, 15, 15), (1212, 13, 14), (1216, 14, 15),
-                             (1221, 15, 15), (1222, 15, 15)],
+                             (1221, 15, 15), (1222, 15, 15), (1223, 15, 15)],
 }
 CONFIDENCE = 0.95
 

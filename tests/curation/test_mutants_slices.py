@@ -203,3 +203,17 @@ def test_a_slice_without_exclusions_has_no_excluded_record(split_catalog, tmp_pa
     flagged = build_slice(root, 0.5, exclude=Exclusion(["nothing-here"], "audit"))
     manifest = json.loads((root / "slices" / flagged.name / "manifest.json").read_text())
     assert manifest["excluded"]["dropped_from_train"] == 0  # given, even empty, it is recorded
+
+
+def test_a_slice_whose_manifest_is_damaged_is_built_again_with_a_note_on_stderr(
+        split_catalog, tmp_path, capsys):
+    """Draw 1224 (2026-12-07): the note went to stdout, where `--json` output is read."""
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    build_slice(root, 0.5, name="half")
+    manifest = root / "slices" / "half" / "manifest.json"
+    manifest.write_text("{ not json")
+    capsys.readouterr()
+    build_slice(root, 0.5, name="half")
+    out, err = capsys.readouterr()
+    assert "; building it again" in err and "building it again" not in out
+    assert Slice.open(root, "half").manifest["parameters"]["frac"] == 0.5

@@ -326,3 +326,28 @@ def test_a_failed_slice_row_is_shown_with_its_split_ratings_and_image_url(catalo
     assert failure.examples == [{c: row[c] for c in ("parent_asin", "split", "average_rating",
                                                      "rating_number", "main_image_url")}]
     assert f"main_image_url={row['main_image_url']}" in report.summary()
+
+
+def test_a_failure_without_examples_is_its_line_alone():
+    """Draw 1224 (2026-12-07): a failure with no offending rows to show (a table-level
+    expectation) got a dangling ", e.g." or other text after its count."""
+    from curation.validate import Failure
+
+    failure = Failure("expect_table_row_count_to_be_between", None, 0, [])
+    assert failure.line(1234) == "FAILED expect_table_row_count_to_be_between: 0 of 1,234 rows"
+
+
+def test_a_one_character_title_meets_the_items_suite(split_catalog, tmp_path):
+    """The title expectation asks for a title, not a long one: a one-character title is not
+    a failure (draw 1224, 2026-12-07: a minimum of 2 went unseen)."""
+    from curation.clean import silver_shown
+    from curation.validate import validate_items
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    silver = silver_shown(Catalog.open(root))[1]
+    frame = pl.read_parquet(silver)
+    victim = frame.sort("parent_asin")["parent_asin"][3]
+    frame.with_columns(
+        pl.when(pl.col("parent_asin") == victim).then(pl.lit("X")).otherwise(pl.col("title"))
+        .alias("title")).write_parquet(silver)
+    assert validate_items(root).failures == []

@@ -53,6 +53,9 @@ tests for 1223's survivors (validate's byte check) and for 1222's (slices) and 1
 Not images' fetch safeguards: fetch_one had just changed (a body that is not an image keeps
 its HTTP status), and mutmut numbers a function's mutants anew when it changes, so names drawn
 from the mutants of before would not be the mutants run.
+1225 drew the address refusal and validate again the same day: the address refusal's third
+draw on the same tests (1223 and 1224 left no real survivor), validate's first after the
+tests for 1224's three.
 
 Needs mutants/ (any ``scripts/mutation`` run generates every module's mutants first).
 """
@@ -66,7 +69,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 15
-SEEDS = tuple(range(1205, 1225))  # the draws made, in order
+SEEDS = tuple(range(1205, 1226))  # the draws made, in order
 DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1207: ("images", "address"), 1208: ("ingest", "clean", "split", "compute"),
         1209: ("ingest", "clean", "split", "compute"), 1210: ("ingest", "clean", "split"),
@@ -78,7 +81,8 @@ DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1219: ("split", "address"), 1220: ("split",), 1221: ("clean", "compute"),
         1222: ("ingest", "slices", "validate", "images", "address", "compute"),
         1223: ("ingest", "compute", "images", "address", "validate"),
-        1224: ("address", "validate", "slices", "clean")}
+        1224: ("address", "validate", "slices", "clean"),
+        1225: ("address", "validate")}
 WEIGHTING = ("compute",)  # modules of weighting/; the others are files of curation/
 # For images only the fetch safeguards are sampled, as on 2026-11-25 and 2026-12-04.
 IMAGES_SAFEGUARDS = ("x__download", "x__http_get", "x_process_image", "x_fetch_one",

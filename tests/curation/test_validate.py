@@ -337,9 +337,13 @@ def test_a_failure_without_examples_is_its_line_alone():
     assert failure.line(1234) == "FAILED expect_table_row_count_to_be_between: 0 of 1,234 rows"
 
 
-def test_a_one_character_title_meets_the_items_suite(split_catalog, tmp_path):
-    """The title expectation asks for a title, not a long one: a one-character title is not
-    a failure (draw 1224, 2026-12-07: a minimum of 2 went unseen)."""
+def test_a_one_character_title_and_model_text_meet_the_items_suite(split_catalog, tmp_path,
+                                                                    caplog):
+    """The title and model-text expectations ask for a text, not a long one: one character
+    is not a failure (draws 1224 and 1225, 2026-12-07: a minimum of 2 went unseen). And
+    great-expectations' own log lines below ERROR stay out of a caller's logging."""
+    import logging
+
     from curation.clean import silver_shown
     from curation.validate import validate_items
 
@@ -348,6 +352,9 @@ def test_a_one_character_title_meets_the_items_suite(split_catalog, tmp_path):
     frame = pl.read_parquet(silver)
     victim = frame.sort("parent_asin")["parent_asin"][3]
     frame.with_columns(
-        pl.when(pl.col("parent_asin") == victim).then(pl.lit("X")).otherwise(pl.col("title"))
-        .alias("title")).write_parquet(silver)
+        pl.when(pl.col("parent_asin") == victim).then(pl.lit("X")).otherwise(pl.col(column))
+        .alias(column) for column in ("title", "model_text")).write_parquet(silver)
+    caplog.set_level(logging.DEBUG)
     assert validate_items(root).failures == []
+    assert [r for r in caplog.records if r.name.startswith("great_expectations")
+            and r.levelno < logging.ERROR] == []

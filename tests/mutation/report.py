@@ -338,6 +338,16 @@ NOTES = [
     "validate 1222 to 1224; slices 1222 and 1224; clean 1221 and 1224; with the survivors "
     "run again as said.",
     "",
+    "Draw 1225 (`draw.py --seed 1225 address validate`, committed before it ran, on the "
+    "code and tests of commit a135cfb, the test map of 1224 with the new tests added; 4 "
+    "minutes): address refusal 14 of 15 (the zone's split on another string, equivalent, "
+    "the twin of 1223's mutant 3): 14 of 14 = 100%, its third draw on the same tests, so "
+    "1223 to 1225 together are 40 of 40 (91-100%); validate 13 of 15, two real survivors "
+    "(a model text of one character failing its expectation, and great-expectations' log "
+    "lines below ERROR no longer kept out of a caller's logging): 13 of 15 = 86.7%, with a "
+    "test since that fails with each applied by hand (not run again by mutmut). The images "
+    "and validate rows count 1225 too.",
+    "",
     "`curation/typing_sql.py`'s row is its whole run on its code of 2026-11-25. Since then "
     "(commit afb9128) its `line_check_query` was removed, its work now done by ingest's "
     "`unusable_lines` (which draw 1211 sampled), so the row's 165 mutants include that "
@@ -358,13 +368,14 @@ FAIR_DRAWS: dict[str, list[tuple[int, int, int]]] = {
     "curation/slices.py": [(1205, 13, 14), (1212, 11, 13), (1213, 13, 15), (1214, 12, 15),
                            (1215, 14, 14), (1222, 12, 14), (1224, 13, 14)],
     "curation/validate.py": [(1204, 11, 14), (1205, 15, 15), (1212, 12, 13), (1216, 14, 14),
-                             (1222, 14, 15), (1223, 13, 14), (1224, 11, 14)],
+                             (1222, 14, 15), (1223, 13, 14), (1224, 11, 14), (1225, 13, 15)],
     "curation/images.py (fetch safeguards)": [(1205, 11, 15), (1206, 12, 15), (1207, 14, 15),
                                               (1216, 12, 15), (1217, 11, 14), (1218, 12, 12),
                                               (1222, 14, 14), (1223, 14, 14)],
     "curation/images.py (address refusal)": [(1206, 7, 10), (1207, 13, 14), (1216, 12, 15),
                                              (1217, 14, 15), (1218, 9, 14), (1219, 14, 14),
-                                             (1222, 13, 14), (1223, 12, 12), (1224, 14, 14)],
+                                             (1222, 13, 14), (1223, 12, 12), (1224, 14, 14),
+                                             (1225, 14, 14)],
     "weighting/compute.py": [(1208, 14, 15), (1209, 15, 15), (1212, 13, 14), (1216, 14, 15),
                              (1221, 15, 15), (1222, 15, 15), (1223, 15, 15)],
 }

@@ -56,6 +56,7 @@ from the mutants of before would not be the mutants run.
 1225 drew the address refusal and validate again the same day: the address refusal's third
 draw on the same tests (1223 and 1224 left no real survivor), validate's first after the
 tests for 1224's three.
+1226 drew validate again the same day, after the tests for 1225's two.
 
 Needs mutants/ (any ``scripts/mutation`` run generates every module's mutants first).
 """
@@ -69,7 +70,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 15
-SEEDS = tuple(range(1205, 1226))  # the draws made, in order
+SEEDS = tuple(range(1205, 1227))  # the draws made, in order
 DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1207: ("images", "address"), 1208: ("ingest", "clean", "split", "compute"),
         1209: ("ingest", "clean", "split", "compute"), 1210: ("ingest", "clean", "split"),
@@ -82,7 +83,8 @@ DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1222: ("ingest", "slices", "validate", "images", "address", "compute"),
         1223: ("ingest", "compute", "images", "address", "validate"),
         1224: ("address", "validate", "slices", "clean"),
-        1225: ("address", "validate")}
+        1225: ("address", "validate"),
+        1226: ("validate",)}
 WEIGHTING = ("compute",)  # modules of weighting/; the others are files of curation/
 # For images only the fetch safeguards are sampled, as on 2026-11-25 and 2026-12-04.
 IMAGES_SAFEGUARDS = ("x__download", "x__http_get", "x_process_image", "x_fetch_one",

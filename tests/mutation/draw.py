@@ -57,6 +57,11 @@ from the mutants of before would not be the mutants run.
 draw on the same tests (1223 and 1224 left no real survivor), validate's first after the
 tests for 1224's three.
 1226 drew validate again the same day, after the tests for 1225's two.
+1227, 1228 and 1229 were drawn together on 2026-12-07 (ninth session) and run in one run, on
+a test map recorded afresh: clean and validate by 1227 and 1228, on the same tests as their
+latest draws (1224 and 1226 left no real survivor), so that the pooled samples grow; slices
+and ingest by all three, their first draws after the tests for 1224's survivor in slices and
+1223's three in ingest. The same run ran again the six real survivors of 1224 and 1225.
 
 Needs mutants/ (any ``scripts/mutation`` run generates every module's mutants first).
 """
@@ -70,7 +75,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 15
-SEEDS = tuple(range(1205, 1227))  # the draws made, in order
+SEEDS = tuple(range(1205, 1230))  # the draws made, in order
 DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1207: ("images", "address"), 1208: ("ingest", "clean", "split", "compute"),
         1209: ("ingest", "clean", "split", "compute"), 1210: ("ingest", "clean", "split"),
@@ -84,7 +89,8 @@ DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1223: ("ingest", "compute", "images", "address", "validate"),
         1224: ("address", "validate", "slices", "clean"),
         1225: ("address", "validate"),
-        1226: ("validate",)}
+        1226: ("validate",), 1227: ("clean", "validate", "slices", "ingest"),
+        1228: ("clean", "validate", "slices", "ingest"), 1229: ("slices", "ingest")}
 WEIGHTING = ("compute",)  # modules of weighting/; the others are files of curation/
 # For images only the fetch safeguards are sampled, as on 2026-11-25 and 2026-12-04.
 IMAGES_SAFEGUARDS = ("x__download", "x__http_get", "x_process_image", "x_fetch_one",

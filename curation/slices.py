@@ -553,8 +553,7 @@ def dataset_card(slice_: Slice, counts: dict[str, int], weight_columns: list[str
                  with_image: int) -> str:
     """The README.md of an export: the slice manifest's facts and the data's licence."""
     p = slice_.parameters
-    items_sha = slice_.manifest.get("outputs", {}).get(slice_.path.name) or sha256_file(
-        slice_.path)
+    items_sha = slice_.manifest["outputs"][slice_.path.name]  # Slice.open checked the file
     rows = "\n".join(f"| {hf} | {counts[hf]:,} |" for hf in HF_SPLITS.values())
     total = sum(counts.values())
     lines = [

@@ -217,3 +217,65 @@ def test_a_slice_whose_manifest_is_damaged_is_built_again_with_a_note_on_stderr(
     out, err = capsys.readouterr()
     assert "; building it again" in err and "building it again" not in out
     assert Slice.open(root, "half").manifest["parameters"]["frac"] == 0.5
+
+
+def test_both_audits_exclusions_are_counted_each_and_an_item_both_flagged_leaves_once(
+        split_catalog, tmp_path):
+    """Draw 1227 (2026-12-07): with both audits' exclusions, the second audit's items
+    replaced the first's, and the slice failed to build."""
+    import polars as pl
+
+    from curation.slices import Exclusion
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    build_slice(root, 0.4, name="plain")
+    frame = pl.read_parquet(Slice.open(root, "plain").path)
+    train = sorted(frame.filter(pl.col("split") == "train")["parent_asin"])
+    result = build_slice(root, 0.4, exclude=[Exclusion(train[:3], "plain"),
+                                             Exclusion(train[2:5], "plain", kind="misaligned")])
+    assert result.name == "default-frac0.4-seed0-nolabelissues-nomisaligned"
+    counted = {"audited_slice": "plain", "flagged": 3, "dropped_from_train": 3,
+               "kept_in_val_test": 0, "not_in_slice_train": 0}
+    assert result.manifest["excluded"] == {"label_issues": counted, "misaligned": counted,
+                                           "dropped_from_train": 5}
+    left = pl.read_parquet(Slice.open(root, result.name).path)
+    kept = set(left.filter(pl.col("split") == "train")["parent_asin"])
+    assert kept == set(train) - set(train[:5])
+
+
+def test_an_audit_that_flagged_nothing_is_counted_zero(split_catalog, tmp_path):
+    """Draw 1227: an exclusion naming no item was counted as one item kept in val/test."""
+    from curation.slices import Exclusion
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    result = build_slice(root, 0.4, exclude=Exclusion([], "plain", kind="misaligned"))
+    assert result.manifest["excluded"] == {
+        "misaligned": {"audited_slice": "plain", "flagged": 0, "dropped_from_train": 0,
+                       "kept_in_val_test": 0, "not_in_slice_train": 0},
+        "dropped_from_train": 0,
+    }
+
+
+def test_an_export_goes_into_an_empty_or_new_folder_and_refuses_a_file(split_catalog,
+                                                                         tmp_path):
+    """Draw 1227: an export into an existing empty folder was refused, one into a file was a
+    traceback (NotADirectoryError) instead of the one line, and one whose parent folder did not
+    exist yet failed."""
+    import datasets
+    import pytest
+
+    from curation.errors import UserError
+    from curation.slices import export_hf
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    build_slice(root, 0.5, name="half")
+    half = Slice.open(root, "half")
+    rows = half.manifest["rows"]["train"]
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "empty", tmp_path / "not" / "yet" / "there"):
+        export_hf(half, out, images=False)
+        assert datasets.load_from_disk(str(out))["train"].num_rows == rows
+    (tmp_path / "a-file").write_text("keep me")
+    with pytest.raises(UserError, match="a-file exists and is not a dataset export"):
+        export_hf(half, tmp_path / "a-file", images=False)
+    assert (tmp_path / "a-file").read_text() == "keep me"

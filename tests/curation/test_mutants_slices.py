@@ -1,5 +1,5 @@
-"""Slices: what the fair draws of 2026-12-05 to 2026-12-07 (1212 to 1214 and 1222;
-tests/mutation/draw.py) left alive, written after each draw (their results stay in
+"""Slices: what the fair draws of 2026-12-05 to 2026-12-07 (1212 to 1214, 1222, 1224, 1228
+and 1229; tests/mutation/draw.py) left alive, written after each draw (their results stay in
 tests/mutation/report.md as they were)."""
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def test_a_slice_whose_manifest_is_damaged_is_built_again_with_a_note_on_stderr(
 
 def test_both_audits_exclusions_are_counted_each_and_an_item_both_flagged_leaves_once(
         split_catalog, tmp_path):
-    """Draw 1227 (2026-12-07): with both audits' exclusions, the second audit's items
+    """Draw 1228 (2026-12-07): with both audits' exclusions, the second audit's items
     replaced the first's, and the slice failed to build."""
     import polars as pl
 
@@ -244,7 +244,7 @@ def test_both_audits_exclusions_are_counted_each_and_an_item_both_flagged_leaves
 
 
 def test_an_audit_that_flagged_nothing_is_counted_zero(split_catalog, tmp_path):
-    """Draw 1227: an exclusion naming no item was counted as one item kept in val/test."""
+    """Draw 1228: an exclusion naming no item was counted as one item kept in val/test."""
     from curation.slices import Exclusion
 
     root = copy_catalog(split_catalog, tmp_path / "catalog")
@@ -258,9 +258,9 @@ def test_an_audit_that_flagged_nothing_is_counted_zero(split_catalog, tmp_path):
 
 def test_an_export_goes_into_an_empty_or_new_folder_and_refuses_a_file(split_catalog,
                                                                          tmp_path):
-    """Draw 1227: an export into an existing empty folder was refused, one into a file was a
-    traceback (NotADirectoryError) instead of the one line, and one whose parent folder did not
-    exist yet failed."""
+    """Draws 1228 and 1229: an export into an existing empty folder was refused, one into a
+    file was a traceback (NotADirectoryError) instead of the one line, and one whose parent
+    folder did not exist yet failed."""
     import datasets
     import pytest
 

@@ -363,7 +363,7 @@ def test_a_one_character_title_and_model_text_meet_the_items_suite(split_catalog
 def test_ratings_stored_in_32_bits_meet_the_type_expectations_run_after_run(split_catalog,
                                                                            tmp_path):
     """A FLOAT rating and an INTEGER count are a float and an integer: the type expectations
-    name the 32-bit types too (draw 1227, 2026-12-07: int32 dropped from the list went
+    name the 32-bit types too (draw 1228, 2026-12-07: int32 dropped from the list went
     unseen, and an INTEGER count holding a NULL failed the type expectation as well). A
     catalog validated a second time is validated again, with the same result (draw 1227
     found that the lookup of an earlier run's batch definition never ran: each run starts

@@ -383,6 +383,8 @@ FAIR_DRAWS: dict[str, list[tuple[int, int, int]]] = {
     "weighting/compute.py": [(1208, 14, 15), (1209, 15, 15), (1212, 13, 14), (1216, 14, 15),
                              (1221, 15, 15), (1222, 15, 15), (1223, 15, 15)],
 }
+# Draws run in one mutmut run, on the same tests (see on_the_tests_now).
+RAN_TOGETHER = (frozenset({1227, 1228, 1229}),)
 CONFIDENCE = 0.95
 
 DETECTED = ("killed", "timeout")
@@ -415,15 +417,25 @@ def exact_interval(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[floa
     return lower, upper
 
 
-def on_the_tests_now(draws: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+def on_the_tests_now(draws: list[tuple[int, int, int]],
+                     together: tuple[frozenset[int], ...] = RAN_TOGETHER,
+                     ) -> list[tuple[int, int, int]]:
     """The latest draw and the draws just before it that left no survivor to write a test for
     (every non-equivalent mutant killed): no test was written for the module between them, so
     they measure its tests as they are now (or weaker ones, had a test come for another
-    reason: tests only grow), and together they are a larger fair sample of those tests."""
-    since = len(draws) - 1
-    while since > 0 and draws[since - 1][1] == draws[since - 1][2]:
+    reason: tests only grow), and together they are a larger fair sample of those tests.
+    Draws run in one run (``together``) are one step: they measured the same tests whatever
+    each found, and the tests for any one's survivors came after all of them."""
+    runs: list[list[tuple[int, int, int]]] = []
+    for draw in draws:
+        if runs and any({runs[-1][-1][0], draw[0]} <= group for group in together):
+            runs[-1].append(draw)
+        else:
+            runs.append([draw])
+    since = len(runs) - 1
+    while since > 0 and all(killed == drawn for _, killed, drawn in runs[since - 1]):
         since -= 1
-    return draws[since:]
+    return [draw for run in runs[since:] for draw in run]
 
 
 def fair_draw_rows() -> list[str]:

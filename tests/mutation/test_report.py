@@ -72,6 +72,18 @@ def test_the_draws_on_the_tests_now_stop_at_one_that_left_a_survivor():
     assert report.on_the_tests_now([(1, 15, 15), (2, 14, 14)]) == [(1, 15, 15), (2, 14, 14)]
 
 
+def test_draws_run_together_are_pooled_as_one_step():
+    # 3 and 4 ran in one run: both measured the tests after 2's survivors, and the tests for
+    # 3's survivor came after 4 too, so 4 is not pooled with 5 although it left none
+    together = (frozenset({3, 4}),)
+    draws = [(1, 15, 15), (2, 12, 14), (3, 13, 14), (4, 15, 15), (5, 14, 14)]
+    assert report.on_the_tests_now(draws[:4], together) == [(3, 13, 14), (4, 15, 15)]
+    assert report.on_the_tests_now(draws, together) == [(5, 14, 14)]
+    assert report.on_the_tests_now(draws[:4], ()) == [(4, 15, 15)]
+    clean = [(1, 12, 14), (2, 15, 15), (3, 15, 15), (4, 15, 15)]
+    assert report.on_the_tests_now(clean, together) == clean[1:]
+
+
 def test_a_rewrite_carries_the_main_tables_rows_not_the_fair_draws(tmp_path, monkeypatch):
     # both tables have rows that start with a module's name; a module not run again keeps
     # its row of the main table

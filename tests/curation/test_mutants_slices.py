@@ -279,3 +279,18 @@ def test_an_export_goes_into_an_empty_or_new_folder_and_refuses_a_file(split_cat
     with pytest.raises(UserError, match="a-file exists and is not a dataset export"):
         export_hf(half, tmp_path / "a-file", images=False)
     assert (tmp_path / "a-file").read_text() == "keep me"
+
+
+def test_a_plain_slice_records_its_parameters_as_slices_always_have(split_catalog, tmp_path):
+    """Draw 1228: the key of the label-issues exclusion, recorded as None for a plain slice so
+    that manifests keep the bytes of earlier versions, was renamed unseen (and the slice
+    already built under the old key would then be refused as another slice of its name)."""
+    import json
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    result = build_slice(root, 0.5, seed=4, min_per_category=3)
+    manifest = json.loads((root / "slices" / result.name / "manifest.json").read_text())
+    assert manifest["parameters"] == {
+        "frac": 0.5, "seed": 4, "strata": ["main_category", "rating_bin", "count_bin"],
+        "min_per_category": 3, "exclude_label_issues": None, "profile": "default",
+        "split_seed": 0}

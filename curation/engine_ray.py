@@ -63,6 +63,10 @@ def connect(address: str) -> bool:
             f"--ray-address {address}: no Ray cluster found ({e}); start one with "
             "'ray start --head', or pass --ray-address local for one in this process"
         ) from None
+    except ValueError as e:  # Ray's word for an address it cannot parse
+        raise UserError(
+            f"--ray-address {address}: {e}; give auto, local or a cluster's host:port"
+        ) from None
     return True
 
 

@@ -883,3 +883,24 @@ def test_the_quarantine_is_written_zstd_compressed(tmp_path):
     assert metadata.num_rows == 1
     assert {metadata.row_group(0).column(i).compression
             for i in range(metadata.num_columns)} == {"ZSTD"}
+
+
+def test_the_ray_engine_looks_for_a_running_cluster_by_default(tmp_path, monkeypatch):
+    """ingest(engine="ray") without an address connects to a running cluster ("auto"), and
+    none running is the one line that says so (draw 1229, 2026-12-07: the default address
+    changed went unseen, and showed that an address Ray cannot parse was a traceback)."""
+    ray = pytest.importorskip("ray")
+    from ray._private.services import find_gcs_addresses
+
+    from curation.errors import UserError
+
+    if ray.is_initialized() or find_gcs_addresses():
+        pytest.skip("a Ray cluster runs on this machine: the default address would find it")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    raw = write_raw(tmp_path, meta={"All_Beauty": [{"parent_asin": "A", "title": "a"}]})
+    with pytest.raises(UserError, match=r"^--ray-address auto: no Ray cluster found"):
+        ingest(str(raw), tmp_path / "cat", engine="ray")
+    # an address Ray cannot parse is one line too, not Ray's ValueError
+    with pytest.raises(UserError, match=r"^--ray-address nonsense: .*give auto, local or a "):
+        ingest(str(raw), tmp_path / "cat", engine="ray", ray_address="nonsense")
+    assert not ray.is_initialized()

@@ -888,7 +888,8 @@ def test_the_quarantine_is_written_zstd_compressed(tmp_path):
 def test_the_ray_engine_looks_for_a_running_cluster_by_default(tmp_path, monkeypatch):
     """ingest(engine="ray") without an address connects to a running cluster ("auto"), and
     none running is the one line that says so (draw 1229, 2026-12-07: the default address
-    changed went unseen, and showed that an address Ray cannot parse was a traceback)."""
+    changed went unseen, and showed that an address Ray cannot parse was a traceback; so did
+    the Ray engine replaced by the local one, which writes the same bytes)."""
     ray = pytest.importorskip("ray")
     from ray._private.services import find_gcs_addresses
 
@@ -904,3 +905,21 @@ def test_the_ray_engine_looks_for_a_running_cluster_by_default(tmp_path, monkeyp
     with pytest.raises(UserError, match=r"^--ray-address nonsense: .*give auto, local or a "):
         ingest(str(raw), tmp_path / "cat", engine="ray", ray_address="nonsense")
     assert not ray.is_initialized()
+
+
+def test_ingest_holds_the_writer_lock_as_the_ingest_job(tmp_path):
+    """While a file is ingested the lock's record names the job, which another writer's
+    refusal shows (test_lock.py checks that line in another process, which mutmut's map of
+    which tests call ingest cannot see: draw 1228, 2026-12-07, a changed job name survived)."""
+    import os
+
+    from curation.catalog import CatalogLayout
+    from curation.lock import read_holder
+
+    raw = write_raw(tmp_path, meta={"All_Beauty": [{"parent_asin": "A", "title": "a"}]})
+    layout = CatalogLayout(tmp_path / "cat")
+    holders = []
+    ingest(str(raw), layout.root, on_file_done=lambda _: holders.append(read_holder(layout)))
+    [holder] = holders
+    assert (holder["job"], holder["pid"]) == ("ingest", os.getpid())
+    assert read_holder(layout) is None  # released

@@ -250,6 +250,7 @@ def test_build_slice_command_prints_a_summary_and_validates(catalog, tmp_path):
 def test_bad_parameters_are_clear_errors(catalog):
     for args, message in (
         (["--frac", "1.5"], "--frac must lie in (0, 1]"),
+        (["--frac", "0"], "--frac must lie in (0, 1], got 0.0"),  # draw 1228: 0 let through
         (["--frac", "0.4", "--strata", "colour"], "unknown strata ['colour']"),
         (["--frac", "0.4", "--profile", "nope"], "unknown profile 'nope'"),
         (["--frac", "0.4", "--min-per-category", "-1"], "--min-per-category must be 0 or more"),

@@ -41,12 +41,15 @@ EXAMPLES = 3  # offending rows shown per failed expectation
 class Failure:
     expectation: str
     column: str | None
-    unexpected: int
+    unexpected: int | None  # None for a check of the column as a whole (its type)
     examples: list[dict[str, Any]]
+    observed: Any = None  # what such a check saw: the column's type
 
     def line(self, rows: int) -> str:
-        shown = "; ".join(", ".join(f"{k}={v}" for k, v in e.items()) for e in self.examples)
         where = f"({self.column})" if self.column else ""
+        if self.unexpected is None:
+            return f"FAILED {self.expectation}{where}: observed {self.observed}"
+        shown = "; ".join(", ".join(f"{k}={v}" for k, v in e.items()) for e in self.examples)
         return f"FAILED {self.expectation}{where}: {self.unexpected:,} of {rows:,} rows" + (
             f", e.g. {shown}" if shown else ""
         )
@@ -159,12 +162,15 @@ def _failures(result, frame, show: list[str]) -> list[Failure]:
             row = frame.iloc[index] if isinstance(index, int) else None
             if row is not None:
                 examples.append({c: row[c] for c in show if c in frame.columns})
+        # a type check has no count of rows: "0 of n rows" would read as nothing wrong
+        count = details.get("unexpected_count")
         failures.append(
             Failure(
                 config.type,
                 config.kwargs.get("column"),
-                int(details.get("unexpected_count") or 0),
+                None if count is None else int(count),
                 examples,
+                details.get("observed_value"),
             )
         )
     return failures

@@ -302,6 +302,11 @@ def test_an_average_rating_that_is_not_a_float_fails_the_type_expectation(split_
     [failure] = report.failures
     assert (failure.expectation, failure.column) == (
         "expect_column_values_to_be_in_type_list", "average_rating")
+    # the column's type is checked, not row by row: the line names the type it saw (draw
+    # 1231, 2026-12-07: it read "0 of n rows", as if nothing were wrong)
+    assert report.summary().splitlines()[1] == (
+        "  FAILED expect_column_values_to_be_in_type_list(average_rating): observed int64")
+    assert json.loads(report.json_path.read_text())["failures"][0]["observed"] == "int64"
     assert report.summary().splitlines()[0] == (
         f"items: 10/11 expectations met on {frame.height:,} rows")
     # validation/items.json keeps great-expectations' own result beside the summary

@@ -383,7 +383,7 @@ NOTES = [
     "committed before they ran, on the code and tests of commit 9963284, in one run; about 10 "
     "minutes after the test map), with the real survivors of 1228 and 1229 in slices and "
     "ingest and 1228's in validate run again after their tests (slices and validate all "
-    "killed; ingest RERUN_INGEST). validate 1230 14 of 15 (SQL in another case, equivalent): "
+    "killed; ingest's three killed too). validate 1230 14 of 15 (SQL in another case, equivalent): "
     "14 of 14; 1231 13 of 15 (SQL in another case; one real: a failed check of the column's "
     "type shown as \"0 of n rows\", as if nothing were wrong, now \"observed int64\"): 13 of "
     "14; 1232 15 of 15. Together 42 of 43 (88-100%). The validate row counts 1230 to 1232 too.",

@@ -65,6 +65,10 @@ and ingest by all three, their first draws after the tests for 1224's survivor i
 1230, 1231 and 1232 drew validate three times the same day, run together after the tests for
 1228's survivor there and on validate's code since (``_expectations`` and ``_Project.run`` lost
 dead code, so their mutants are numbered anew: drawn from mutants/ regenerated on that code).
+1233, 1234 and 1235 were drawn together on 2026-12-07 (tenth session) and run in one run, on
+a test map recorded afresh: validate and split by all three, slices and framing by the first
+two; each module's first draws after the tests for its last draw's real survivors (validate's
+1231, split's 1220, slices' 1228 and 1229, framing's 1216).
 
 Needs mutants/ (any ``scripts/mutation`` run generates every module's mutants first).
 """
@@ -78,7 +82,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 15
-SEEDS = tuple(range(1205, 1233))  # the draws made, in order
+SEEDS = tuple(range(1205, 1236))  # the draws made, in order
 DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1207: ("images", "address"), 1208: ("ingest", "clean", "split", "compute"),
         1209: ("ingest", "clean", "split", "compute"), 1210: ("ingest", "clean", "split"),
@@ -94,7 +98,9 @@ DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1225: ("address", "validate"),
         1226: ("validate",), 1227: ("clean", "validate", "slices", "ingest"),
         1228: ("clean", "validate", "slices", "ingest"), 1229: ("slices", "ingest"),
-        1230: ("validate",), 1231: ("validate",), 1232: ("validate",)}
+        1230: ("validate",), 1231: ("validate",), 1232: ("validate",),
+        1233: ("validate", "split", "slices", "framing"),
+        1234: ("validate", "split", "slices", "framing"), 1235: ("validate", "split")}
 WEIGHTING = ("compute",)  # modules of weighting/; the others are files of curation/
 # For images only the fetch safeguards are sampled, as on 2026-11-25 and 2026-12-04.
 IMAGES_SAFEGUARDS = ("x__download", "x__http_get", "x_process_image", "x_fetch_one",

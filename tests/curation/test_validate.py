@@ -333,6 +333,27 @@ def test_a_failed_slice_row_is_shown_with_its_split_ratings_and_image_url(catalo
     assert f"main_image_url={row['main_image_url']}" in report.summary()
 
 
+def test_a_failure_of_many_rows_shows_three_of_them_one_after_another(catalog):
+    """Draw 1235 (2026-12-07): the examples of a failure were shown joined by other text
+    than "; ", and no test had a failure of more than one row."""
+    frame = _items(catalog, "small")
+    victims = frame.filter(pl.col("split") == "train")["parent_asin"][:4].to_list()
+    planted = frame.with_columns(
+        pl.when(pl.col("parent_asin").is_in(victims)).then(0.5)
+        .otherwise(pl.col("average_rating")).alias("average_rating"))
+    _write_as_built(catalog, planted)
+    report = validate_slice(catalog, "small")
+    [failure] = report.failures
+    assert failure.unexpected == 4
+    shown = planted.filter(pl.col("parent_asin").is_in(victims[:3])).select(
+        "parent_asin", "split", "average_rating", "rating_number", "main_image_url")
+    assert failure.examples == shown.to_dicts()  # the first three, in the file's order
+    assert report.summary().splitlines()[1] == (
+        f"  FAILED expect_column_values_to_be_between(average_rating): 4 of {frame.height:,} rows"
+        ", e.g. " + "; ".join(", ".join(f"{k}={v}" for k, v in row.items())
+                             for row in shown.to_dicts()))
+
+
 def test_a_failure_without_examples_is_its_line_alone():
     """Draw 1224 (2026-12-07): a failure with no offending rows to show (a table-level
     expectation) got a dangling ", e.g." or other text after its count."""

@@ -1,5 +1,5 @@
-"""Slices: what the fair draws of 2026-12-05 to 2026-12-07 (1212 to 1214, 1222, 1224, 1228
-and 1229; tests/mutation/draw.py) left alive, written after each draw (their results stay in
+"""Slices: what the fair draws of 2026-12-05 to 2026-12-07 (1212 to 1214, 1222, 1224, 1228,
+1229 and 1234; tests/mutation/draw.py) left alive, written after each draw (their results stay in
 tests/mutation/report.md as they were)."""
 
 from __future__ import annotations
@@ -217,6 +217,24 @@ def test_a_slice_whose_manifest_is_damaged_is_built_again_with_a_note_on_stderr(
     out, err = capsys.readouterr()
     assert "; building it again" in err and "building it again" not in out
     assert Slice.open(root, "half").manifest["parameters"]["frac"] == 0.5
+
+
+def test_a_split_whose_manifest_is_damaged_is_made_again_with_a_note_on_stderr(
+        split_catalog, tmp_path, capsys):
+    """Draw 1234 (2026-12-07): the note of a damaged split (or silver) manifest, made again
+    by build-slice, went to stdout, where `--json` output is read."""
+    import json
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    manifest = root / "splits" / "default" / "seed0" / "manifest.json"
+    good = json.loads(manifest.read_text())
+    manifest.write_text("{ not json")
+    capsys.readouterr()
+    build_slice(root, 0.5, name="half")
+    out, err = capsys.readouterr()
+    assert "making it again" in err and "making it again" not in out
+    assert "splits/default/seed0/manifest.json" in err
+    assert json.loads(manifest.read_text())["outputs"] == good["outputs"]  # the same split
 
 
 def test_both_audits_exclusions_are_counted_each_and_an_item_both_flagged_leaves_once(

@@ -205,6 +205,24 @@ def test_pairs_from_a_regroup_file_are_kept_in_one_split(tmp_path):
         assert manifest["regrouped_from"] == str(layout.regroup_file("default"))
 
 
+def test_pairs_that_chain_make_one_group_named_by_its_smallest_asin(tmp_path):
+    """Draw 1234 (2026-12-07): the union-find's path compression never ran in a test (groups
+    of shared titles and images are stars, each item joined to the group's smallest ASIN); a
+    regroup file whose pairs chain from the largest ASIN down takes it, and a broken
+    compression failed the split."""
+    root = _plain_catalog(tmp_path)
+    regroup = Catalog.open(root).layout.regroup_file("default")
+    regroup.parent.mkdir(parents=True)
+    chain = [("B0003", "B0004"), ("B0002", "B0003"), ("B0001", "B0002")]
+    pl.DataFrame({"a": [a for a, _ in chain], "b": [b for _, b in chain]}).write_parquet(regroup)
+    result = build_split(root, seed=0)
+    assert result.groups_with_duplicates == 1
+    rows = _assignments(root).filter(pl.col("parent_asin").is_in(["B0001", "B0002", "B0003",
+                                                                   "B0004"]))
+    assert rows["group_id"].to_list() == ["B0001"] * 4
+    assert rows["split"].n_unique() == 1
+
+
 def test_a_regroup_file_adds_its_pairs_to_the_title_and_image_groups(tmp_path):
     # Draw 1220's survivor: the file's pairs replaced the groups of shared titles and images.
     items = [{"main_category": "Toys & Games", "title": f"Unique title {i}", "average_rating": 4.0,

@@ -38,6 +38,13 @@ def test_stable_hash_is_the_documented_sha256():
     assert stable_hash(7, "B0ABC") == in_sql == known
 
 
+def test_the_split_manifest_says_how_items_were_hashed_and_cut(split_catalog):
+    """Draw 1233 (2026-12-07): the manifest's hash rule lost its key unseen."""
+    manifest = read_split_manifest(Catalog.open(split_catalog).layout, "default", 0)
+    assert manifest["hash"] == "first 64 bits of sha256('<seed>:<group_id>')"
+    assert (manifest["seed"], manifest["shares"]) == (0, {"train": 0.8, "val": 0.1, "test": 0.1})
+
+
 def test_each_item_in_one_split_in_the_overall_shares(split_catalog):
     splits = _assignments(split_catalog)
     silver = Catalog.open(split_catalog)

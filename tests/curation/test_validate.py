@@ -316,6 +316,23 @@ def test_an_average_rating_that_is_not_a_float_fails_the_type_expectation(split_
     assert full["statistics"]["unsuccessful_expectations"] == 1
 
 
+def test_a_rating_count_that_is_not_an_integer_fails_the_type_expectation(split_catalog,
+                                                                         tmp_path):
+    """Draw 1236 (2026-12-07): the count's type list could be dropped unseen (only the
+    rating's type check had a test). Counts written as floats keep every value valid."""
+    from curation.clean import silver_shown
+    from curation.validate import validate_items
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    silver = silver_shown(Catalog.open(root))[1]
+    frame = pl.read_parquet(silver)
+    frame.with_columns(pl.col("rating_number").cast(pl.Float64)).write_parquet(silver)
+    report = validate_items(root)
+    assert report.summary().splitlines() == [  # the only failure
+        f"items: 10/11 expectations met on {frame.height:,} rows",
+        "  FAILED expect_column_values_to_be_in_type_list(rating_number): observed float64"]
+
+
 def test_a_failed_slice_row_is_shown_with_its_split_ratings_and_image_url(catalog):
     frame = _items(catalog, "small")
     victim = frame.filter(pl.col("split") == "train")["parent_asin"][0]

@@ -1,6 +1,6 @@
 """Slices: what the fair draws of 2026-12-05 to 2026-12-07 (1212 to 1214, 1222, 1224, 1228,
-1229 and 1234; tests/mutation/draw.py) left alive, written after each draw (their results stay in
-tests/mutation/report.md as they were)."""
+1229, 1234 and 1236; tests/mutation/draw.py) left alive, written after each draw (their
+results stay in tests/mutation/report.md as they were)."""
 
 from __future__ import annotations
 
@@ -235,6 +235,20 @@ def test_a_split_whose_manifest_is_damaged_is_made_again_with_a_note_on_stderr(
     assert "making it again" in err and "making it again" not in out
     assert "splits/default/seed0/manifest.json" in err
     assert json.loads(manifest.read_text())["outputs"] == good["outputs"]  # the same split
+
+
+def test_a_slice_named_in_capitals_opens_and_a_path_is_no_name(split_catalog, tmp_path):
+    """Draw 1236 (2026-12-07): the name check of Slice.open refused capitals, which
+    build-slice's own check allows, unseen."""
+    import pytest
+
+    from curation.errors import UserError
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    build_slice(root, 0.5, name="Half-A")
+    assert Slice.open(root, "Half-A").manifest["name"] == "Half-A"
+    with pytest.raises(UserError, match=r"^no slice named '\.\./Half-A' \(slices: Half-A\)$"):
+        Slice.open(root, "../Half-A")
 
 
 def test_both_audits_exclusions_are_counted_each_and_an_item_both_flagged_leaves_once(

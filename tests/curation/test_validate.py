@@ -119,6 +119,19 @@ def test_the_validate_command_names_the_row_outside_the_larger_slice(catalog):
     assert f"parent_asin={victim}" in result.output
 
 
+def test_validate_with_a_slice_named_runs_the_items_and_that_slice_and_names_the_docs(catalog):
+    """Whole run of validate (2026-12-07): `--slice` could be ignored, every slice validated,
+    and the data docs printed as "None", and no test saw either."""
+    result = CliRunner().invoke(app, ["validate", "-c", str(catalog), "--slice", "small"])
+    assert result.exit_code == 0, result.output
+    assert "items: 11/11 expectations met" in result.output
+    assert "slice:small: " in result.output
+    assert "slice:large" not in result.output and "slice:donor" not in result.output
+    docs = catalog / "validation" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    assert f"data docs: {docs}\n" in result.output
+    assert docs.exists()
+
+
 def test_nesting_is_checked_against_the_next_larger_slice_of_several(catalog):
     """Draw 1222 (2026-12-07): with two larger slices of the same settings, the one to check
     against was taken with a key that cannot order them (validate failed with a TypeError).

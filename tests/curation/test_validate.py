@@ -186,6 +186,80 @@ def test_the_items_suite_passes_on_silver_and_names_a_planted_bad_item(split_cat
     assert saved_failure["examples"][0]["parent_asin"] == victim
 
 
+def _plant_in_silver(root: Path, column: str, values: list, dtype) -> list[str]:
+    """Set ``column`` of the first len(values) silver items (by parent_asin) to ``values``."""
+    from curation.clean import silver_shown
+
+    silver = silver_shown(Catalog.open(root))[1]
+    frame = pl.read_parquet(silver).sort("parent_asin")
+    victims = frame["parent_asin"][: len(values)].to_list()
+    frame.with_columns(
+        pl.col("parent_asin").replace_strict(dict(zip(victims, values, strict=True)),
+                                             default=pl.col(column), return_dtype=dtype)
+        .alias(column)
+    ).write_parquet(silver)
+    return victims
+
+
+def test_the_rating_range_is_one_to_five_stars_both_ends_included(split_catalog, tmp_path):
+    """Whole run of validate (2026-12-07): the upper end could be 6 unseen, since the only
+    planted rating was 7."""
+    from curation.validate import validate_items
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    _plant_in_silver(root, "average_rating", [1.0, 5.0, 0.5, 5.5], pl.Float64)
+    [failure] = validate_items(root).failures
+    assert (failure.column, failure.unexpected) == ("average_rating", 2)
+    assert sorted(e["average_rating"] for e in failure.examples) == [0.5, 5.5]
+
+
+def test_an_item_rated_by_no_one_meets_the_suite_and_a_negative_count_fails(split_catalog,
+                                                                            tmp_path):
+    """Whole run of validate (2026-12-07): the count's lower end could be 1 unseen."""
+    from curation.validate import validate_items
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    _zero, negative = _plant_in_silver(root, "rating_number", [0, -1], pl.Int64)
+    [failure] = validate_items(root).failures
+    assert (failure.column, failure.unexpected) == ("rating_number", 1)
+    assert [e["parent_asin"] for e in failure.examples] == [negative]
+
+
+def test_a_main_image_url_that_is_not_http_https_or_file_fails(split_catalog, tmp_path):
+    """Whole run of validate (2026-12-07): the URL pattern could be dropped unseen (GX's
+    default pattern matches anything). An item without an image is not a failure."""
+    from curation.validate import validate_items
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    urls = ["file:///images/a.jpg", None, "ftp://host/b.jpg", "https://host/c d.jpg", "c.jpg"]
+    victims = _plant_in_silver(root, "main_image_url", urls, pl.String)
+    [failure] = validate_items(root).failures
+    assert (failure.expectation, failure.column, failure.unexpected) == (
+        "expect_column_values_to_match_regex", "main_image_url", 3)
+    assert [e["parent_asin"] for e in failure.examples] == victims[2:]
+
+
+def test_validation_quiets_great_expectations_and_leaves_the_callers_logging_alone(
+        split_catalog, tmp_path):
+    """Whole run of validate (2026-12-07): the level meant for GX's logger could be set on
+    the root logger unseen, silencing the warnings of every library in a caller's process."""
+    import logging
+
+    from curation.validate import validate_items
+
+    root_logger, gx_logger = logging.getLogger(), logging.getLogger("great_expectations")
+    before = root_logger.level, gx_logger.level
+    try:
+        root_logger.setLevel(logging.INFO)
+        gx_logger.setLevel(logging.NOTSET)
+        validate_items(copy_catalog(split_catalog, tmp_path / "catalog"))
+        assert root_logger.level == logging.INFO
+        assert gx_logger.getEffectiveLevel() == logging.ERROR
+    finally:
+        root_logger.setLevel(before[0])
+        gx_logger.setLevel(before[1])
+
+
 def test_validating_again_updates_the_gx_project_in_place(catalog):
     """A rerun reuses each target's asset and its one batch definition (the Data Docs list
     every run of a suite under one name), and gives the same report."""

@@ -186,57 +186,41 @@ def test_the_items_suite_passes_on_silver_and_names_a_planted_bad_item(split_cat
     assert saved_failure["examples"][0]["parent_asin"] == victim
 
 
-def _plant_in_silver(root: Path, column: str, values: list, dtype) -> list[str]:
-    """Set ``column`` of the first len(values) silver items (by parent_asin) to ``values``."""
+def test_each_bound_of_the_items_suite_fails_its_planted_rows_and_passes_its_ends(
+        split_catalog, tmp_path):
+    """Whole run of validate (2026-12-07): the rating's upper end could be 6 (the only
+    planted rating was 7), the count's lower end 1, and the image URL's pattern dropped (GX's
+    default matches anything), each unseen. Ratings of 1 and 5, a count of 0 and an item
+    without an image meet the suite."""
     from curation.clean import silver_shown
+    from curation.validate import validate_items
 
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
     silver = silver_shown(Catalog.open(root))[1]
     frame = pl.read_parquet(silver).sort("parent_asin")
-    victims = frame["parent_asin"][: len(values)].to_list()
+    asins = iter(frame["parent_asin"].to_list())
+    planted = {  # column: (its type, the values planted, one item each)
+        "average_rating": (pl.Float64, [1.0, 5.0, 0.5, 5.5]),
+        "rating_number": (pl.Int64, [0, -1]),
+        "main_image_url": (pl.String, ["file:///images/a.jpg", None, "ftp://host/b.jpg",
+                                       "https://host/c d.jpg", "c.jpg"]),
+    }
+    victims = {column: [next(asins) for _ in values] for column, (_, values) in planted.items()}
     frame.with_columns(
-        pl.col("parent_asin").replace_strict(dict(zip(victims, values, strict=True)),
+        pl.col("parent_asin").replace_strict(dict(zip(victims[column], values, strict=True)),
                                              default=pl.col(column), return_dtype=dtype)
         .alias(column)
+        for column, (dtype, values) in planted.items()
     ).write_parquet(silver)
-    return victims
-
-
-def test_the_rating_range_is_one_to_five_stars_both_ends_included(split_catalog, tmp_path):
-    """Whole run of validate (2026-12-07): the upper end could be 6 unseen, since the only
-    planted rating was 7."""
-    from curation.validate import validate_items
-
-    root = copy_catalog(split_catalog, tmp_path / "catalog")
-    _plant_in_silver(root, "average_rating", [1.0, 5.0, 0.5, 5.5], pl.Float64)
-    [failure] = validate_items(root).failures
-    assert (failure.column, failure.unexpected) == ("average_rating", 2)
-    assert sorted(e["average_rating"] for e in failure.examples) == [0.5, 5.5]
-
-
-def test_an_item_rated_by_no_one_meets_the_suite_and_a_negative_count_fails(split_catalog,
-                                                                            tmp_path):
-    """Whole run of validate (2026-12-07): the count's lower end could be 1 unseen."""
-    from curation.validate import validate_items
-
-    root = copy_catalog(split_catalog, tmp_path / "catalog")
-    _zero, negative = _plant_in_silver(root, "rating_number", [0, -1], pl.Int64)
-    [failure] = validate_items(root).failures
-    assert (failure.column, failure.unexpected) == ("rating_number", 1)
-    assert [e["parent_asin"] for e in failure.examples] == [negative]
-
-
-def test_a_main_image_url_that_is_not_http_https_or_file_fails(split_catalog, tmp_path):
-    """Whole run of validate (2026-12-07): the URL pattern could be dropped unseen (GX's
-    default pattern matches anything). An item without an image is not a failure."""
-    from curation.validate import validate_items
-
-    root = copy_catalog(split_catalog, tmp_path / "catalog")
-    urls = ["file:///images/a.jpg", None, "ftp://host/b.jpg", "https://host/c d.jpg", "c.jpg"]
-    victims = _plant_in_silver(root, "main_image_url", urls, pl.String)
-    [failure] = validate_items(root).failures
-    assert (failure.expectation, failure.column, failure.unexpected) == (
-        "expect_column_values_to_match_regex", "main_image_url", 3)
-    assert [e["parent_asin"] for e in failure.examples] == victims[2:]
+    failures = {f.column: f for f in validate_items(root).failures}
+    assert sorted(failures) == sorted(planted)
+    assert [e["parent_asin"] for e in failures["average_rating"].examples] == \
+        victims["average_rating"][2:]
+    assert [e["parent_asin"] for e in failures["rating_number"].examples] == \
+        victims["rating_number"][1:]
+    url = failures["main_image_url"]
+    assert (url.expectation, url.unexpected) == ("expect_column_values_to_match_regex", 3)
+    assert [e["parent_asin"] for e in url.examples] == victims["main_image_url"][2:]
 
 
 def test_validation_quiets_great_expectations_and_leaves_the_callers_logging_alone(

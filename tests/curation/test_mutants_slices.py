@@ -1,6 +1,6 @@
 """Slices: what the fair draws of 2026-12-05 to 2026-12-07 (1212 to 1214, 1222, 1224, 1228,
-1229, 1234 and 1236; tests/mutation/draw.py) left alive, written after each draw (their
-results stay in tests/mutation/report.md as they were)."""
+1229, 1234, 1236 and 1238 to 1240; tests/mutation/draw.py) left alive, written after each
+draw (their results stay in tests/mutation/report.md as they were)."""
 
 from __future__ import annotations
 
@@ -326,3 +326,16 @@ def test_a_plain_slice_records_its_parameters_as_slices_always_have(split_catalo
         "frac": 0.5, "seed": 4, "strata": ["main_category", "rating_bin", "count_bin"],
         "min_per_category": 3, "exclude_label_issues": None, "profile": "default",
         "split_seed": 0}
+
+
+def test_an_exclusion_of_an_unknown_kind_says_which_kinds_there_are():
+    """Draws 1238 to 1240 (2026-12-07): the error's message could be lost (``ValueError(None)``)
+    unseen; the command line only makes known kinds, Python callers can make any."""
+    import pytest
+
+    from curation.slices import Exclusion
+
+    with pytest.raises(ValueError) as error:
+        Exclusion(["B000000001"], "audited", kind="duplicates")
+    assert str(error.value) == "unknown exclusion 'duplicates'; one of label_issues, misaligned"
+    assert Exclusion([], "audited", kind="misaligned").parameter == "exclude_misaligned"

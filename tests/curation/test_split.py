@@ -294,3 +294,19 @@ def test_a_split_before_any_clean_says_to_clean_first(tmp_path):
     with pytest.raises(UserError) as caught:
         build_split(tmp_path / "cat")
     assert str(caught.value) == "no silver items in the catalog: run `curate clean` first"
+
+
+def test_the_catalog_records_which_split_its_views_show(tmp_path):
+    """Draws 1238 to 1240 (2026-12-07): the split's seed could be recorded under another key
+    unseen; `curate sql`'s `.views` lists it, and the duplicates audit reads the split of that
+    seed (with the key lost, seed 0's, which this catalog lacks)."""
+    from curate.sql import view_lines
+
+    root = _plain_catalog(tmp_path, n=30)
+    build_split(root, seed=3)
+    catalog = Catalog.open(root)
+    assert catalog.tables["splits"] == {"files": ["splits/default/seed3/assignments.parquet"],
+                                        "profile": "default", "seed": 3}
+    assert any(line.split() == ["splits", "profile", "default,", "seed", "3"]
+               for line in view_lines(catalog))
+    assert _assignments(root).height == 30

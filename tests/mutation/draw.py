@@ -74,10 +74,12 @@ survivors of 1233 to 1235 there (one each in validate and slices, two in split).
 1237 drew framing again the same day: its third draw on the same tests (1233 and 1234 left no
 real survivor), so that the pooled sample grows.
 1238, 1239 and 1240 were drawn together on 2026-12-07 (eleventh session) and run in one run,
-on a test map recorded afresh, beside a whole run of validate: split by all three, on the same
-tests as 1236 (which left no real survivor there), so that its pooled sample grows; slices by
-all three, its first draws after the test for 1236's survivor there (``Slice.open`` refusing
-capital letters).
+after a whole run of validate, on its test map (``MUTATION_KEEP_MAP=1``): split by all three,
+on the same tests as 1236 (which left no real survivor there), so that its pooled sample
+grows; slices by all three, its first draws after the test for 1236's survivor there
+(``Slice.open`` refusing capital letters).
+1241, 1242 and 1243 drew slices again the same day, run together after the test for the one
+real survivor of 1238 to 1240 there (an Exclusion of an unknown kind losing its message).
 
 Needs mutants/ (any ``scripts/mutation`` run generates every module's mutants first).
 """
@@ -91,7 +93,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 15
-SEEDS = tuple(range(1205, 1241))  # the draws made, in order
+SEEDS = tuple(range(1205, 1244))  # the draws made, in order
 DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1207: ("images", "address"), 1208: ("ingest", "clean", "split", "compute"),
         1209: ("ingest", "clean", "split", "compute"), 1210: ("ingest", "clean", "split"),
@@ -111,7 +113,8 @@ DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1233: ("validate", "split", "slices", "framing"),
         1234: ("validate", "split", "slices", "framing"), 1235: ("validate", "split"),
         1236: ("validate", "slices", "split"), 1237: ("framing",),
-        1238: ("split", "slices"), 1239: ("split", "slices"), 1240: ("split", "slices")}
+        1238: ("split", "slices"), 1239: ("split", "slices"), 1240: ("split", "slices"),
+        1241: ("slices",), 1242: ("slices",), 1243: ("slices",)}
 WEIGHTING = ("compute",)  # modules of weighting/; the others are files of curation/
 # For images only the fetch safeguards are sampled, as on 2026-11-25 and 2026-12-04.
 IMAGES_SAFEGUARDS = ("x__download", "x__http_get", "x_process_image", "x_fetch_one",

@@ -23,6 +23,7 @@ from curation.images import resolve_image_paths  # noqa: E402
 from curation.ingest import ingest  # noqa: E402
 from curation.slices import Slice, build_slice  # noqa: E402
 from curation.synth import SynthConfig, synthesize  # noqa: E402
+from tests.conftest import copy_catalog  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.embeddings import embed_slice, encoders_ran  # noqa: E402
 from training.encoders import (  # noqa: E402
@@ -64,8 +65,15 @@ def _catalog(root: Path, seed: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _catalog(tmp_path_factory.mktemp("text-only"), seed=12)
+
+
+@pytest.fixture
+def catalog(built: Path, tmp_path: Path) -> Path:
+    """A private copy: the tests write embedding caches and runs into it, and the cold-cache
+    test must not see another test's cache whatever the order (mutmut ran them sorted)."""
+    return copy_catalog(built, tmp_path / "catalog")
 
 
 _OPENED: list[str] = []

@@ -1,5 +1,5 @@
 """Slices: what the fair draws of 2026-12-05 to 2026-12-07 (1212 to 1214, 1222, 1224, 1228,
-1229, 1234, 1236 and 1238 to 1240; tests/mutation/draw.py) left alive, written after each
+1229, 1234, 1236 and 1238 to 1243; tests/mutation/draw.py) left alive, written after each
 draw (their results stay in tests/mutation/report.md as they were)."""
 
 from __future__ import annotations
@@ -339,3 +339,36 @@ def test_an_exclusion_of_an_unknown_kind_says_which_kinds_there_are():
         Exclusion(["B000000001"], "audited", kind="duplicates")
     assert str(error.value) == "unknown exclusion 'duplicates'; one of label_issues, misaligned"
     assert Exclusion([], "audited", kind="misaligned").parameter == "exclude_misaligned"
+
+
+def test_a_silver_page_that_no_longer_decompresses_is_named_by_build_slice(split_catalog,
+                                                                           tmp_path):
+    """Draws 1241 to 1243 (2026-12-07): silver is checked by size before a slice (a page
+    damaged in place keeps it), so DuckDB's read fails; build-slice then checks silver and
+    the split against their manifests and names the damaged file. That check could be
+    dropped or called wrongly unseen (a TypeError's traceback instead)."""
+    import pytest
+
+    from curation.catalog import Catalog
+    from curation.integrity import IntegrityError
+    from tests.conftest import break_a_page
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    silver = Catalog.open(root).layout.silver_items("default")
+    break_a_page(silver)
+    with pytest.raises(IntegrityError) as caught:
+        build_slice(root, 0.5)
+    assert str(silver.relative_to(root)) in str(caught.value)
+    assert "SHA-256" in str(caught.value)
+
+
+def test_a_slice_that_left_out_flagged_items_says_so_in_its_parameters():
+    """Draws 1241 to 1243 (2026-12-07): the exclusions read back from a manifest could be
+    always none, unseen; `curate verify --repair` would then make such a slice again from its
+    other parameters, with the flagged items back in, instead of saying it cannot."""
+    from curation.slices import exclusion_parameters
+
+    parameters = {"frac": 0.5, "seed": 0, "exclude_label_issues": "audited-slice",
+                  "exclude_misaligned": None}
+    assert exclusion_parameters(parameters) == {"exclude_label_issues": "audited-slice"}
+    assert exclusion_parameters({"frac": 0.5, "seed": 0}) == {}

@@ -484,9 +484,10 @@ NOTES = [
     "for the three, each failing with its mutant applied by hand: "
     "`test_a_silver_page_that_no_longer_decompresses_is_named_by_build_slice` and "
     "`test_a_slice_that_left_out_flagged_items_says_so_in_its_parameters` "
-    "(test_mutants_slices.py); not run again by mutmut, so the slices row counts them as "
-    "survivors. The split and slices rows count only the mutants run this session: the "
-    "worktree was made afresh on a new machine, without the results of earlier sessions.",
+    "(test_mutants_slices.py); the three run again by mutmut on the tests of dc4f62f: all "
+    "killed (`MUTATION_KEEP_MAP=1 scripts/mutation` with their three names). The split "
+    "and slices rows count only the mutants run this session: the worktree was made afresh "
+    "on a new machine, without the results of earlier sessions.",
     "",
     "`curation/typing_sql.py`'s row is its whole run on its code of 2026-11-25. Since then "
     "(commit afb9128) its `line_check_query` was removed, its work now done by ingest's "

@@ -127,7 +127,7 @@ def test_validate_with_a_slice_named_runs_the_items_and_that_slice_and_names_the
     assert "items: 11/11 expectations met" in result.output
     assert "slice:small: " in result.output
     assert "slice:large" not in result.output and "slice:donor" not in result.output
-    docs = catalog / "validation" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    docs = Catalog.open(catalog).layout.data_docs  # the page GX writes, as the command says
     assert f"data docs: {docs}\n" in result.output
     assert docs.exists()
 

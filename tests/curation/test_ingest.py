@@ -690,10 +690,11 @@ def test_the_line_check_names_why_a_line_cannot_be_a_row():
     from curation.ingest import unusable_lines
 
     lines = [b'{"a": 1}\n', b"  \t\r\n", b"not json\n", b"[1, 2]\n", b"\xff{}\n",
-             b'{"caf\xc3\xa9": 2}\n', b"\xc3\n", b'"\xe2\x82\xac"\n', b' {"b": 2}']
+             b'{"caf\xc3\xa9": 2}\n', b"\xc3\n", b'"\xe2\x82\xac"\n', b' {"b": 2}\n',
+             b'{"c": "\x80"}\n']  # the last: a lone continuation byte, the lowest high byte
     assert unusable_lines(frame_block(b"".join(lines), 1)) == [
         (1, "blank_line"), (2, "invalid_json"), (3, "not_an_object"), (4, "invalid_utf8"),
-        (6, "invalid_utf8"), (7, "not_an_object")]
+        (6, "invalid_utf8"), (7, "not_an_object"), (9, "invalid_utf8")]
 
 
 def _one_line_check(line: bytes) -> str | None:
@@ -722,7 +723,8 @@ def _refuse(constant: str) -> None:
 @given(st.lists(st.one_of(
     st.binary(max_size=12).filter(lambda b: b"\n" not in b),
     st.sampled_from([b"{}", b' {"a": 1}', b"[1]", b"3", b"NaN", b"\xc3\xa9", b"\xed\xa0\x80",
-                     b"\t", b"\xf0\x9f\x98\x80 x", b"\xc0\xaf"])), min_size=1, max_size=30))
+                     b"\t", b"\xf0\x9f\x98\x80 x", b"\xc0\xaf", b"{\x80}"])),
+    min_size=1, max_size=30))
 def test_the_line_check_agrees_with_the_rule_line_by_line(lines):
     """Whether the block is all UTF-8 (one decode) or not (lines with high bytes decoded one
     by one), each line gets the reason the plain rule gives it."""
@@ -923,3 +925,22 @@ def test_ingest_holds_the_writer_lock_as_the_ingest_job(tmp_path):
     [holder] = holders
     assert (holder["job"], holder["pid"]) == ("ingest", os.getpid())
     assert read_holder(layout) is None  # released
+
+
+def test_ingest_reports_each_files_bytes_read_up_to_its_size(tmp_path):
+    """Draw 1244 (2026-12-07): the bytes read were not handed to the progress callback, which
+    `curate ingest`'s bar adds up (its test is outside mutmut's selection). For a gzip file they
+    are the compressed bytes, as the bar's total is the files' sizes on disk."""
+    import gzip
+
+    raw = _small_corpus(tmp_path)
+    plain = raw / "meta_categories" / "meta_All_Beauty.jsonl"
+    (raw / "meta_categories" / "meta_All_Beauty.jsonl.gz").write_bytes(
+        gzip.compress(plain.read_bytes() * 40, mtime=0))
+    plain.unlink()
+    seen: dict[str, list[int]] = {}
+    ingest(str(raw), tmp_path / "cat",
+           progress=lambda file, read: seen.setdefault(file.key, []).append(read))
+    sizes = {f.key: f.size for f in list_raw_files(str(raw))}
+    assert {key: reads[-1] for key, reads in seen.items()} == sizes
+    assert all(reads == sorted(reads) and reads[0] > 0 for reads in seen.values())

@@ -1,5 +1,5 @@
 """Slices: what the fair draws of 2026-12-05 to 2026-12-07 (1212 to 1214, 1222, 1224, 1228,
-1229, 1234, 1236 and 1238 to 1243; tests/mutation/draw.py) left alive, written after each
+1229, 1234, 1236, 1238 to 1243 and 1246; tests/mutation/draw.py) left alive, written after each
 draw (their results stay in tests/mutation/report.md as they were)."""
 
 from __future__ import annotations
@@ -372,3 +372,22 @@ def test_a_slice_that_left_out_flagged_items_says_so_in_its_parameters():
                   "exclude_misaligned": None}
     assert exclusion_parameters(parameters) == {"exclude_label_issues": "audited-slice"}
     assert exclusion_parameters({"frac": 0.5, "seed": 0}) == {}
+
+
+def test_an_export_starts_from_an_empty_staging_folder(split_catalog, tmp_path):
+    """Draw 1246 (2026-12-07): the staging folder that a killed export left was not cleared
+    first, so its files were renamed into the next export made under the same process id (as
+    containers give again)."""
+    import os
+
+    from curation.slices import export_hf
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    build_slice(root, 0.5, name="half")
+    out = tmp_path / "export"
+    left = out.with_name(f".{out.name}.staging-{os.getpid()}")
+    (left / "train").mkdir(parents=True)
+    (left / "train" / "data-00001-of-00002.arrow").write_bytes(b"half-written")
+    export_hf(Slice.open(root, "half"), out, images=False)
+    assert not (out / "train" / "data-00001-of-00002.arrow").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog", "export"]

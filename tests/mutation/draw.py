@@ -84,6 +84,9 @@ real survivor of 1238 to 1240 there (an Exclusion of an unknown kind losing its 
 slices by all three, after the tests for the three real survivors of 1241 to 1243 there (a
 damaged silver page named by build-slice, a slice's exclusions read back from its manifest);
 ingest by all three, its first draws since 1227 to 1229 and the tests for their survivors.
+1247, 1248 and 1249 drew slices and ingest again the same day, run together after the tests for
+the three real survivors of 1244 to 1246 (a killed export's staging folder; the bytes read
+handed to ingest's progress callback; a line whose only high byte is 0x80).
 
 Needs mutants/ (any ``scripts/mutation`` run generates every module's mutants first).
 """
@@ -97,7 +100,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 15
-SEEDS = tuple(range(1205, 1247))  # the draws made, in order
+SEEDS = tuple(range(1205, 1250))  # the draws made, in order
 DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1207: ("images", "address"), 1208: ("ingest", "clean", "split", "compute"),
         1209: ("ingest", "clean", "split", "compute"), 1210: ("ingest", "clean", "split"),
@@ -119,7 +122,8 @@ DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1236: ("validate", "slices", "split"), 1237: ("framing",),
         1238: ("split", "slices"), 1239: ("split", "slices"), 1240: ("split", "slices"),
         1241: ("slices",), 1242: ("slices",), 1243: ("slices",),
-        1244: ("slices", "ingest"), 1245: ("slices", "ingest"), 1246: ("slices", "ingest")}
+        1244: ("slices", "ingest"), 1245: ("slices", "ingest"), 1246: ("slices", "ingest"),
+        1247: ("slices", "ingest"), 1248: ("slices", "ingest"), 1249: ("slices", "ingest")}
 WEIGHTING = ("compute",)  # modules of weighting/; the others are files of curation/
 # For images only the fetch safeguards are sampled, as on 2026-11-25 and 2026-12-04.
 IMAGES_SAFEGUARDS = ("x__download", "x__http_get", "x_process_image", "x_fetch_one",

@@ -94,6 +94,7 @@ Needs mutants/ (any ``scripts/mutation`` run generates every module's mutants fi
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 from pathlib import Path
@@ -155,7 +156,8 @@ def function_of(name: str) -> str:
     return name.rsplit("__mutmut_", 1)[0].split(".")[-1]
 
 
-def draw(module: str, seed: int) -> list[str]:
+@functools.cache  # each draw leaves out every earlier one: without it, 2^n calls for n draws
+def draw(module: str, seed: int) -> tuple[str, ...]:
     """``module`` is a file of curation/ or weighting/ (``compute``), or ``address`` for
     images' address refusal."""
     if module not in DREW[seed]:
@@ -175,7 +177,7 @@ def draw(module: str, seed: int) -> list[str]:
         pool = [n for n in pool if function_of(n) in IMAGES_ADDRESS_REFUSAL]
     if module == "framing":
         pool = [n for n in pool if not function_of(n).startswith(FRAMING_RUN)]
-    return random.Random(seed).sample(sorted(pool, key=by_function_and_number), SIZE)
+    return tuple(random.Random(seed).sample(sorted(pool, key=by_function_and_number), SIZE))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Images' fetch safeguards and address refusal: what the fair draws of 2026-12-05
 (tests/mutation/draw.py, seeds 1205 and 1206) left alive, written after each draw (their results
-stay in tests/mutation/report.md as they were)."""
+stay in tests/mutation/report.md as they were); and what the whole run of the status table and
+its journal left alive (2026-12-07)."""
 
 from __future__ import annotations
 
@@ -392,3 +393,64 @@ def test_a_body_that_is_not_an_image_keeps_its_http_status(tmp_path: Path):
     assert (page.status, page.http_status) == ("not_an_image", 200)
     assert (nowhere.status, nowhere.http_status) == ("not_an_image", 302)
     assert nowhere.error == "not an image (0 bytes): not an image format"
+
+
+def test_the_journal_writes_a_part_per_256_results_or_when_it_is_stale(tmp_path):
+    """The whole run of the status table and its journal (2026-12-07, twelfth session) left
+    these alive: a part written for every result (a fetch of 48M images would leave as many
+    files), a part only after 257 results, every part after the second written over the
+    second (a kill then lost what those parts held), the pending results or the time of the
+    last part cleared to None (the next result after a part then raised), and the status
+    table keeping every row of a URL fetched again instead of its latest."""
+    from curation.images import Outcome, _Journal, read_status
+    from curation.paths import CatalogLayout
+
+    layout = CatalogLayout(tmp_path / "catalog")
+    layout.images.mkdir(parents=True)
+
+    def parts() -> list[str]:
+        return sorted(p.name for p in layout.image_journal.glob("part-*.parquet"))
+
+    journal = _Journal(layout)  # every 256 results or 2 s
+    for i in range(255):
+        journal.add(Outcome(f"http://h/{i}.jpg", "ok"))
+    assert parts() == []
+    journal.add(Outcome("http://h/255.jpg", "ok"))
+    assert parts() == ["part-000000.parquet"]
+    for i in range(256, 300):
+        journal.add(Outcome(f"http://h/{i}.jpg", "ok"))
+    journal.flush()
+    journal.add(Outcome("http://h/300.jpg", "ok"))
+    journal.flush()
+    assert parts() == [f"part-{i:06d}.parquet" for i in range(3)]
+    resumed = _Journal(layout, every_seconds=0.5)  # a fetch resumed after a kill
+    resumed.add(Outcome("http://h/0.jpg", "http_404", http_status=404))
+    assert len(parts()) == 3
+    time.sleep(0.6)
+    resumed.add(Outcome("http://h/301.jpg", "ok"))  # stale: the two are written
+    assert parts() == [f"part-{i:06d}.parquet" for i in range(4)]
+    status = read_status(layout)
+    assert status.height == 302
+    assert dict(status.select("url", "status").iter_rows())["http://h/0.jpg"] == "http_404"
+
+
+def test_image_stats_gives_the_same_examples_on_every_run(tmp_path):
+    """The whole run of the status table (2026-12-07): read_status without maintain_order gave
+    its rows in another order on each run, so `curate images stats` showed another example URL
+    and error each time; the examples are each status's first URL in the table's order (by
+    URL once folded)."""
+    from curation.images import Outcome, _fold_journal, _Journal, image_stats
+    from curation.paths import CatalogLayout
+
+    layout = CatalogLayout(tmp_path / "catalog")
+    layout.images.mkdir(parents=True)
+    journal = _Journal(layout)
+    for i in reversed(range(200)):
+        journal.add(Outcome(f"http://h/{i:03d}.jpg", "http_404", http_status=404,
+                            error=f"HTTP 404 for {i:03d}"))
+    journal.flush()
+    _fold_journal(layout)
+    for _ in range(3):
+        (only,) = image_stats(layout)["by_status"]
+        assert (only["urls"], only["example_url"], only["example_error"]) == (
+            200, "http://h/000.jpg", "HTTP 404 for 000")

@@ -109,6 +109,15 @@ def test_a_slice_without_both_audits_flagged_items_names_each():
         "default-frac0.4-seed0-nomisaligned")
 
 
+def test_a_slice_name_with_excluded_true_names_the_label_issues():
+    """Draw 1249 (2026-12-07): `excluded=True`, which slice_name documents as the label
+    issues, gave the name of a slice that excludes nothing."""
+    from curation.slices import slice_name
+
+    assert slice_name("default", 0.4, 0, excluded=True) == "default-frac0.4-seed0-nolabelissues"
+    assert slice_name("default", 0.4, 0, excluded=False) == "default-frac0.4-seed0"
+
+
 def test_the_dataset_card_whole(split_catalog, tmp_path):
     """The card an export writes, every line (the fair draws kept finding one more of its
     details that no test read): YAML front matter, the slice's facts from its manifest, the

@@ -43,8 +43,9 @@ NOTES = [
     "the streamed byte cap, timeouts, truncation), `process_image` (magic bytes, Pillow's "
     "and our pixel cap, the decompression-bomb check), `fetch_one` (retries with backoff), "
     "`_image_format` and `FetchSettings.check`; the status table and journal functions were "
-    "not. The images.py of 2026-11-25 had no private-address refusal; that of 2026-12-05 has "
-    "one (`address_refusal`, `_guarded_socket`, `_resolve`), first sampled by the draws of "
+    "not then (they were run whole on 2026-12-07, below). The images.py of 2026-11-25 had no "
+    "private-address refusal; that of 2026-12-05 has one (`address_refusal`, "
+    "`_guarded_socket`, `_resolve`), first sampled by the draws of "
     "2026-12-06 (below).",
     "",
     "Read a sampled module's rate with care: its sample was also used to find the gaps, and "

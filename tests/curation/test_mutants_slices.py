@@ -1,6 +1,6 @@
 """Slices: what the fair draws of 2026-12-05 to 2026-12-07 (1212 to 1214, 1222, 1224, 1228,
-1229, 1234, 1236, 1238 to 1243 and 1246; tests/mutation/draw.py) left alive, written after each
-draw (their results stay in tests/mutation/report.md as they were)."""
+1229, 1234, 1236, 1238 to 1243, 1246, 1249 and 1252; tests/mutation/draw.py) left alive,
+written after each draw (their results stay in tests/mutation/report.md as they were)."""
 
 from __future__ import annotations
 
@@ -400,3 +400,55 @@ def test_an_export_starts_from_an_empty_staging_folder(split_catalog, tmp_path):
     export_hf(Slice.open(root, "half"), out, images=False)
     assert not (out / "train" / "data-00001-of-00002.arrow").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog", "export"]
+
+
+def test_an_export_embeds_the_images_fetched_into_the_catalogs_cache(tmp_path):
+    """Draw 1252 (2026-12-07): export_hf looked up http(s) images without the catalog, so the
+    images `curate images fetch` had stored were left out of the export (only file:// URLs
+    were found)."""
+    import shutil
+
+    import datasets
+    from PIL import Image
+
+    from curation.clean import clean
+    from curation.images import Outcome, _fold_journal, _Journal
+    from curation.ingest import ingest
+    from curation.slices import export_hf
+    from curation.split import build_split
+    from curation.synth import SynthConfig, synthesize
+
+    base = "http://images.invalid/"
+    corpus = tmp_path / "corpus"
+    synthesize(corpus, SynthConfig(n_items=60, seed=3, image_base_url=base,
+                                   categories=("All_Beauty",)))
+    root = tmp_path / "catalog"
+    ingest(str(corpus / "raw"), root)
+    clean(root, "default")
+    build_split(root, seed=0)
+    build_slice(root, 1.0, name="all")
+    slice_ = Slice.open(root, "all")
+    layout = slice_.catalog.layout
+    layout.images.mkdir(parents=True, exist_ok=True)
+    journal = _Journal(layout)  # as a fetch records what it stored
+    opens = set()
+    for asin, url in slice_.items(["parent_asin", "main_image_url"]).iter_rows():
+        source = corpus / "images" / url.removeprefix(base) if url else None
+        if source is None or not source.is_file():
+            continue
+        stored = layout.images / "cache" / f"{asin}.jpg"
+        stored.parent.mkdir(exist_ok=True)
+        shutil.copyfile(source, stored)
+        journal.add(Outcome(url, "ok", path=f"cache/{asin}.jpg"))
+        try:
+            with Image.open(stored) as image:
+                image.load()
+            opens.add(asin)
+        except OSError:
+            pass
+    journal.flush()
+    _fold_journal(layout)
+    exported = datasets.load_from_disk(str(export_hf(slice_, tmp_path / "hf")))
+    with_image = {row["parent_asin"] for part in exported.values()
+                  for row in part.select_columns(["parent_asin", "image"]) if row["image"]}
+    assert opens and with_image == opens

@@ -514,6 +514,53 @@ NOTES = [
     "`test_the_line_check_names_why_a_line_cannot_be_a_row` (test_ingest.py, whose "
     "property now draws such a line too).",
     "",
+    "Draws 1247, 1248 and 1249 (`draw.py --seed 1247 slices ingest`, the same with 1248 "
+    "and 1249; committed before they ran, on the code of 87fe9ae and the tests of da149da "
+    "(with a48bde2's draw.py), in one run on the same map, with the three real survivors of "
+    "1244 to 1246 run again (all killed) and images' status table and journal run whole; "
+    "39 minutes in all). slices 1247 15 of 15; 1248 14 of 15 (`with_image` None for 0 "
+    "without images, only ever tested for truth: equivalent): 14 of 14; 1249 14 of 15 "
+    "(real: `slice_name(excluded=True)`, which its docstring gives as the label issues, "
+    "naming a slice that excludes nothing): together 43 of 44 (88-100%). ingest 1247 13 of "
+    "15 (the fallback typing given no indices, which reach only `block.replaced` there, as "
+    "in its accepted mutant 11; its mutant 6, accepted before): 13 of 13; 1248 14 of 15 "
+    "(bronze/'s `parents`, whose parent both callers make first): 14 of 14; 1249 15 of 15. "
+    "Together **42 of 42 (92-100%)**: ingest shows the 90% target at 95% confidence. A "
+    "test for slices' survivor, failing with its mutant applied by hand: "
+    "`test_a_slice_name_with_excluded_true_names_the_label_issues` (test_mutants_slices.py).",
+    "",
+    "Draws 1250, 1251 and 1252 (`draw.py --seed 1250 slices`, the same with 1251 and 1252; "
+    "committed before they ran, on the code of 87fe9ae and the tests of 2d6632e, in one run "
+    "on the same map, with the 12 real survivors of the journal's whole run and 1249's "
+    "survivor run again: all 13 killed; 13 minutes). slices 1250 15 of 15; 1251 15 of 15; "
+    "1252 13 of 15 (the keys query in lower case, equivalent; real: `export_hf` looking up "
+    "http(s) images without the catalog, so the images `curate images fetch` had stored were "
+    "left out of the export): 13 of 14. Together 43 of 44 (88-100%): slices does not show "
+    "the target yet, each run of three draws still finding one real gap. A test for it, "
+    "failing with its mutant applied by hand: "
+    "`test_an_export_embeds_the_images_fetched_into_the_catalogs_cache` "
+    "(test_mutants_slices.py).",
+    "",
+    "Images' status table and journal (`_sweep_partial`, `_frame`, `read_status`, "
+    "`_Journal`, `_fold_journal`), never sampled before, were run whole on 2026-12-07 "
+    "(twelfth session, all 75 of their mutants, on the code of 87fe9ae and the tests of "
+    "a48bde2, in the run of draws 1247 to 1249): 56 killed, 19 survived. 7 are accepted "
+    "(the sweep's `missing_ok`, which only a writer racing the lock could need; the journal "
+    "folder's `parents`, whose parent the one caller makes first; a stale part after 3 s "
+    "instead of 2 s; `>=` for `>` between clock readings). 12 were real: **56 of 68, "
+    "82.4%** on the tests as they were. Only a subprocess test had exercised the journal: "
+    "a part written for every result (the staleness test always true), a part only after "
+    "257 results, the part counter set to 1, lowered or raised by 2 (parts written over, "
+    "or named so that a later part sorts first or a second resume writes over one), the "
+    "pending results or the last part's time cleared to None (the next result raised), "
+    "`read_status` folding a URL's rows by every column instead of the URL (a URL fetched "
+    "again kept both rows, twice) or without keeping their order (twice: `curate images "
+    "stats` showed another example URL and error on each run). Tests, each failing with "
+    "its mutant applied by hand: "
+    "`test_the_journal_writes_a_part_per_256_results_or_when_it_is_stale` and "
+    "`test_image_stats_gives_the_same_examples_on_every_run` (test_mutants_images.py). "
+    "The images row counts this run, with the 12 run again after their tests.",
+    "",
     "`curation/typing_sql.py`'s row is its whole run on its code of 2026-11-25. Since then "
     "(commit afb9128) its `line_check_query` was removed, its work now done by ingest's "
     "`unusable_lines` (which draw 1211 sampled), so the row's 165 mutants include that "
@@ -526,7 +573,8 @@ NOTES = [
 FAIR_DRAWS: dict[str, list[tuple[int, int, int]]] = {
     "curation/ingest.py": [(1208, 15, 15), (1209, 12, 14), (1210, 12, 14), (1211, 14, 14),
                            (1222, 15, 15), (1223, 12, 15), (1227, 13, 13), (1228, 12, 13),
-                           (1229, 11, 13), (1244, 11, 13), (1245, 13, 13), (1246, 12, 12)],
+                           (1229, 11, 13), (1244, 11, 13), (1245, 13, 13), (1246, 12, 12),
+                           (1247, 13, 13), (1248, 14, 14), (1249, 15, 15)],
     "curation/clean.py": [(1208, 14, 14), (1209, 13, 13), (1210, 11, 13), (1211, 13, 13),
                           (1216, 14, 15), (1221, 12, 13), (1224, 15, 15), (1227, 15, 15),
                           (1228, 15, 15)],
@@ -541,7 +589,8 @@ FAIR_DRAWS: dict[str, list[tuple[int, int, int]]] = {
                            (1228, 10, 15), (1229, 12, 13), (1233, 15, 15), (1234, 13, 14),
                            (1236, 13, 14), (1238, 13, 13), (1239, 15, 15), (1240, 14, 15),
                            (1241, 15, 15), (1242, 14, 15), (1243, 11, 13), (1244, 15, 15),
-                           (1245, 15, 15), (1246, 14, 15)],
+                           (1245, 15, 15), (1246, 14, 15), (1247, 15, 15), (1248, 14, 14),
+                           (1249, 14, 15), (1250, 15, 15), (1251, 15, 15), (1252, 13, 14)],
     "curation/validate.py": [(1204, 11, 14), (1205, 15, 15), (1212, 12, 13), (1216, 14, 14),
                              (1222, 14, 15), (1223, 13, 14), (1224, 11, 14), (1225, 13, 15),
                              (1226, 13, 13), (1227, 14, 14), (1228, 12, 13), (1230, 14, 14),
@@ -560,7 +609,8 @@ FAIR_DRAWS: dict[str, list[tuple[int, int, int]]] = {
 # Draws run in one mutmut run, on the same tests (see on_the_tests_now).
 RAN_TOGETHER = (frozenset({1227, 1228, 1229}), frozenset({1230, 1231, 1232}),
                 frozenset({1233, 1234, 1235}), frozenset({1238, 1239, 1240}),
-                frozenset({1241, 1242, 1243}), frozenset({1244, 1245, 1246}))
+                frozenset({1241, 1242, 1243}), frozenset({1244, 1245, 1246}),
+                frozenset({1247, 1248, 1249}), frozenset({1250, 1251, 1252}))
 CONFIDENCE = 0.95
 
 DETECTED = ("killed", "timeout")

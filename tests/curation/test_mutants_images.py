@@ -423,10 +423,10 @@ def test_the_journal_writes_a_part_per_256_results_or_when_it_is_stale(tmp_path)
     journal.add(Outcome("http://h/300.jpg", "ok"))
     journal.flush()
     assert parts() == [f"part-{i:06d}.parquet" for i in range(3)]
-    resumed = _Journal(layout, every_seconds=0.5)  # a fetch resumed after a kill
+    resumed = _Journal(layout, every_seconds=1.0)  # a fetch resumed after a kill
     resumed.add(Outcome("http://h/0.jpg", "http_404", http_status=404))
     assert len(parts()) == 3
-    time.sleep(0.6)
+    time.sleep(1.1)
     resumed.add(Outcome("http://h/301.jpg", "ok"))  # stale: the two are written
     assert parts() == [f"part-{i:06d}.parquet" for i in range(4)]
     status = read_status(layout)

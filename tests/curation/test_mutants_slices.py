@@ -442,9 +442,9 @@ def test_an_export_embeds_the_images_fetched_into_the_catalogs_cache(tmp_path):
         journal.add(Outcome(url, "ok", path=f"cache/{asin}.jpg"))
         try:
             with Image.open(stored) as image:
-                image.load()
+                image.verify()
             opens.add(asin)
-        except OSError:
+        except (OSError, SyntaxError, ValueError):  # what export_hf's check of a file catches
             pass
     journal.flush()
     _fold_journal(layout)

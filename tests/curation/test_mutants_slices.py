@@ -1,6 +1,6 @@
 """Slices: what the fair draws of 2026-12-05 to 2026-12-07 (1212 to 1214, 1222, 1224, 1228,
-1229, 1234, 1236, 1238 to 1243, 1246, 1249 and 1252; tests/mutation/draw.py) left alive,
-written after each draw (their results stay in tests/mutation/report.md as they were)."""
+1229, 1234, 1236, 1238 to 1243, 1246, 1249, 1252, 1254 and 1255; tests/mutation/draw.py) left
+alive, written after each draw (their results stay in tests/mutation/report.md as they were)."""
 
 from __future__ import annotations
 
@@ -452,3 +452,59 @@ def test_an_export_embeds_the_images_fetched_into_the_catalogs_cache(tmp_path):
     with_image = {row["parent_asin"] for part in exported.values()
                   for row in part.select_columns(["parent_asin", "image"]) if row["image"]}
     assert opens and with_image == opens
+
+
+def test_an_export_refuses_weights_that_leave_out_an_item(split_catalog, tmp_path):
+    """Draws 1254 and 1255 (2026-12-07): weights joined without `how="left"` dropped the
+    items they left out from the export, silently; or the refusal lost its message."""
+    import polars as pl
+    import pytest
+
+    from curation.errors import UserError
+    from curation.slices import export_hf
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    build_slice(root, 0.5, name="half")
+    slice_ = Slice.open(root, "half")
+    asins = slice_.items(["parent_asin"])["parent_asin"].to_list()
+    weights = pl.DataFrame({"parent_asin": asins[1:], "weight": [1.0] * (len(asins) - 1)})
+    with pytest.raises(UserError) as refused:
+        export_hf(slice_, tmp_path / "hf", weights={"w_count": weights}, images=False)
+    assert str(refused.value) == "weights 'w_count' do not cover every item of the slice"
+    assert not (tmp_path / "hf").exists()
+
+
+def test_a_slice_name_outside_the_safe_characters_is_refused_with_why(split_catalog, tmp_path):
+    """Draw 1253 (2026-12-07): the refusal of a slice name holding other characters (a path
+    separator, a space) lost its message; no test read it."""
+    import pytest
+
+    from curation.errors import UserError
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    for name in ("../escape", "two words"):
+        with pytest.raises(UserError) as refused:
+            build_slice(root, 0.5, name=name)
+        assert str(refused.value) == (
+            f"slice name {name!r}: use letters, digits, '.', '_' and '-' only")
+
+
+def test_a_slice_manifest_names_the_silver_items_and_split_it_was_cut_from(split_catalog,
+                                                                           tmp_path):
+    """Draw 1253 (2026-12-07): the manifest's record of its inputs' checksums was written under
+    another key, which no code of the slice reads but a reader of the manifest does."""
+    import hashlib
+
+    from curation.paths import CatalogLayout
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    result = build_slice(root, 0.5)
+    layout = CatalogLayout(root)
+
+    def sha256(path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    assert Slice.open(root, result.name).manifest["inputs"] == {
+        "silver_items": sha256(layout.silver_items("default")),
+        "splits": sha256(layout.split_assignments("default", 0)),
+    }

@@ -493,18 +493,13 @@ def test_a_slice_manifest_names_the_silver_items_and_split_it_was_cut_from(split
                                                                            tmp_path):
     """Draw 1253 (2026-12-07): the manifest's record of its inputs' checksums was written under
     another key, which no code of the slice reads but a reader of the manifest does."""
-    import hashlib
-
+    from curation.manifest import sha256_file
     from curation.paths import CatalogLayout
 
     root = copy_catalog(split_catalog, tmp_path / "catalog")
     result = build_slice(root, 0.5)
     layout = CatalogLayout(root)
-
-    def sha256(path) -> str:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-
     assert Slice.open(root, result.name).manifest["inputs"] == {
-        "silver_items": sha256(layout.silver_items("default")),
-        "splits": sha256(layout.split_assignments("default", 0)),
+        "silver_items": sha256_file(layout.silver_items("default")),
+        "splits": sha256_file(layout.split_assignments("default", 0)),
     }

@@ -91,6 +91,9 @@ handed to ingest's progress callback; a line whose only high byte is 0x80).
 real survivor of 1247 to 1249 there (``slice_name(excluded=True)`` naming no exclusion).
 1253, 1254 and 1255 drew slices again the same day, run together after the test for the one
 real survivor of 1250 to 1252 there (fetched images left out of an export).
+1256, 1257 and 1258 drew slices again on 2026-12-08, run together after the tests for the
+four real survivors of 1253 to 1255 there (a bad slice name's message; the manifest's inputs;
+weights that leave out an item, refused with a message and not dropped).
 
 Needs mutants/ (any ``scripts/mutation`` run generates every module's mutants first).
 """
@@ -105,7 +108,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 15
-SEEDS = tuple(range(1205, 1256))  # the draws made, in order
+SEEDS = tuple(range(1205, 1259))  # the draws made, in order
 DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1207: ("images", "address"), 1208: ("ingest", "clean", "split", "compute"),
         1209: ("ingest", "clean", "split", "compute"), 1210: ("ingest", "clean", "split"),
@@ -130,7 +133,8 @@ DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1244: ("slices", "ingest"), 1245: ("slices", "ingest"), 1246: ("slices", "ingest"),
         1247: ("slices", "ingest"), 1248: ("slices", "ingest"), 1249: ("slices", "ingest"),
         1250: ("slices",), 1251: ("slices",), 1252: ("slices",),
-        1253: ("slices",), 1254: ("slices",), 1255: ("slices",)}
+        1253: ("slices",), 1254: ("slices",), 1255: ("slices",),
+        1256: ("slices",), 1257: ("slices",), 1258: ("slices",)}
 WEIGHTING = ("compute",)  # modules of weighting/; the others are files of curation/
 # For images only the fetch safeguards are sampled, as on 2026-11-25 and 2026-12-04.
 IMAGES_SAFEGUARDS = ("x__download", "x__http_get", "x_process_image", "x_fetch_one",

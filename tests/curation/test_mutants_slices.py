@@ -1,6 +1,7 @@
-"""Slices: what the fair draws of 2026-12-05 to 2026-12-07 (1212 to 1214, 1222, 1224, 1228,
-1229, 1234, 1236, 1238 to 1243, 1246, 1249, 1252, 1254 and 1255; tests/mutation/draw.py) left
-alive, written after each draw (their results stay in tests/mutation/report.md as they were)."""
+"""Slices: what the fair draws of 2026-12-05 to 2026-12-08 (1212 to 1214, 1222, 1224, 1228,
+1229, 1234, 1236, 1238 to 1243, 1246, 1249, 1252, 1254, 1255, 1257 and 1258;
+tests/mutation/draw.py) left alive, written after each draw (their results stay in
+tests/mutation/report.md as they were)."""
 
 from __future__ import annotations
 
@@ -116,6 +117,20 @@ def test_a_slice_name_with_excluded_true_names_the_label_issues():
 
     assert slice_name("default", 0.4, 0, excluded=True) == "default-frac0.4-seed0-nolabelissues"
     assert slice_name("default", 0.4, 0, excluded=False) == "default-frac0.4-seed0"
+
+
+def test_a_slice_name_joins_its_strata_with_dots():
+    """Draw 1257 (2026-12-08): the strata of a slice cut by several were joined with other
+    text; the name gives them in the order given, then the minimum and the exclusions."""
+    from curation.slices import slice_name
+
+    assert slice_name("default", 0.4, 0, strata=("main_category", "rating_bin")) == (
+        "default-frac0.4-seed0-by-main_category.rating_bin")
+    assert slice_name("effiminivlm", 0.1, 3, split_seed=2, min_per_category=10,
+                      strata=("count_bin", "main_category", "rating_bin"),
+                      excluded=["misaligned"]) == (
+        "effiminivlm-frac0.1-seed3-split2-by-count_bin.main_category.rating_bin-min10"
+        "-nomisaligned")
 
 
 def test_the_dataset_card_whole(split_catalog, tmp_path):
@@ -503,3 +518,31 @@ def test_a_slice_manifest_names_the_silver_items_and_split_it_was_cut_from(split
         "silver_items": sha256_file(layout.silver_items("default")),
         "splits": sha256_file(layout.split_assignments("default", 0)),
     }
+
+
+def test_a_slice_records_each_strata_train_items_and_how_long_it_took(split_catalog, tmp_path):
+    """Draws 1257 and 1258 (2026-12-08): the manifest's train items per stratum were written
+    under another key (`curate build-slice --verbose` prints them, and failed), and the
+    seconds a build took were the clock plus its start, not the time between."""
+    import time
+
+    import polars as pl
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+
+    def train_per_stratum(name: str) -> dict[str, int]:
+        frame = pl.read_parquet(Slice.open(root, name).path).filter(pl.col("split") == "train")
+        return dict(frame.group_by("stratum").len().iter_rows())
+
+    started = time.perf_counter()
+    half = build_slice(root, 0.5)
+    took = time.perf_counter() - started
+    assert 0 < half.seconds <= took
+    every = train_per_stratum(build_slice(root, 1.0).name)  # every train item of the split
+    selected = train_per_stratum(half.name)
+    strata = Slice.open(root, half.name).manifest["strata"]
+    assert {s["stratum"] for s in strata} == set(every)
+    for s in strata:
+        n = every[s["stratum"]]
+        assert s == {"stratum": s["stratum"], "train_items": n,
+                     "selected": selected.get(s["stratum"], 0), "exact_share": 0.5 * n}

@@ -94,6 +94,10 @@ real survivor of 1250 to 1252 there (fetched images left out of an export).
 1256, 1257 and 1258 drew slices again on 2026-12-08, run together after the tests for the
 four real survivors of 1253 to 1255 there (a bad slice name's message; the manifest's inputs;
 weights that leave out an item, refused with a message and not dropped).
+1259, 1260 and 1261 drew slices again the same day, run together after the tests for the
+three real survivors of 1256 to 1258 there (a name's strata joined by dots; the manifest's
+train items per stratum; a build's seconds); 1259 drew typing_sql too, its first draw (its
+row was its whole run of 2026-11-25).
 
 Needs mutants/ (any ``scripts/mutation`` run generates every module's mutants first).
 """
@@ -108,7 +112,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 15
-SEEDS = tuple(range(1205, 1259))  # the draws made, in order
+SEEDS = tuple(range(1205, 1262))  # the draws made, in order
 DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1207: ("images", "address"), 1208: ("ingest", "clean", "split", "compute"),
         1209: ("ingest", "clean", "split", "compute"), 1210: ("ingest", "clean", "split"),
@@ -134,7 +138,8 @@ DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1247: ("slices", "ingest"), 1248: ("slices", "ingest"), 1249: ("slices", "ingest"),
         1250: ("slices",), 1251: ("slices",), 1252: ("slices",),
         1253: ("slices",), 1254: ("slices",), 1255: ("slices",),
-        1256: ("slices",), 1257: ("slices",), 1258: ("slices",)}
+        1256: ("slices",), 1257: ("slices",), 1258: ("slices",),
+        1259: ("slices", "typing_sql"), 1260: ("slices",), 1261: ("slices",)}
 WEIGHTING = ("compute",)  # modules of weighting/; the others are files of curation/
 # For images only the fetch safeguards are sampled, as on 2026-11-25 and 2026-12-04.
 IMAGES_SAFEGUARDS = ("x__download", "x__http_get", "x_process_image", "x_fetch_one",
@@ -194,8 +199,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1205, choices=SEEDS)
     parser.add_argument("modules", nargs="+",
-                        help="validate, slices, images, address, ingest, clean, split,"
-                             " compute or framing")
+                        help="validate, slices, images, address, ingest, typing_sql, clean,"
+                             " split, compute or framing")
     args = parser.parse_args()
     for module in args.modules:
         print("\n".join(draw(module, args.seed)))

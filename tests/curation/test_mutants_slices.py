@@ -1,5 +1,5 @@
 """Slices: what the fair draws of 2026-12-05 to 2026-12-08 (1212 to 1214, 1222, 1224, 1228,
-1229, 1234, 1236, 1238 to 1243, 1246, 1249, 1252, 1254, 1255, 1257 and 1258;
+1229, 1234, 1236, 1238 to 1243, 1246, 1249, 1252, 1254, 1255, 1257, 1258, 1260 and 1261;
 tests/mutation/draw.py) left alive, written after each draw (their results stay in
 tests/mutation/report.md as they were)."""
 
@@ -546,3 +546,37 @@ def test_a_slice_records_each_strata_train_items_and_how_long_it_took(split_cata
         n = every[s["stratum"]]
         assert s == {"stratum": s["stratum"], "train_items": n,
                      "selected": selected.get(s["stratum"], 0), "exact_share": 0.5 * n}
+
+
+def test_a_split_page_that_no_longer_decompresses_is_named_by_build_slice(split_catalog,
+                                                                          tmp_path):
+    """Draw 1261 (2026-12-08): build-slice's check of its inputs looked for the split of seed
+    None, so a damaged split of the seed it reads went unnamed (DuckDB's error instead)."""
+    import pytest
+
+    from curation.catalog import Catalog
+    from curation.integrity import IntegrityError
+    from tests.conftest import break_a_page
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    assignments = Catalog.open(root).layout.split_assignments("default", 0)
+    break_a_page(assignments)
+    with pytest.raises(IntegrityError) as caught:
+        build_slice(root, 0.5)
+    assert str(assignments.relative_to(root)) in str(caught.value)
+    assert "SHA-256" in str(caught.value)
+
+
+def test_two_exclusions_of_one_kind_are_refused_with_why(split_catalog, tmp_path):
+    """Draw 1260 (2026-12-08): the refusal of two exclusions of one kind could lose its
+    message (``ValueError(None)``) unseen; Python callers can hand in any list."""
+    import pytest
+
+    from curation.slices import Exclusion
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    twice = [Exclusion(["B000000001"], "a"), Exclusion(["B000000002"], "b")]
+    with pytest.raises(ValueError) as error:
+        build_slice(root, 0.5, exclude=twice)
+    assert str(error.value) == "one exclusion per kind, got ['label_issues', 'label_issues']"
+    assert not (root / "slices").exists() or not any((root / "slices").iterdir())

@@ -559,6 +559,33 @@ NOTES = [
     "`test_a_slice_manifest_names_the_silver_items_and_split_it_was_cut_from` and "
     "`test_an_export_refuses_weights_that_leave_out_an_item` (test_mutants_slices.py).",
     "",
+    "Draws 1256, 1257 and 1258 (`draw.py --seed 1256 slices`, the same with 1257 and 1258; "
+    "committed before they ran, on the code of 87fe9ae and the tests of fef3287, in one run "
+    "on the twelfth session's map (thirteenth session, 2026-12-08); about 12 minutes). "
+    "slices 1256 15 of 15; 1257 13 of 15 (two real: the manifest's train items per stratum "
+    "written under another key, which `curate build-slice --verbose` prints, so it failed, "
+    "and whose CLI test is outside mutmut's selection; a slice name's strata joined by other "
+    "text than dots); 1258 14 of 15 (real: a build's seconds, which build-slice prints, the "
+    "clock plus its start instead of the time between). Together 42 of 45 (82-99%): slices "
+    "does not show the target. Tests for the three, each failing with its mutant applied "
+    "by hand: `test_a_slice_name_joins_its_strata_with_dots` and "
+    "`test_a_slice_records_each_strata_train_items_and_how_long_it_took` "
+    "(test_mutants_slices.py); the README now says how a name joins several strata.",
+    "",
+    "Draws 1259, 1260 and 1261 (`draw.py --seed 1259 slices typing_sql`, `--seed 1260 "
+    "slices` and `--seed 1261 slices`; committed before they ran, on the code of 87fe9ae "
+    "and the tests of 18b5b97, in one run on the same map, with the three real survivors "
+    "of 1256 to 1258 run again after their tests: all killed; about 17 minutes). slices "
+    "1259 15 of 15; 1260 12 of 15 (two equivalent: the exclusions' UPDATE in lower case and "
+    "the keys query in upper case, as their twins; one real: the refusal of two exclusions "
+    "of one kind, which Python callers can hand in, without its message): 12 of 13; 1261 "
+    "14 of 15 (real: build-slice's check of its inputs looking for the split of seed None, "
+    "so a damaged split went unnamed). Together 41 of 43 (84-99%). Tests for the two, each "
+    "failing with its mutant applied by hand: "
+    "`test_two_exclusions_of_one_kind_are_refused_with_why` and "
+    "`test_a_split_page_that_no_longer_decompresses_is_named_by_build_slice` "
+    "(test_mutants_slices.py). typing_sql 1259, its first fair draw: 15 of 15 (78-100%).",
+    "",
     "Images' status table and journal (`_sweep_partial`, `_frame`, `read_status`, "
     "`_Journal`, `_fold_journal`), never sampled before, were run whole on 2026-12-07 "
     "(twelfth session, all 75 of their mutants, on the code of 87fe9ae and the tests of "
@@ -582,7 +609,8 @@ NOTES = [
     "`curation/typing_sql.py`'s row is its whole run on its code of 2026-11-25. Since then "
     "(commit afb9128) its `line_check_query` was removed, its work now done by ingest's "
     "`unusable_lines` (which draw 1211 sampled), so the row's 165 mutants include that "
-    "function's 9; its other functions have not changed, and the tests have only grown.",
+    "function's 9; its other functions have not changed, and the tests have only grown. "
+    "Draw 1259 (above) ran 15 of its mutants on the tests of 18b5b97: all killed.",
 ]
 # The fair draws (tests/mutation/draw.py; 1204 by `random.Random(1204)` before draw.py), kept by
 # hand like NOTES: mutants/ holds only the last run. Per module, in order: (seed, killed,
@@ -593,6 +621,7 @@ FAIR_DRAWS: dict[str, list[tuple[int, int, int]]] = {
                            (1222, 15, 15), (1223, 12, 15), (1227, 13, 13), (1228, 12, 13),
                            (1229, 11, 13), (1244, 11, 13), (1245, 13, 13), (1246, 12, 12),
                            (1247, 13, 13), (1248, 14, 14), (1249, 15, 15)],
+    "curation/typing_sql.py": [(1259, 15, 15)],
     "curation/clean.py": [(1208, 14, 14), (1209, 13, 13), (1210, 11, 13), (1211, 13, 13),
                           (1216, 14, 15), (1221, 12, 13), (1224, 15, 15), (1227, 15, 15),
                           (1228, 15, 15)],
@@ -609,7 +638,9 @@ FAIR_DRAWS: dict[str, list[tuple[int, int, int]]] = {
                            (1241, 15, 15), (1242, 14, 15), (1243, 11, 13), (1244, 15, 15),
                            (1245, 15, 15), (1246, 14, 15), (1247, 15, 15), (1248, 14, 14),
                            (1249, 14, 15), (1250, 15, 15), (1251, 15, 15), (1252, 13, 14),
-                           (1253, 12, 14), (1254, 14, 15), (1255, 14, 15)],
+                           (1253, 12, 14), (1254, 14, 15), (1255, 14, 15), (1256, 15, 15),
+                           (1257, 13, 15), (1258, 14, 15), (1259, 15, 15), (1260, 12, 13),
+                           (1261, 14, 15)],
     "curation/validate.py": [(1204, 11, 14), (1205, 15, 15), (1212, 12, 13), (1216, 14, 14),
                              (1222, 14, 15), (1223, 13, 14), (1224, 11, 14), (1225, 13, 15),
                              (1226, 13, 13), (1227, 14, 14), (1228, 12, 13), (1230, 14, 14),
@@ -630,7 +661,8 @@ RAN_TOGETHER = (frozenset({1227, 1228, 1229}), frozenset({1230, 1231, 1232}),
                 frozenset({1233, 1234, 1235}), frozenset({1238, 1239, 1240}),
                 frozenset({1241, 1242, 1243}), frozenset({1244, 1245, 1246}),
                 frozenset({1247, 1248, 1249}), frozenset({1250, 1251, 1252}),
-                frozenset({1253, 1254, 1255}))
+                frozenset({1253, 1254, 1255}), frozenset({1256, 1257, 1258}),
+                frozenset({1259, 1260, 1261}))
 CONFIDENCE = 0.95
 
 DETECTED = ("killed", "timeout")

@@ -138,6 +138,24 @@ def break_a_page(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def alter_a_page_silently(path: Path) -> None:
+    """Flip the first bit of the column data whose page still decompresses, to other values."""
+    import duckdb
+
+    data = path.read_bytes()
+    rows = duckdb.sql(f"SELECT * FROM read_parquet('{path}')").fetchall()
+    for at in range(data.find(ZSTD_FRAME) + 16, len(data) // 2):
+        changed = bytearray(data)
+        changed[at] ^= 0x01
+        path.write_bytes(bytes(changed))
+        try:
+            if duckdb.sql(f"SELECT * FROM read_parquet('{path}')").fetchall() != rows:
+                return
+        except duckdb.Error:
+            pass
+    raise AssertionError(f"no silent flip found in {path}")
+
+
 def shared_file(name: str) -> Path:
     path = SHARED_DATA / name
     if not path.exists():

@@ -580,3 +580,100 @@ def test_two_exclusions_of_one_kind_are_refused_with_why(split_catalog, tmp_path
         build_slice(root, 0.5, exclude=twice)
     assert str(error.value) == "one exclusion per kind, got ['label_issues', 'label_issues']"
     assert not (root / "slices").exists() or not any((root / "slices").iterdir())
+
+
+def test_silver_altered_in_place_is_made_again_under_full_checks(split_catalog, tmp_path,
+                                                                  monkeypatch, capsys):
+    """Slices run whole (2026-12-08): under CURATE_VERIFY=1 build-slice's look at silver
+    before reusing it hashed nothing, so silver altered in place, its size kept, was not made
+    again (the check of the inputs then refused it instead)."""
+    from curation.catalog import Catalog
+    from curation.integrity import VERIFY_ENV
+    from tests.conftest import alter_a_page_silently
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    silver = Catalog.open(root).layout.silver_items("default")
+    before = silver.read_bytes()
+    alter_a_page_silently(silver)
+    monkeypatch.setenv(VERIFY_ENV, "1")
+    build_slice(root, 0.5)
+    assert "note: silver/default/items.parquet: " in capsys.readouterr().err
+    assert silver.read_bytes() == before  # cleaned again, to the same bytes
+
+
+def _half(split_catalog, tmp_path) -> Slice:
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    build_slice(root, 0.5, name="half")
+    return Slice.open(root, "half")
+
+
+def test_an_export_without_images_has_no_image_column(split_catalog, tmp_path):
+    """Slices run whole (2026-12-08): the count of items with an image could start at 1, so an
+    export without images claimed one in its card."""
+    import datasets
+
+    from curation.slices import export_hf
+
+    out = export_hf(_half(split_catalog, tmp_path), tmp_path / "hf", images=False)
+    exported = datasets.load_from_disk(str(out))
+    assert all("image" not in part.column_names for part in exported.values())
+    card = (out / "README.md").read_text().splitlines()
+    assert "- images: none on this machine (no `image` column)" in card
+
+
+def test_an_export_refuses_a_weight_column_named_as_a_slice_column(split_catalog, tmp_path):
+    """Slices run whole (2026-12-08): the refusal could lose its message unseen."""
+    import polars as pl
+    import pytest
+
+    from curation.errors import UserError
+    from curation.slices import export_hf
+
+    slice_ = _half(split_catalog, tmp_path)
+    asins = slice_.items(["parent_asin"])["parent_asin"].to_list()
+    weights = pl.DataFrame({"parent_asin": asins, "weight": [1.0] * len(asins)})
+    with pytest.raises(UserError) as refused:
+        export_hf(slice_, tmp_path / "hf", weights={"split": weights}, images=False)
+    assert str(refused.value) == "weight column 'split' clashes with a column of the slice"
+
+
+def test_an_export_replaces_a_saved_dataset_and_leaves_the_progress_bars_as_they_were(
+        split_catalog, tmp_path):
+    """Slices run whole (2026-12-08): a folder holding one saved `datasets.Dataset`
+    (dataset_info.json) could be refused as not an export, and the progress bars an export
+    turns off were not turned on again after it."""
+    import datasets
+
+    from curation.slices import export_hf
+
+    slice_ = _half(split_catalog, tmp_path)
+    out = tmp_path / "hf"
+    datasets.Dataset.from_dict({"a": [1, 2]}).save_to_disk(str(out))
+    was = datasets.is_progress_bar_enabled()
+    try:
+        for enabled in (True, False):
+            (datasets.enable_progress_bars if enabled else datasets.disable_progress_bars)()
+            export_hf(slice_, out, images=False)
+            assert datasets.is_progress_bar_enabled() is enabled
+    finally:
+        (datasets.enable_progress_bars if was else datasets.disable_progress_bars)()
+    assert set(datasets.load_from_disk(str(out))) == {"train", "validation", "test"}
+
+
+def test_an_interrupted_export_leaves_no_staging_folder(split_catalog, tmp_path, monkeypatch):
+    """Slices run whole (2026-12-08): the staging folder of an export that fails or is
+    interrupted (here Ctrl-C while the card is written) was left beside the export."""
+    import pytest
+
+    import curation.slices
+    from curation.slices import export_hf
+
+    slice_ = _half(split_catalog, tmp_path)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(curation.slices, "dataset_card", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_hf(slice_, tmp_path / "hf", images=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog"]

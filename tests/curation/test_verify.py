@@ -18,7 +18,7 @@ from curation.clean import clean
 from curation.ingest import ingest
 from curation.integrity import VERIFY_ENV, IntegrityError, verify_catalog
 from curation.slices import Slice, build_slice
-from tests.conftest import ZSTD_FRAME, break_a_page, copy_catalog
+from tests.conftest import alter_a_page_silently, break_a_page, copy_catalog
 
 SLICE = "default-frac0.5-seed0"
 
@@ -46,24 +46,6 @@ def _a_bronze_part(root: Path) -> Path:
     return sorted((root / entry["bronze"]).glob("*.parquet"))[0]
 
 
-def _alter_silently(path: Path) -> None:
-    """Flip the first bit of the column data whose page still decompresses, to other values."""
-    import duckdb
-
-    data = path.read_bytes()
-    rows = duckdb.sql(f"SELECT * FROM read_parquet('{path}')").fetchall()
-    for at in range(data.find(ZSTD_FRAME) + 16, len(data) // 2):
-        changed = bytearray(data)
-        changed[at] ^= 0x01
-        path.write_bytes(bytes(changed))
-        try:
-            if duckdb.sql(f"SELECT * FROM read_parquet('{path}')").fetchall() != rows:
-                return
-        except duckdb.Error:
-            pass
-    raise AssertionError(f"no silent flip found in {path}")
-
-
 def test_a_fresh_catalog_verifies(built):
     report = verify_catalog(built)
     assert report.ok, report.problems
@@ -87,7 +69,7 @@ def test_a_deleted_bronze_part_is_found_refused_and_reingested(built):
 
 def test_a_flipped_bit_that_still_decompresses_is_found_by_the_full_check(built, monkeypatch):
     part = _a_bronze_part(built)
-    _alter_silently(part)  # reads back without an error, to other values
+    alter_a_page_silently(part)  # reads back without an error, to other values
     assert verify_catalog(built, hashes=False).ok  # sizes and footers cannot see it
     report = verify_catalog(built)
     assert [p.path for p in report.problems] == [str(part.parent.relative_to(built))]

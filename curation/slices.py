@@ -477,7 +477,7 @@ def export_hf(slice_: Slice, out_dir: Path | str, *,
     ``images``, an ``image`` column of the Image feature holds each item's main image when it
     is on this machine (a ``file://`` URL, or the catalog's image cache) and opens as an
     image, its bytes embedded; null otherwise. Written beside ``out_dir`` and renamed when
-    complete; an existing export there is replaced, any other folder refused."""
+    complete; an existing export there is replaced, any other folder and a link refused."""
     import shutil
 
     import polars as pl
@@ -491,6 +491,8 @@ def export_hf(slice_: Slice, out_dir: Path | str, *,
     from curation.images import resolve_image_paths
 
     out = Path(out_dir)
+    if out.is_symlink():  # replacing the export would remove the link, not what it points to
+        raise UserError(f"{out} is a link; give the folder it points to or a new one")
     earlier_export = (out / "dataset_dict.json").exists() or (out / "dataset_info.json").exists()
     if out.exists() and not earlier_export and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} exists and is not a dataset export; choose another folder")

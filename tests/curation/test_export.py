@@ -132,7 +132,7 @@ def test_build_slice_export_hf_writes_the_same_export(catalog, tmp_path):
     assert "fraction: 0.3" in (out / "README.md").read_text()
 
 
-def test_an_unknown_slice_or_a_foreign_folder_is_refused(catalog, tmp_path):
+def test_an_unknown_slice_a_foreign_folder_or_a_link_is_refused(catalog, exported, tmp_path):
     missing = runner.invoke(app, ["export", "hf", "nope", str(tmp_path / "o"), "-c",
                                   str(catalog)])
     assert missing.exit_code == 2 and "no slice named 'nope'" in missing.output
@@ -142,3 +142,10 @@ def test_an_unknown_slice_or_a_foreign_folder_is_refused(catalog, tmp_path):
                                   str(catalog)])
     assert foreign.exit_code == 2 and "not a dataset export" in foreign.output
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    (tmp_path / "link").symlink_to(exported)  # replacing would go through the link
+    linked = runner.invoke(app, ["export", "hf", HALF, str(tmp_path / "link"), "-c",
+                                 str(catalog)])
+    assert linked.exit_code == 2, linked.output
+    assert linked.output.strip().splitlines() == [
+        f"error: {tmp_path / 'link'} is a link; give the folder it points to or a new one"]
+    assert (exported / "dataset_dict.json").exists()

@@ -677,3 +677,33 @@ def test_an_interrupted_export_leaves_no_staging_folder(split_catalog, tmp_path,
     with pytest.raises(KeyboardInterrupt):
         export_hf(slice_, tmp_path / "hf", images=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog"]
+
+
+def test_a_name_reused_with_several_other_parameters_names_each(split_catalog, tmp_path):
+    """Slices run whole (2026-12-08): the parameters that differ were joined with other text
+    than ', ' when more than one differed (the tests had changed only one)."""
+    import pytest
+
+    from curation.errors import UserError
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    build_slice(root, 0.5, name="half")
+    with pytest.raises(UserError) as refused:
+        build_slice(root, 0.3, seed=2, name="half")
+    assert str(refused.value) == (
+        "slice 'half' exists with other parameters (frac 0.5 -> 0.3, seed 0 -> 2); give "
+        "another --name, or delete slices/half first")
+
+
+def test_a_slice_file_lists_train_then_val_then_test_each_by_parent_asin(split_catalog,
+                                                                          tmp_path):
+    """Slices run whole (2026-12-08): the split names in the sort's CASE could be changed
+    (upper case: every row then sorts as test) unseen; the tests compared the bytes of two
+    runs of the same code, which agree whatever the order."""
+    import polars as pl
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    rows = pl.read_parquet(Slice.open(root, build_slice(root, 0.5).name).path,
+                           columns=["split", "parent_asin"]).rows()
+    assert rows == sorted(rows, key=lambda r: (["train", "val", "test"].index(r[0]), r[1]))
+    assert rows[0][0] == "train" and rows[-1][0] == "test"

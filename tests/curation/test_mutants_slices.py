@@ -538,6 +538,7 @@ def test_a_slice_records_each_strata_train_items_and_how_long_it_took(split_cata
     half = build_slice(root, 0.5)
     took = time.perf_counter() - started
     assert 0 < half.seconds <= took
+    assert half.path == root / "slices" / half.name  # the slice run whole: it could be None
     every = train_per_stratum(build_slice(root, 1.0).name)  # every train item of the split
     selected = train_per_stratum(half.name)
     strata = Slice.open(root, half.name).manifest["strata"]
@@ -707,3 +708,21 @@ def test_a_slice_file_lists_train_then_val_then_test_each_by_parent_asin(split_c
                            columns=["split", "parent_asin"]).rows()
     assert rows == sorted(rows, key=lambda r: (["train", "val", "test"].index(r[0]), r[1]))
     assert rows[0][0] == "train" and rows[-1][0] == "test"
+
+
+def test_an_unknown_slice_name_lists_the_slices_there_are(split_catalog, tmp_path):
+    """Slices run whole (2026-12-08): the slices the refusal lists were joined with other text
+    than ', ' when there was more than one (the tests had one or none)."""
+    import pytest
+
+    from curation.errors import UserError
+
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    with pytest.raises(UserError) as none_yet:
+        Slice.open(root, "nope")
+    assert str(none_yet.value) == "no slice named 'nope' (slices: none yet)"
+    build_slice(root, 0.5, name="half")
+    build_slice(root, 0.25, name="quarter")
+    with pytest.raises(UserError) as refused:
+        Slice.open(root, "nope")
+    assert str(refused.value) == "no slice named 'nope' (slices: half, quarter)"

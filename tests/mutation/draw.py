@@ -97,7 +97,10 @@ weights that leave out an item, refused with a message and not dropped).
 1259, 1260 and 1261 drew slices again the same day, run together after the tests for the
 three real survivors of 1256 to 1258 there (a name's strata joined by dots; the manifest's
 train items per stratum; a build's seconds); 1259 drew typing_sql too, its first draw (its
-row was its whole run of 2026-11-25).
+row was its whole run of 2026-11-25). After 1261 slices was run whole, and then export_hf
+gained a line (a link refused), which renumbers its mutants: on the code after it, slices'
+earlier draws are recomputed over other names in export_hf than the ones that ran (their names
+and results are in the report and docs/mutation-history.md).
 
 Needs mutants/ (any ``scripts/mutation`` run generates every module's mutants first).
 """

@@ -101,6 +101,8 @@ row was its whole run of 2026-11-25). After 1261 slices was run whole, and then 
 gained a line (a link refused), which renumbers its mutants: on the code after it, slices'
 earlier draws are recomputed over other names in export_hf than the ones that ran (their names
 and results are in the report and docs/mutation-history.md).
+1262 drew images' fetch safeguards again on 2026-12-08, their first draw since ``fetch_one``
+changed on 2026-12-07 (a fetched body that is not an image keeps its HTTP status).
 
 Needs mutants/ (any ``scripts/mutation`` run generates every module's mutants first).
 """
@@ -115,7 +117,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 15
-SEEDS = tuple(range(1205, 1262))  # the draws made, in order
+SEEDS = tuple(range(1205, 1263))  # the draws made, in order
 DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1207: ("images", "address"), 1208: ("ingest", "clean", "split", "compute"),
         1209: ("ingest", "clean", "split", "compute"), 1210: ("ingest", "clean", "split"),
@@ -142,7 +144,8 @@ DREW = {1205: ("validate", "slices", "images"), 1206: ("images", "address"),
         1250: ("slices",), 1251: ("slices",), 1252: ("slices",),
         1253: ("slices",), 1254: ("slices",), 1255: ("slices",),
         1256: ("slices",), 1257: ("slices",), 1258: ("slices",),
-        1259: ("slices", "typing_sql"), 1260: ("slices",), 1261: ("slices",)}
+        1259: ("slices", "typing_sql"), 1260: ("slices",), 1261: ("slices",),
+        1262: ("images",)}
 WEIGHTING = ("compute",)  # modules of weighting/; the others are files of curation/
 # For images only the fetch safeguards are sampled, as on 2026-11-25 and 2026-12-04.
 IMAGES_SAFEGUARDS = ("x__download", "x__http_get", "x_process_image", "x_fetch_one",

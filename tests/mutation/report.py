@@ -586,6 +586,15 @@ NOTES = [
     "`test_a_split_page_that_no_longer_decompresses_is_named_by_build_slice` "
     "(test_mutants_slices.py). typing_sql 1259, its first fair draw: 15 of 15 (78-100%).",
     "",
+    "Draw 1262 (`draw.py --seed 1262 images`, committed before it ran, on the code and "
+    "tests of c53ba1b, on the map recorded for the slices run; 3 minutes): images' fetch "
+    "safeguards, their first draw since `fetch_one` changed on 2026-12-07 (a fetched body "
+    "that is not an image keeps its HTTP status), 14 of 15: the survivor, the truncated "
+    "body's byte count as total minus the partial read, is equivalent under http.client, "
+    "whose read1 raises IncompleteRead only with an empty partial: 14 of 14. With 1218, "
+    "1222 and 1223, which left no real survivor, 54 of 54, 93-100%; those three ran on the "
+    "`fetch_one` before its change, 1262 alone on the code now (78-100%).",
+    "",
     "**slices run whole** (thirteenth session, 2026-12-08): the 393 of its 754 mutants that"
     " no run in this worktree had reached, on the code of 87fe9ae and the tests of d5e2b16 "
     "(with the two real survivors of 1260 and 1261 run again: both killed; about 75 "
@@ -682,7 +691,7 @@ FAIR_DRAWS: dict[str, list[tuple[int, int, int]]] = {
                              (1235, 14, 15), (1236, 14, 15)],
     "curation/images.py (fetch safeguards)": [(1205, 11, 15), (1206, 12, 15), (1207, 14, 15),
                                               (1216, 12, 15), (1217, 11, 14), (1218, 12, 12),
-                                              (1222, 14, 14), (1223, 14, 14)],
+                                              (1222, 14, 14), (1223, 14, 14), (1262, 14, 14)],
     "curation/images.py (address refusal)": [(1206, 7, 10), (1207, 13, 14), (1216, 12, 15),
                                              (1217, 14, 15), (1218, 9, 14), (1219, 14, 14),
                                              (1222, 13, 14), (1223, 12, 12), (1224, 14, 14),

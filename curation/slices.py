@@ -491,7 +491,7 @@ def export_hf(slice_: Slice, out_dir: Path | str, *,
     from curation.images import resolve_image_paths
 
     out = Path(out_dir)
-    if out.is_symlink():  # replacing the export would remove the link, not what it points to
+    if out.is_symlink():  # rmtree refuses a link, and replacing it would not reach its target
         raise UserError(f"{out} is a link; give the folder it points to or a new one")
     earlier_export = (out / "dataset_dict.json").exists() or (out / "dataset_info.json").exists()
     if out.exists() and not earlier_export and (not out.is_dir() or any(out.iterdir())):

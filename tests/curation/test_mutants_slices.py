@@ -9,6 +9,13 @@ from curation.slices import HF_SPLITS, Slice, build_slice, dataset_card
 from tests.conftest import copy_catalog
 
 
+def _half(split_catalog, tmp_path) -> Slice:
+    """A copy of the split catalog with a slice of half its train items, named half."""
+    root = copy_catalog(split_catalog, tmp_path / "catalog")
+    build_slice(root, 0.5, name="half")
+    return Slice.open(root, "half")
+
+
 def test_the_dataset_card_says_what_a_slice_is(split_catalog, tmp_path):
     root = copy_catalog(split_catalog, tmp_path / "catalog")
     build_slice(root, 0.5)
@@ -323,9 +330,7 @@ def test_an_export_goes_into_an_empty_or_new_folder_and_refuses_a_file(split_cat
     from curation.errors import UserError
     from curation.slices import export_hf
 
-    root = copy_catalog(split_catalog, tmp_path / "catalog")
-    build_slice(root, 0.5, name="half")
-    half = Slice.open(root, "half")
+    half = _half(split_catalog, tmp_path)
     rows = half.manifest["rows"]["train"]
     (tmp_path / "empty").mkdir()
     for out in (tmp_path / "empty", tmp_path / "not" / "yet" / "there"):
@@ -406,13 +411,12 @@ def test_an_export_starts_from_an_empty_staging_folder(split_catalog, tmp_path):
 
     from curation.slices import export_hf
 
-    root = copy_catalog(split_catalog, tmp_path / "catalog")
-    build_slice(root, 0.5, name="half")
+    half = _half(split_catalog, tmp_path)
     out = tmp_path / "export"
     left = out.with_name(f".{out.name}.staging-{os.getpid()}")
     (left / "train").mkdir(parents=True)
     (left / "train" / "data-00001-of-00002.arrow").write_bytes(b"half-written")
-    export_hf(Slice.open(root, "half"), out, images=False)
+    export_hf(half, out, images=False)
     assert not (out / "train" / "data-00001-of-00002.arrow").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog", "export"]
 
@@ -478,9 +482,7 @@ def test_an_export_refuses_weights_that_leave_out_an_item(split_catalog, tmp_pat
     from curation.errors import UserError
     from curation.slices import export_hf
 
-    root = copy_catalog(split_catalog, tmp_path / "catalog")
-    build_slice(root, 0.5, name="half")
-    slice_ = Slice.open(root, "half")
+    slice_ = _half(split_catalog, tmp_path)
     asins = slice_.items(["parent_asin"])["parent_asin"].to_list()
     weights = pl.DataFrame({"parent_asin": asins[1:], "weight": [1.0] * (len(asins) - 1)})
     with pytest.raises(UserError) as refused:
@@ -600,12 +602,6 @@ def test_silver_altered_in_place_is_made_again_under_full_checks(split_catalog, 
     build_slice(root, 0.5)
     assert "note: silver/default/items.parquet: " in capsys.readouterr().err
     assert silver.read_bytes() == before  # cleaned again, to the same bytes
-
-
-def _half(split_catalog, tmp_path) -> Slice:
-    root = copy_catalog(split_catalog, tmp_path / "catalog")
-    build_slice(root, 0.5, name="half")
-    return Slice.open(root, "half")
 
 
 def test_an_export_without_images_has_no_image_column(split_catalog, tmp_path):

@@ -21,9 +21,10 @@ import pyarrow as pa
 from curation.schema import RAW_TEXT_LIMIT
 
 READ_BYTES = 8 << 20  # bytes read from the source at a time
-CHUNK_BYTES = 32 << 20  # decompressed bytes handed on per batch (about)
+CHUNK_BYTES = 16 << 20  # decompressed bytes handed on per block (about); see bench/ingest.py
 SALVAGE_BYTES = 16 << 10  # compressed bytes re-inflated at a time before a damaged spot
 NEWLINE = 10
+SCAN_BYTES = 1 << 20  # the newline scan goes through a block in pieces of this size
 
 
 @dataclass
@@ -50,16 +51,18 @@ class LineBlock:
     def raw(self, index: int) -> bytes:
         return self.data[self.offsets[index] : self.offsets[index + 1]]
 
-    def replaced(self, indices: list[int], filler: bytes) -> list[bytes]:
+    def replaced(self, indices: list[int], filler: bytes) -> list[bytes | memoryview]:
         """The block, in pieces, with the given lines replaced by ``filler`` (newline kept)."""
         if not indices:
             return [self.data]
-        parts, previous = [], 0
+        data = memoryview(self.data)  # slices of it are views, not copies of the block
+        parts: list[bytes | memoryview] = []
+        previous = 0
         for i in sorted(indices):
-            parts.append(self.data[self.offsets[previous] : self.offsets[i]])
+            parts.append(data[self.offsets[previous] : self.offsets[i]])
             parts.append(filler + (b"\n" if self.raw(i).endswith(b"\n") else b""))
             previous = i + 1
-        parts.append(self.data[self.offsets[previous] :])
+        parts.append(data[self.offsets[previous] :])
         return parts
 
 
@@ -172,21 +175,23 @@ def iter_line_blocks(
     while True:
         data = stream.read(chunk_bytes)
         at_end = not data
-        buffer = pending + data
-        if first and (len(buffer) >= len(UTF8_BOM) or at_end):
-            # a byte-order mark (some editors write one) is not part of the first line
-            buffer, first = buffer.removeprefix(UTF8_BOM), False
-        if not buffer:
-            break
         if at_end:
-            cut = len(buffer)
+            lines, pending = pending, b""
         else:
-            cut = buffer.rfind(b"\n") + 1
+            cut = data.rfind(b"\n") + 1
             if cut == 0:  # one very long line so far: keep reading
-                pending = buffer
+                pending += data
                 continue
-        pending = buffer[cut:]
-        block = frame_block(buffer[:cut], next_line)
+            # The block is copied once: what was pending, then the read up to its last line
+            with memoryview(data) as view:
+                lines = b"".join((pending, view[:cut]))
+            pending = data[cut:]
+        if first:
+            # a byte-order mark (some editors write one) is not part of the first line
+            lines, first = lines.removeprefix(UTF8_BOM), False
+        if not lines:
+            break
+        block = frame_block(lines, next_line)
         next_line += block.count
         stats.lines = next_line - 1
         yield block
@@ -208,7 +213,11 @@ class _Prefixed:
 def frame_block(block: bytes, first_line: int) -> LineBlock:
     """Lines of a block that ends at a newline (or at the end of the file)."""
     view = np.frombuffer(block, dtype=np.uint8)
-    ends = np.flatnonzero(view == NEWLINE) + 1
+    # In pieces: a mask the size of the block would be fresh pages on every block
+    ends = np.concatenate(
+        [np.flatnonzero(view[at : at + SCAN_BYTES] == NEWLINE) + (at + 1)
+         for at in range(0, len(view), SCAN_BYTES)] or [np.zeros(0, np.int64)]
+    )
     if len(ends) == 0 or ends[-1] != len(block):
         ends = np.append(ends, len(block))
     offsets = np.concatenate(([0], ends)).astype(np.int32)

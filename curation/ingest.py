@@ -13,11 +13,15 @@ Per file the manifest records lines_read = rows_ingested + lines_quarantined.
 from __future__ import annotations
 
 import json
+import queue
 import sys
+import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +65,7 @@ PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"  # DuckDB COPY options for 
 QUARANTINE_OPTIONS: dict[str, Any] = {"compression": "zstd"}
 OPEN_BRACE = ord("{")
 WHITESPACE = b" \t\r\n"
+MAX_LANES = 4  # blocks typed at once, at most (one per DuckDB thread): each holds a block
 ARROW_SLICES = 8  # a batch is handed to DuckDB in this many pieces so that all threads work
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -82,16 +87,41 @@ class FileResult:
 ProgressCallback = Callable[[RawFile, int], None]  # (file, bytes read so far)
 
 
+@dataclass
+class _BlockResult:
+    """What one block gave: the bronze rows written and the lines for quarantine."""
+
+    rows: int
+    quarantine: list[tuple[int | None, str, str, str]]
+    fallback: bool  # read_json refused the block, so it was typed line by line
+
+
+class _Lane:
+    """A DuckDB cursor with its own block file and temporary table ``typed``: blocks on
+    different lanes are typed and written at the same time, since typing one block keeps
+    about one core busy."""
+
+    def __init__(self, con, raw: RawFile, block_path: Path) -> None:
+        self.con, self.block_path = con, block_path  # the block, bad lines blanked
+        self.con.execute("SET enable_progress_bar = false")
+        self.fast_query = typing_query(
+            raw.kind, raw.category, fields_from_file(raw.kind, str(block_path))
+        )
+
+    def close(self) -> None:
+        try:
+            self.con.execute("DROP TABLE IF EXISTS typed")
+            self.con.close()
+        finally:
+            self.block_path.unlink(missing_ok=True)
+
+
 class _FileIngest:
     def __init__(self, con, raw: RawFile, staging: Path) -> None:
-        self.con, self.raw = con, raw
+        self.con, self.raw, self.staging = con, raw, staging
         self.bronze_dir = staging / "bronze"  # one Parquet part per block
         self.quarantine_path = staging / "quarantine.parquet"
-        self.block_path = staging / "block.jsonl"  # the current block, bad lines blanked
         self.bronze_names = [name for name, _ in bronze_columns(raw.kind)]
-        self.fast_query = typing_query(
-            raw.kind, raw.category, fields_from_file(raw.kind, str(self.block_path))
-        )
         self.fallback_query = typing_query(
             raw.kind, raw.category, fields_from_lines(raw.kind, "clean_block")
         )
@@ -99,6 +129,7 @@ class _FileIngest:
         self.rows = 0
         self.fallback_blocks = 0  # blocks that read_json refused (a line over 16 MiB, say)
         self.parts = 0
+        self.line_by_line = threading.Lock()
 
     def _quarantine_table(self, rows: list[tuple[int | None, str, str, str]]) -> pa.Table:
         n = len(rows)
@@ -118,21 +149,57 @@ class _FileIngest:
             schema=QUARANTINE_SCHEMA,
         )
 
+    def _blocks(self, stats: FrameStats, read_errors: list[BaseException]) -> Iterator[LineBlock]:
+        """The file's blocks; an unreadable stream (a corrupt gzip block, say) ends them and
+        is put in ``read_errors``, so that everything before it is kept."""
+        try:
+            with self.raw.open() as fh:
+                yield from iter_line_blocks(fh, self.raw.url, stats)
+        except (OSError, EOFError, zlib.error) as exc:
+            read_errors.append(exc)
+
     def run(self, progress: ProgressCallback | None) -> tuple[FrameStats, list[str]]:
         stats = FrameStats()
         file_errors: list[str] = []
         self.bronze_dir.mkdir(parents=True)
         quarantine = pq.ParquetWriter(self.quarantine_path, QUARANTINE_SCHEMA, **QUARANTINE_OPTIONS)
-        try:
+        threads = int(self.con.execute("SELECT current_setting('threads')").fetchone()[0])
+        lanes: list[_Lane] = []
+        free: queue.SimpleQueue[_Lane] = queue.SimpleQueue()
+        lane_count = max(1, min(threads, MAX_LANES))
+        pool = ThreadPoolExecutor(max_workers=lane_count, thread_name_prefix="ingest")
+        # Blocks being typed, in file order, with the bytes read when each was framed: their
+        # results are taken in that order, so parts and quarantine rows keep the file's order.
+        in_flight: deque[tuple[Future[_BlockResult], int]] = deque()
+
+        def on_a_lane(block: LineBlock, part: Path) -> _BlockResult:
+            lane = free.get()
             try:
-                with self.raw.open() as fh:
-                    for block in iter_line_blocks(fh, self.raw.url, stats):
-                        self._block(block, quarantine)
-                        if progress:
-                            progress(self.raw, stats.bytes_in)
-            except (OSError, EOFError, zlib.error) as exc:
-                # An unreadable stream (a corrupt gzip block, say): everything before it is
-                # kept, and the file is marked so that nobody mistakes it for complete.
+                return self._block(lane, block, part)
+            finally:
+                free.put(lane)
+
+        def take_oldest() -> None:
+            future, bytes_in = in_flight.popleft()
+            self._take(future.result(), quarantine)
+            if progress:
+                progress(self.raw, bytes_in)
+
+        try:
+            for i in range(lane_count):
+                lanes.append(_Lane(self.con.cursor(), self.raw, self.staging / f"block-{i}.jsonl"))
+                free.put(lanes[-1])
+            read_errors: list[BaseException] = []
+            for block in self._blocks(stats, read_errors):
+                part = self.bronze_dir / f"part-{self.parts:05d}.parquet"
+                self.parts += 1
+                in_flight.append((pool.submit(on_a_lane, block, part), stats.bytes_in))
+                while len(in_flight) > len(lanes):  # a block framed ahead, no more: flat memory
+                    take_oldest()
+            while in_flight:
+                take_oldest()
+            for exc in read_errors:
+                # Kept, and the file is marked so that nobody mistakes it for complete.
                 file_errors.append(f"{REASON_UNREADABLE}: {exc}")
                 quarantine.write_table(
                     self._quarantine_table(
@@ -156,46 +223,63 @@ class _FileIngest:
             if self.parts == 0:
                 self.write_empty_part()
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             quarantine.close()
-            self.block_path.unlink(missing_ok=True)
-            self.con.execute("DROP TABLE IF EXISTS typed")
+            for lane in lanes:
+                lane.close()
         return stats, file_errors
 
-    def _register_slices(self, name: str, table: pa.Table) -> None:
+    def _take(self, result: _BlockResult, quarantine: pq.ParquetWriter) -> None:
+        self.rows += result.rows
+        self.fallback_blocks += result.fallback
+        if result.quarantine:
+            self.quarantined += len(result.quarantine)
+            quarantine.write_table(self._quarantine_table(result.quarantine))
+
+    def _register_slices(self, con, name: str, table: pa.Table) -> None:
         # Handed over in several record batches so that every DuckDB thread gets work.
         per_slice = max(1, -(-table.num_rows // ARROW_SLICES))
-        self.con.register(name, pa.Table.from_batches(table.to_batches(max_chunksize=per_slice)))
+        con.register(name, pa.Table.from_batches(table.to_batches(max_chunksize=per_slice)))
 
-    def _type_block(self, block: LineBlock, unusable_index: list[int]) -> None:
-        """Fill the temporary table ``typed`` with one row per line of the block."""
-        with open(self.block_path, "wb") as fh:
+    def _type_block(self, lane: _Lane, block: LineBlock, unusable_index: list[int]) -> bool:
+        """Fill the lane's temporary table ``typed`` with one row per line of the block;
+        True where read_json refused it and it was typed line by line."""
+        with open(lane.block_path, "wb") as fh:
             fh.writelines(block.replaced(unusable_index, b"{}"))
         try:
-            self.con.execute(f"CREATE OR REPLACE TEMP TABLE typed AS {self.fast_query}")
+            lane.con.execute(f"CREATE OR REPLACE TEMP TABLE typed AS {lane.fast_query}")
         except Exception as exc:
             if not type(exc).__module__.startswith(("duckdb", "_duckdb")):
                 raise
-            self._type_block_line_by_line(block, unusable_index)
+            self._type_block_line_by_line(lane, block, unusable_index)
+            return True
+        return False
 
-    def _type_block_line_by_line(self, block: LineBlock, unusable_index: list[int]) -> None:
-        self.fallback_blocks += 1
-        cleaned = frame_block(b"".join(block.replaced(unusable_index, b"{}")), block.first_line)
-        self._register_slices("clean_block", pa.table({LINE: cleaned.as_binary()}))
-        try:
-            self.con.execute(f"CREATE OR REPLACE TEMP TABLE typed AS {self.fallback_query}")
-        finally:
-            self.con.unregister("clean_block")
+    def _type_block_line_by_line(
+        self, lane: _Lane, block: LineBlock, unusable_index: list[int]
+    ) -> None:
+        # One lane at a time: a line of tens of MB takes hundreds of MB to parse this way
+        with self.line_by_line:
+            cleaned = frame_block(b"".join(block.replaced(unusable_index, b"{}")),
+                                  block.first_line)
+            self._register_slices(lane.con, "clean_block", pa.table({LINE: cleaned.as_binary()}))
+            try:
+                lane.con.execute(f"CREATE OR REPLACE TEMP TABLE typed AS {self.fallback_query}")
+            finally:
+                lane.con.unregister("clean_block")
 
-    def _block(self, block: LineBlock, quarantine: pq.ParquetWriter) -> None:
-        n = block.count
+    def _block(self, lane: _Lane, block: LineBlock, part: Path) -> _BlockResult:
+        """Type one block on ``lane``, write its bronze rows to ``part``, and return them
+        counted with its lines for quarantine (in line order)."""
+        con, n = lane.con, block.count
         unusable = unusable_lines(block)
         skip = np.zeros(n, dtype=bool)
         unusable_index = [i for i, _ in unusable]
         skip[unusable_index] = True
-        self.con.register("numbers", pa.table({LINE_COLUMN: block.line_numbers(), SKIP: skip}))
+        con.register("numbers", pa.table({LINE_COLUMN: block.line_numbers(), SKIP: skip}))
         try:
-            self._type_block(block, unusable_index)
-            flagged = self.con.execute(
+            fallback = self._type_block(lane, block, unusable_index)
+            flagged = con.execute(
                 f"SELECT {LINE_COLUMN}, {REASON}, {ALL_NULL} FROM typed "
                 f"WHERE {REASON} IS NOT NULL ORDER BY {LINE_COLUMN}"
             ).fetchall()
@@ -206,40 +290,36 @@ class _FileIngest:
                 all_null and _has_known_field(block.raw(line - first), self.raw.kind)
                 for line, _, all_null in flagged
             ):
-                self._type_block_line_by_line(block, unusable_index)
-                flagged = self.con.execute(
+                self._type_block_line_by_line(lane, block, unusable_index)
+                fallback = True
+                flagged = con.execute(
                     f"SELECT {LINE_COLUMN}, {REASON}, false FROM typed "
                     f"WHERE {REASON} IS NOT NULL ORDER BY {LINE_COLUMN}"
                 ).fetchall()
         finally:
-            self.con.unregister("numbers")
-        total = self.con.execute("SELECT count(*) FROM typed").fetchone()[0]
+            con.unregister("numbers")
+        total = con.execute("SELECT count(*) FROM typed").fetchone()[0]
         if total != n:  # pragma: no cover - would mean misaligned line numbers
             raise RuntimeError(f"{self.raw.url}: {n} lines in a block but {total} rows")
-        part = self.bronze_dir / f"part-{self.parts:05d}.parquet"
         columns = ", ".join(f'"{c}"' for c in self.bronze_names)
         # Row groups of bounded bytes (a block of long item texts in one row group would need
         # tens of MB per column to read back, on every thread, whatever the memory limit).
         row_group = rows_per(ROW_GROUP_BYTES, len(block.data) / max(n, 1))
         # ORDER BY: DuckDB's parallel read_json hands the block's vectors back in any order,
         # and the same file must give the same bytes
-        written = self.con.execute(
+        written = con.execute(
             f"COPY (SELECT {columns} FROM typed WHERE {REASON} IS NULL AND NOT {SKIP} "
             f"ORDER BY {LINE_COLUMN}) TO {sql_literal(str(part))} "
             f"({PARQUET_OPTIONS}, ROW_GROUP_SIZE {row_group})"
         ).fetchone()[0]
-        self.parts += 1
-        self.rows += written
         rows = [(first + i, "line", reason, shown_text(block.raw(i))) for i, reason in unusable]
         for line, reason, all_null in flagged:
             raw = block.raw(line - first)
             if all_null and not _is_json(raw):
                 reason = REASON_INVALID_JSON
             rows.append((line, "line", reason, shown_text(raw)))
-        if rows:
-            rows.sort(key=lambda r: r[0])
-            self.quarantined += len(rows)
-            quarantine.write_table(self._quarantine_table(rows))
+        rows.sort(key=lambda r: r[0])
+        return _BlockResult(written, rows, fallback)
 
     def write_empty_part(self) -> None:
         """A file with no lines still gets one (empty, typed) bronze part."""
@@ -258,8 +338,9 @@ def unusable_lines(block: LineBlock) -> list[tuple[int, str]]:
     view = np.frombuffer(block.data, dtype=np.uint8)
     not_utf8: set[int] = set()
     try:
-        block.data.decode("utf-8")  # fast, and the usual case
-    except UnicodeDecodeError:
+        # Arrow checks the whole block at once, in place (a decode would build the text)
+        block.as_binary().cast(pa.string())
+    except pa.ArrowInvalid:
         # Only lines holding a byte above 127 can be invalid: decode those one by one (each
         # line's largest byte, without an array the size of the block).
         largest = np.maximum.reduceat(view, block.offsets[:-1])

@@ -726,8 +726,8 @@ def _refuse(constant: str) -> None:
                      b"\t", b"\xf0\x9f\x98\x80 x", b"\xc0\xaf", b"{\x80}"])),
     min_size=1, max_size=30))
 def test_the_line_check_agrees_with_the_rule_line_by_line(lines):
-    """Whether the block is all UTF-8 (one decode) or not (lines with high bytes decoded one
-    by one), each line gets the reason the plain rule gives it."""
+    """Whether the block is all UTF-8 (Arrow's check of the whole block) or not (lines with
+    high bytes decoded one by one), each line gets the reason the plain rule gives it."""
     from curation.framing import frame_block
     from curation.ingest import unusable_lines
 

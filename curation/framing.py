@@ -157,9 +157,11 @@ UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def iter_line_blocks(
-    raw: BinaryIO, name: str, stats: FrameStats, chunk_bytes: int = CHUNK_BYTES
+    raw: BinaryIO, name: str, stats: FrameStats, chunk_bytes: int | None = None
 ) -> Iterator[LineBlock]:
-    """Yield the lines of ``raw`` in blocks of about ``chunk_bytes``, numbering them from 1."""
+    """Yield the lines of ``raw`` in blocks of about ``chunk_bytes`` (``CHUNK_BYTES``),
+    numbering them from 1."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     head = raw.read(2)
     stream: _GzipStream | _PlainStream
     if is_gzip(name, head):

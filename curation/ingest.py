@@ -12,6 +12,9 @@ Per file the manifest records lines_read = rows_ingested + lines_quarantined.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
 import json
 import queue
 import sys
@@ -21,7 +24,7 @@ import uuid
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +52,7 @@ from curation.schema import (
     REASON_UNREADABLE,
     bronze_columns,
 )
-from curation.sorting import ROW_GROUP_BYTES, rows_per
+from curation.sorting import ROW_GROUP_BYTES, duckdb_setting, memory_limit_bytes, rows_per
 from curation.sources import RawFile, list_raw_files
 from curation.typing_sql import (
     ALL_NULL,
@@ -66,6 +69,7 @@ QUARANTINE_OPTIONS: dict[str, Any] = {"compression": "zstd"}
 OPEN_BRACE = ord("{")
 WHITESPACE = b" \t\r\n"
 MAX_LANES = 4  # blocks typed at once, at most (one per DuckDB thread): each holds a block
+LANE_MEMORY = 64 << 20  # DuckDB memory per lane (read_json alone buffers 32 MiB)
 ARROW_SLICES = 8  # a batch is handed to DuckDB in this many pieces so that all threads work
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -97,16 +101,11 @@ class _BlockResult:
 
 
 class _Lane:
-    """A DuckDB cursor with its own block file and temporary table ``typed``: blocks on
-    different lanes are typed and written at the same time, since typing one block keeps
-    about one core busy."""
+    """A DuckDB cursor with its own block file and temporary table ``typed``."""
 
-    def __init__(self, con, raw: RawFile, block_path: Path) -> None:
+    def __init__(self, con, block_path: Path) -> None:
         self.con, self.block_path = con, block_path  # the block, bad lines blanked
         self.con.execute("SET enable_progress_bar = false")
-        self.fast_query = typing_query(
-            raw.kind, raw.category, fields_from_file(raw.kind, str(block_path))
-        )
 
     def close(self) -> None:
         try:
@@ -116,20 +115,106 @@ class _Lane:
             self.block_path.unlink(missing_ok=True)
 
 
+class _Lanes:
+    """Blocks typed on several lanes at once, since typing one keeps about one core busy,
+    while this thread frames the next; their results are taken back in the order the blocks
+    were added, so that parts, quarantine rows and files keep their order.
+
+    At most one block per lane waits or is being typed, and this thread frames one more:
+    memory stays flat however large the file."""
+
+    def __init__(self, con, staging: Path) -> None:
+        threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
+        self.count = max(1, min(threads, MAX_LANES, memory_limit_bytes(con) // LANE_MEMORY))
+        # One DuckDB thread, so that each lane's query runs on its own (Python) thread alone:
+        # the lanes use as many cores as DuckDB would, and a block's rows are written in one
+        # order and in the same row groups whatever the threads (the same file, the same bytes)
+        self._settings = contextlib.ExitStack()
+        self._settings.enter_context(duckdb_setting(con, "threads", 1))
+        self.line_by_line = threading.Lock()  # read_json's refusals are typed one at a time
+        self._pool = ThreadPoolExecutor(max_workers=self.count, thread_name_prefix="ingest")
+        self._free: queue.SimpleQueue[_Lane] = queue.SimpleQueue()
+        self._lanes: list[_Lane] = []
+        # (file, its block's result, bytes read when it was framed), or (None, a step, 0)
+        self._queue: deque[tuple[Any, Any, int]] = deque()
+        self._blocks = 0  # blocks in the queue
+        try:
+            for i in range(self.count):
+                self._lanes.append(_Lane(con.cursor(), staging / f"block-{i}.jsonl"))
+                self._free.put(self._lanes[-1])
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> _Lanes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            for lane in self._lanes:
+                lane.close()
+        finally:
+            self._settings.close()
+
+    def add(self, job: _FileIngest, block: LineBlock) -> None:
+        part = job.bronze_dir / f"part-{job.parts:05d}.parquet"
+        job.parts += 1
+        self._queue.append((job, self._pool.submit(self._on_a_lane, job, block, part),
+                            job.stats.bytes_in))
+        self._blocks += 1
+        while self._blocks > self.count:
+            self._take_oldest()
+
+    def then(self, step: Callable[[], None]) -> None:
+        """Run ``step`` once every block added before it has been taken."""
+        self._queue.append((None, step, 0))
+
+    def drain(self) -> None:
+        while self._queue:
+            self._take_oldest()
+
+    def _on_a_lane(self, job: _FileIngest, block: LineBlock, part: Path) -> _BlockResult:
+        lane = self._free.get()
+        try:
+            return job.type_block(lane, block, part, self.line_by_line)
+        finally:
+            self._free.put(lane)
+
+    def _take_oldest(self) -> None:
+        job, item, bytes_in = self._queue.popleft()
+        if job is None:
+            item()
+        else:
+            self._blocks -= 1
+            job.take(item.result(), bytes_in)
+
+
 class _FileIngest:
-    def __init__(self, con, raw: RawFile, staging: Path) -> None:
-        self.con, self.raw, self.staging = con, raw, staging
+    """One raw file: its blocks go to the lanes, their rows and quarantine lines come back."""
+
+    def __init__(self, con, raw: RawFile, staging: Path,
+                 progress: ProgressCallback | None) -> None:
+        self.con, self.raw, self.staging, self.progress = con, raw, staging, progress
         self.bronze_dir = staging / "bronze"  # one Parquet part per block
         self.quarantine_path = staging / "quarantine.parquet"
         self.bronze_names = [name for name, _ in bronze_columns(raw.kind)]
         self.fallback_query = typing_query(
             raw.kind, raw.category, fields_from_lines(raw.kind, "clean_block")
         )
+        self.stats = FrameStats()
+        self.read_errors: list[BaseException] = []
         self.quarantined = 0
         self.rows = 0
         self.fallback_blocks = 0  # blocks that read_json refused (a line over 16 MiB, say)
         self.parts = 0
-        self.line_by_line = threading.Lock()
+        self.bronze_dir.mkdir(parents=True)
+        self.quarantine = pq.ParquetWriter(
+            self.quarantine_path, QUARANTINE_SCHEMA, **QUARANTINE_OPTIONS
+        )
 
     def _quarantine_table(self, rows: list[tuple[int | None, str, str, str]]) -> pa.Table:
         n = len(rows)
@@ -149,117 +234,88 @@ class _FileIngest:
             schema=QUARANTINE_SCHEMA,
         )
 
-    def _blocks(self, stats: FrameStats, read_errors: list[BaseException]) -> Iterator[LineBlock]:
+    def blocks(self) -> Iterator[LineBlock]:
         """The file's blocks; an unreadable stream (a corrupt gzip block, say) ends them and
-        is put in ``read_errors``, so that everything before it is kept."""
+        is kept in ``read_errors``, so that everything before it is kept."""
         try:
             with self.raw.open() as fh:
-                yield from iter_line_blocks(fh, self.raw.url, stats)
+                yield from iter_line_blocks(fh, self.raw.url, self.stats)
         except (OSError, EOFError, zlib.error) as exc:
-            read_errors.append(exc)
+            self.read_errors.append(exc)
 
-    def run(self, progress: ProgressCallback | None) -> tuple[FrameStats, list[str]]:
-        stats = FrameStats()
-        file_errors: list[str] = []
-        self.bronze_dir.mkdir(parents=True)
-        quarantine = pq.ParquetWriter(self.quarantine_path, QUARANTINE_SCHEMA, **QUARANTINE_OPTIONS)
-        threads = int(self.con.execute("SELECT current_setting('threads')").fetchone()[0])
-        lanes: list[_Lane] = []
-        free: queue.SimpleQueue[_Lane] = queue.SimpleQueue()
-        lane_count = max(1, min(threads, MAX_LANES))
-        pool = ThreadPoolExecutor(max_workers=lane_count, thread_name_prefix="ingest")
-        # Blocks being typed, in file order, with the bytes read when each was framed: their
-        # results are taken in that order, so parts and quarantine rows keep the file's order.
-        in_flight: deque[tuple[Future[_BlockResult], int]] = deque()
-
-        def on_a_lane(block: LineBlock, part: Path) -> _BlockResult:
-            lane = free.get()
-            try:
-                return self._block(lane, block, part)
-            finally:
-                free.put(lane)
-
-        def take_oldest() -> None:
-            future, bytes_in = in_flight.popleft()
-            self._take(future.result(), quarantine)
-            if progress:
-                progress(self.raw, bytes_in)
-
-        try:
-            for i in range(lane_count):
-                lanes.append(_Lane(self.con.cursor(), self.raw, self.staging / f"block-{i}.jsonl"))
-                free.put(lanes[-1])
-            read_errors: list[BaseException] = []
-            for block in self._blocks(stats, read_errors):
-                part = self.bronze_dir / f"part-{self.parts:05d}.parquet"
-                self.parts += 1
-                in_flight.append((pool.submit(on_a_lane, block, part), stats.bytes_in))
-                while len(in_flight) > len(lanes):  # a block framed ahead, no more: flat memory
-                    take_oldest()
-            while in_flight:
-                take_oldest()
-            for exc in read_errors:
-                # Kept, and the file is marked so that nobody mistakes it for complete.
-                file_errors.append(f"{REASON_UNREADABLE}: {exc}")
-                quarantine.write_table(
-                    self._quarantine_table(
-                        [(None, "file", REASON_UNREADABLE, str(exc)[:RAW_TEXT_LIMIT])]
-                    )
-                )
-            if stats.truncated_gzip:
-                file_errors.append(f"{REASON_TRUNCATED_GZIP} after line {stats.lines}")
-                quarantine.write_table(
-                    self._quarantine_table(
-                        [
-                            (
-                                None,
-                                "file",
-                                REASON_TRUNCATED_GZIP,
-                                f"gzip stream ends early; {stats.lines} lines were readable",
-                            )
-                        ]
-                    )
-                )
-            if self.parts == 0:
-                self.write_empty_part()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            quarantine.close()
-            for lane in lanes:
-                lane.close()
-        return stats, file_errors
-
-    def _take(self, result: _BlockResult, quarantine: pq.ParquetWriter) -> None:
+    def take(self, result: _BlockResult, bytes_in: int) -> None:
         self.rows += result.rows
         self.fallback_blocks += result.fallback
         if result.quarantine:
             self.quarantined += len(result.quarantine)
-            quarantine.write_table(self._quarantine_table(result.quarantine))
+            self.quarantine.write_table(self._quarantine_table(result.quarantine))
+        if self.progress:
+            self.progress(self.raw, bytes_in)
+
+    def finish(self) -> StagedFile:
+        """After the last block is taken: the file's own errors, and its staged outputs."""
+        file_errors = []
+        stats = self.stats
+        for exc in self.read_errors:
+            # Kept, and the file is marked so that nobody mistakes it for complete.
+            file_errors.append(f"{REASON_UNREADABLE}: {exc}")
+            self.quarantine.write_table(
+                self._quarantine_table(
+                    [(None, "file", REASON_UNREADABLE, str(exc)[:RAW_TEXT_LIMIT])]
+                )
+            )
+        if stats.truncated_gzip:
+            file_errors.append(f"{REASON_TRUNCATED_GZIP} after line {stats.lines}")
+            self.quarantine.write_table(
+                self._quarantine_table(
+                    [
+                        (
+                            None,
+                            "file",
+                            REASON_TRUNCATED_GZIP,
+                            f"gzip stream ends early; {stats.lines} lines were readable",
+                        )
+                    ]
+                )
+            )
+        if self.parts == 0:
+            self.write_empty_part()
+        self.quarantine.close()
+        if stats.lines != self.rows + self.quarantined:  # pragma: no cover - an internal bug
+            raise RuntimeError(
+                f"{self.raw.url}: {stats.lines} lines read but {self.rows} ingested + "
+                f"{self.quarantined} quarantined"
+            )
+        return StagedFile(self.bronze_dir, self.quarantine_path, stats.lines, self.rows,
+                          self.quarantined, self.parts, self.fallback_blocks,
+                          tuple(file_errors), 0.0)
 
     def _register_slices(self, con, name: str, table: pa.Table) -> None:
         # Handed over in several record batches so that every DuckDB thread gets work.
         per_slice = max(1, -(-table.num_rows // ARROW_SLICES))
         con.register(name, pa.Table.from_batches(table.to_batches(max_chunksize=per_slice)))
 
-    def _type_block(self, lane: _Lane, block: LineBlock, unusable_index: list[int]) -> bool:
+    def _type_rows(self, lane: _Lane, block: LineBlock, unusable_index: list[int],
+                   one_at_a_time: threading.Lock) -> bool:
         """Fill the lane's temporary table ``typed`` with one row per line of the block;
         True where read_json refused it and it was typed line by line."""
         with open(lane.block_path, "wb") as fh:
             fh.writelines(block.replaced(unusable_index, b"{}"))
+        fast_query = typing_query(self.raw.kind, self.raw.category,
+                                  fields_from_file(self.raw.kind, str(lane.block_path)))
         try:
-            lane.con.execute(f"CREATE OR REPLACE TEMP TABLE typed AS {lane.fast_query}")
+            lane.con.execute(f"CREATE OR REPLACE TEMP TABLE typed AS {fast_query}")
         except Exception as exc:
             if not type(exc).__module__.startswith(("duckdb", "_duckdb")):
                 raise
-            self._type_block_line_by_line(lane, block, unusable_index)
+            self._type_block_line_by_line(lane, block, unusable_index, one_at_a_time)
             return True
         return False
 
-    def _type_block_line_by_line(
-        self, lane: _Lane, block: LineBlock, unusable_index: list[int]
-    ) -> None:
+    def _type_block_line_by_line(self, lane: _Lane, block: LineBlock,
+                                 unusable_index: list[int], one_at_a_time: threading.Lock) -> None:
         # One lane at a time: a line of tens of MB takes hundreds of MB to parse this way
-        with self.line_by_line:
+        with one_at_a_time:
             cleaned = frame_block(b"".join(block.replaced(unusable_index, b"{}")),
                                   block.first_line)
             self._register_slices(lane.con, "clean_block", pa.table({LINE: cleaned.as_binary()}))
@@ -268,9 +324,11 @@ class _FileIngest:
             finally:
                 lane.con.unregister("clean_block")
 
-    def _block(self, lane: _Lane, block: LineBlock, part: Path) -> _BlockResult:
+    def type_block(self, lane: _Lane, block: LineBlock, part: Path,
+                   one_at_a_time: threading.Lock) -> _BlockResult:
         """Type one block on ``lane``, write its bronze rows to ``part``, and return them
-        counted with its lines for quarantine (in line order)."""
+        counted with its lines for quarantine (in line order). ``one_at_a_time`` is held
+        while a block that read_json refused is typed line by line."""
         con, n = lane.con, block.count
         unusable = unusable_lines(block)
         skip = np.zeros(n, dtype=bool)
@@ -278,7 +336,7 @@ class _FileIngest:
         skip[unusable_index] = True
         con.register("numbers", pa.table({LINE_COLUMN: block.line_numbers(), SKIP: skip}))
         try:
-            fallback = self._type_block(lane, block, unusable_index)
+            fallback = self._type_rows(lane, block, unusable_index, one_at_a_time)
             flagged = con.execute(
                 f"SELECT {LINE_COLUMN}, {REASON}, {ALL_NULL} FROM typed "
                 f"WHERE {REASON} IS NOT NULL ORDER BY {LINE_COLUMN}"
@@ -290,7 +348,7 @@ class _FileIngest:
                 all_null and _has_known_field(block.raw(line - first), self.raw.kind)
                 for line, _, all_null in flagged
             ):
-                self._type_block_line_by_line(lane, block, unusable_index)
+                self._type_block_line_by_line(lane, block, unusable_index, one_at_a_time)
                 fallback = True
                 flagged = con.execute(
                     f"SELECT {LINE_COLUMN}, {REASON}, false FROM typed "
@@ -305,11 +363,11 @@ class _FileIngest:
         # Row groups of bounded bytes (a block of long item texts in one row group would need
         # tens of MB per column to read back, on every thread, whatever the memory limit).
         row_group = rows_per(ROW_GROUP_BYTES, len(block.data) / max(n, 1))
-        # ORDER BY: DuckDB's parallel read_json hands the block's vectors back in any order,
-        # and the same file must give the same bytes
+        # No ORDER BY: on one DuckDB thread (see _Lanes) the rows of ``typed`` come in line
+        # order, as read_json and the POSITIONAL JOIN give them
         written = con.execute(
-            f"COPY (SELECT {columns} FROM typed WHERE {REASON} IS NULL AND NOT {SKIP} "
-            f"ORDER BY {LINE_COLUMN}) TO {sql_literal(str(part))} "
+            f"COPY (SELECT {columns} FROM typed WHERE {REASON} IS NULL AND NOT {SKIP}) "
+            f"TO {sql_literal(str(part))} "
             f"({PARQUET_OPTIONS}, ROW_GROUP_SIZE {row_group})"
         ).fetchone()[0]
         rows = [(first + i, "line", reason, shown_text(block.raw(i))) for i, reason in unusable]
@@ -414,39 +472,22 @@ def ingest(
         catalog = Catalog.open(catalog_root, create=True)
         con = duckdb.connect(config=duckdb_config(catalog.layout.spill))
         con.execute("SET enable_progress_bar = false")
-        results = []
+        results: list[FileResult | None] = []
         pending = None
         if engine == "ray":
             from curation.engine_ray import RayStager
 
             pending = RayStager(ray_address, catalog)
         try:
-            to_stage = []
-            for raw in files:
-                previous = catalog.sources.get(raw.key)
-                if previous and previous["fingerprint"] == raw.fingerprint and not force:
-                    _, problems = check_source(catalog, raw.key, hashes=full_checks())
-                    if problems:  # the raw file is unchanged but what was made of it is not
-                        print(f"note: {raw.key}: {problems[0].path}: {problems[0].what}; "
-                              "ingesting it again", file=sys.stderr)
-                        previous = None
-                if previous and previous["fingerprint"] == raw.fingerprint and not force:
-                    result = FileResult(
-                        raw.key,
-                        skipped=True,
-                        lines_read=previous["lines_read"],
-                        rows_ingested=previous["rows_ingested"],
-                        lines_quarantined=previous["lines_quarantined"],
-                    )
-                elif pending is not None:
-                    to_stage.append(raw)
-                    result = None
-                else:
-                    result = _ingest_file(con, raw, catalog, progress)
-                results.append(result)
-                if on_file_done and result is not None and pending is None:
-                    on_file_done(result)
-            if pending is not None:
+            if pending is None:
+                results = _ingest_here(con, files, catalog, force, progress, on_file_done)
+            else:
+                to_stage = []
+                for raw in files:
+                    result = _unchanged(catalog, raw, force)
+                    if result is None:
+                        to_stage.append(raw)
+                    results.append(result)
                 staged = iter(pending.run(to_stage))  # in order, each as its task finishes
                 for i, result in enumerate(results):
                     if result is None:
@@ -464,17 +505,70 @@ def ingest(
     return results
 
 
-def _ingest_file(
-    con, raw: RawFile, catalog: Catalog, progress: ProgressCallback | None
-) -> FileResult:
-    layout = catalog.layout
-    started = time.perf_counter()
-    staging = layout.staging / f"ingest-{uuid.uuid4().hex}"
-    staging.mkdir(parents=True)
+def _unchanged(catalog: Catalog, raw: RawFile, force: bool) -> FileResult | None:
+    """The file's result when it is unchanged since it was ingested, and so skipped."""
+    previous = catalog.sources.get(raw.key)
+    if previous and previous["fingerprint"] == raw.fingerprint and not force:
+        _, problems = check_source(catalog, raw.key, hashes=full_checks())
+        if problems:  # the raw file is unchanged but what was made of it is not
+            print(f"note: {raw.key}: {problems[0].path}: {problems[0].what}; "
+                  "ingesting it again", file=sys.stderr)
+            previous = None
+    if previous and previous["fingerprint"] == raw.fingerprint and not force:
+        return FileResult(
+            raw.key,
+            skipped=True,
+            lines_read=previous["lines_read"],
+            rows_ingested=previous["rows_ingested"],
+            lines_quarantined=previous["lines_quarantined"],
+        )
+    return None
+
+
+def _ingest_here(con, files: list[RawFile], catalog: Catalog, force: bool,
+                 progress: ProgressCallback | None,
+                 on_file_done: Callable[[FileResult], None] | None) -> list[FileResult]:
+    """Every file in this process, in order: the lanes go on with the next file's first
+    blocks while the last ones of a file are typed, and each file is swapped in (and
+    reported) once its last block is taken."""
+    results: list[FileResult] = []
+    open_jobs: list[_FileIngest] = []  # staged, not yet swapped in
+
+    def report(result: FileResult) -> None:
+        results.append(result)
+        if on_file_done:
+            on_file_done(result)
+
+    def swap_in(job: _FileIngest, started: float) -> None:
+        staged = dataclasses.replace(job.finish(), seconds=time.perf_counter() - started)
+        report(commit_staged(job.raw, catalog, staged))
+        open_jobs.remove(job)
+        remove_own_staging(job.staging)
+
+    lanes_dir = catalog.layout.staging / f"ingest-{uuid.uuid4().hex}"
+    lanes_dir.mkdir(parents=True)
     try:
-        return _ingest_staged(con, raw, catalog, progress, staging, started)
+        with _Lanes(con, lanes_dir) as lanes:
+            for raw in files:
+                skipped = _unchanged(catalog, raw, force)
+                if skipped is not None:
+                    lanes.then(functools.partial(report, skipped))
+                    continue
+                started = time.perf_counter()
+                staging = catalog.layout.staging / f"ingest-{uuid.uuid4().hex}"
+                staging.mkdir(parents=True)
+                job = _FileIngest(con, raw, staging, progress)
+                open_jobs.append(job)
+                for block in job.blocks():
+                    lanes.add(job, block)
+                lanes.then(functools.partial(swap_in, job, started))
+            lanes.drain()
     finally:
-        remove_own_staging(staging)  # this file's own staging, no other
+        for job in open_jobs:  # an interrupted ingest: their staging goes, nothing else
+            job.quarantine.close()
+            remove_own_staging(job.staging)
+        remove_own_staging(lanes_dir)
+    return results
 
 
 @dataclass(frozen=True)
@@ -495,16 +589,16 @@ class StagedFile:
 def stage_file(con, raw: RawFile, staging: Path, progress: ProgressCallback | None,
                started: float) -> StagedFile:
     """The per-file work (read, frame, type) into ``staging``; the catalog is not touched."""
-    job = _FileIngest(con, raw, staging)
-    stats, file_errors = job.run(progress)
-    if stats.lines != job.rows + job.quarantined:  # pragma: no cover - an internal bug
-        raise RuntimeError(
-            f"{raw.url}: {stats.lines} lines read but {job.rows} ingested + "
-            f"{job.quarantined} quarantined"
-        )
-    return StagedFile(job.bronze_dir, job.quarantine_path, stats.lines, job.rows,
-                      job.quarantined, job.parts, job.fallback_blocks, tuple(file_errors),
-                      time.perf_counter() - started)
+    with _Lanes(con, staging) as lanes:
+        job = _FileIngest(con, raw, staging, progress)
+        try:
+            for block in job.blocks():
+                lanes.add(job, block)
+            lanes.drain()
+            staged = job.finish()
+        finally:
+            job.quarantine.close()
+    return dataclasses.replace(staged, seconds=time.perf_counter() - started)
 
 
 def commit_staged(raw: RawFile, catalog: Catalog, staged: StagedFile) -> FileResult:
@@ -543,8 +637,3 @@ def commit_staged(raw: RawFile, catalog: Catalog, staged: StagedFile) -> FileRes
         file_errors=staged.file_errors,
         seconds=staged.seconds,
     )
-
-
-def _ingest_staged(con, raw: RawFile, catalog: Catalog, progress: ProgressCallback | None,
-                   staging: Path, started: float) -> FileResult:
-    return commit_staged(raw, catalog, stage_file(con, raw, staging, progress, started))

@@ -18,7 +18,7 @@ def _hashes(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*.parquet"))}
 
 
-def test_two_fresh_ingests_write_identical_files(tmp_path, monkeypatch):
+def _corpus(tmp_path: Path) -> Path:
     rng = random.Random(1)
     meta = tmp_path / "raw" / "meta_categories"
     meta.mkdir(parents=True)
@@ -28,9 +28,40 @@ def test_two_fresh_ingests_write_identical_files(tmp_path, monkeypatch):
                                   "average_rating": round(rng.uniform(1, 5), 1),
                                   "rating_number": rng.randint(0, 99),
                                   "features": ["x" * rng.randint(0, 40)]}) + "\n")
-    monkeypatch.setenv(THREADS_ENV, "4")  # parallel reads even on a 2-core machine
+            if i % 997 == 0:
+                out.write('{"parent_asin": "X", "average_rating": "five"}\nnot json\n')
+    (tmp_path / "raw" / "review_categories").mkdir()
+    (tmp_path / "raw" / "review_categories" / "All_Beauty.jsonl").write_text(
+        json.dumps({"parent_asin": "B000000001", "rating": 5.0, "user_id": "u",
+                    "timestamp": 1}) + "\n")
+    return tmp_path / "raw"
+
+
+def test_two_fresh_ingests_write_identical_files(tmp_path, monkeypatch):
+    _corpus(tmp_path)
+    monkeypatch.setenv(THREADS_ENV, "4")  # four lanes even on a 2-core machine
     first, second = tmp_path / "first", tmp_path / "second"
     ingest(str(tmp_path / "raw"), first)
     ingest(str(tmp_path / "raw"), second)
     hashes = _hashes(first)
     assert len(hashes) >= 2 and hashes == _hashes(second)
+
+
+def test_the_same_bytes_whatever_the_lanes(tmp_path, monkeypatch):
+    """Blocks typed on four lanes at once, the next file begun while the last blocks of one
+    are typed, give the files that one lane gives, block after block."""
+    import curation.framing
+
+    raw = _corpus(tmp_path)
+    monkeypatch.setattr(curation.framing, "CHUNK_BYTES", 128 << 10)  # a dozen blocks
+    monkeypatch.setenv(THREADS_ENV, "1")
+    one = ingest(str(raw), tmp_path / "one")
+    monkeypatch.setenv(THREADS_ENV, "4")
+    four = ingest(str(raw), tmp_path / "four")
+    assert [r.key for r in four] == ["items/All_Beauty", "reviews/All_Beauty"]
+    assert [(r.rows_ingested, r.lines_quarantined) for r in four] == [
+        (r.rows_ingested, r.lines_quarantined) for r in one]
+    assert four[0].lines_quarantined == 2 * 21
+    hashes = _hashes(tmp_path / "one")
+    assert len([h for h in hashes if h.startswith("bronze/items/")]) >= 12
+    assert hashes == _hashes(tmp_path / "four")

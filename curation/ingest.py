@@ -70,7 +70,6 @@ OPEN_BRACE = ord("{")
 WHITESPACE = b" \t\r\n"
 MAX_LANES = 4  # blocks typed at once, at most (one per DuckDB thread): each holds a block
 LANE_MEMORY = 64 << 20  # DuckDB memory per lane (read_json alone buffers 32 MiB)
-ARROW_SLICES = 8  # a batch is handed to DuckDB in this many pieces so that all threads work
 
 QUARANTINE_SCHEMA = pa.schema(
     [(n, {"VARCHAR": pa.string(), "BIGINT": pa.int64()}[t]) for n, t in QUARANTINE_COLUMNS]
@@ -290,11 +289,6 @@ class _FileIngest:
                           self.quarantined, self.parts, self.fallback_blocks,
                           tuple(file_errors), 0.0)
 
-    def _register_slices(self, con, name: str, table: pa.Table) -> None:
-        # Handed over in several record batches so that every DuckDB thread gets work.
-        per_slice = max(1, -(-table.num_rows // ARROW_SLICES))
-        con.register(name, pa.Table.from_batches(table.to_batches(max_chunksize=per_slice)))
-
     def _type_rows(self, lane: _Lane, block: LineBlock, unusable_index: list[int],
                    one_at_a_time: threading.Lock) -> bool:
         """Fill the lane's temporary table ``typed`` with one row per line of the block;
@@ -318,7 +312,7 @@ class _FileIngest:
         with one_at_a_time:
             cleaned = frame_block(b"".join(block.replaced(unusable_index, b"{}")),
                                   block.first_line)
-            self._register_slices(lane.con, "clean_block", pa.table({LINE: cleaned.as_binary()}))
+            lane.con.register("clean_block", pa.table({LINE: cleaned.as_binary()}))
             try:
                 lane.con.execute(f"CREATE OR REPLACE TEMP TABLE typed AS {self.fallback_query}")
             finally:

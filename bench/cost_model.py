@@ -50,7 +50,7 @@ TRAIN_SHARE = 0.8  # the split's 80/10/10
 # Measured on one node (this machine), medians of 3; where each comes from:
 INGEST_SECONDS_PER_LINE = 3.52 / (199_105 + 2_135_799)  # bench/ingest.py, 200k items, 2026-12-08
 INGEST_PEAK_GB = 0.52  # ibid., flat from 100k to 200k items
-SLICE_SECONDS_PER_ITEM = 43.5 / 4_000_000  # bench/growth.py, 4M items (1.4 reviews each), 2026-12-08
+SLICE_SECONDS_PER_ITEM = 43.5 / 4_000_000  # bench/growth.py, 4M items (1.4 reviews each), 12-08
 SLICE_PEAK_GB = 1.64  # ibid.: DuckDB's 1 GB limit plus the runs being sorted
 FETCH_IMAGES_PER_SECOND = 105.0  # bench/images.py, 4-16 at once (CPU-bound at 19 ms/image)
 ENCODE_ITEMS_PER_SECOND = 32.1  # bench/encode.py, the cache now (float32, real texts), 2026-12-06

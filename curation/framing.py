@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from curation.schema import RAW_TEXT_LIMIT
 
-READ_BYTES = 8 << 20  # bytes read from the source at a time
+READ_BYTES = 1 << 20  # compressed bytes read at a time: a block overshoots CHUNK_BYTES by one
 CHUNK_BYTES = 16 << 20  # decompressed bytes handed on per block (about); see bench/ingest.py
 SALVAGE_BYTES = 16 << 10  # compressed bytes re-inflated at a time before a damaged spot
 NEWLINE = 10
@@ -188,6 +188,7 @@ def iter_line_blocks(
             with memoryview(data) as view:
                 lines = b"".join((pending, view[:cut]))
             pending = data[cut:]
+        del data  # not held while the block is out
         if first:
             # a byte-order mark (some editors write one) is not part of the first line
             lines, first = lines.removeprefix(UTF8_BOM), False

@@ -68,8 +68,9 @@ PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"  # DuckDB COPY options for 
 QUARANTINE_OPTIONS: dict[str, Any] = {"compression": "zstd"}
 OPEN_BRACE = ord("{")
 WHITESPACE = b" \t\r\n"
-MAX_LANES = 4  # blocks typed at once, at most (one per DuckDB thread): each holds a block
-LANE_MEMORY = 64 << 20  # DuckDB memory per lane (read_json alone buffers 32 MiB)
+# DuckDB memory a lane is given (read_json alone buffers 32 MiB; a 16 MiB block of long item
+# lines took about 85 MB in all): no more lanes than the memory limit holds
+LANE_MEMORY = 128 << 20
 
 QUARANTINE_SCHEMA = pa.schema(
     [(n, {"VARCHAR": pa.string(), "BIGINT": pa.int64()}[t]) for n, t in QUARANTINE_COLUMNS]
@@ -114,23 +115,60 @@ class _Lane:
             self.block_path.unlink(missing_ok=True)
 
 
+class _Gate:
+    """Lanes type their blocks beside one another, or one alone while the others wait."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._beside = 0  # lanes typing beside one another now
+        self._alone = False
+
+    @contextlib.contextmanager
+    def beside_others(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._alone)
+            self._beside += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._beside -= 1
+                self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def alone(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._alone)
+            self._alone = True
+            self._changed.wait_for(lambda: self._beside == 0)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._alone = False
+                self._changed.notify_all()
+
+
 class _Lanes:
     """Blocks typed on several lanes at once, since typing one keeps about one core busy,
     while this thread frames the next; their results are taken back in the order the blocks
     were added, so that parts, quarantine rows and files keep their order.
 
     At most one block per lane waits or is being typed, and this thread frames one more:
-    memory stays flat however large the file."""
+    memory stays flat however large the file. A block that runs DuckDB out of memory beside
+    the others is typed again alone, the other lanes waiting."""
 
     def __init__(self, con, staging: Path) -> None:
         threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
-        self.count = max(1, min(threads, MAX_LANES, memory_limit_bytes(con) // LANE_MEMORY))
+        self.count = max(1, min(threads, memory_limit_bytes(con) // LANE_MEMORY))
         # One DuckDB thread, so that each lane's query runs on its own (Python) thread alone:
-        # the lanes use as many cores as DuckDB would, and a block's rows are written in one
-        # order and in the same row groups whatever the threads (the same file, the same bytes)
+        # the lanes use as many cores as DuckDB's threads allow (and its memory limit), and a
+        # block's rows are written in one order and in the same row groups whatever the
+        # threads (the same file, the same bytes)
         self._settings = contextlib.ExitStack()
         self._settings.enter_context(duckdb_setting(con, "threads", 1))
         self.line_by_line = threading.Lock()  # read_json's refusals are typed one at a time
+        self._gate = _Gate()
         self._pool = ThreadPoolExecutor(max_workers=self.count, thread_name_prefix="ingest")
         self._free: queue.SimpleQueue[_Lane] = queue.SimpleQueue()
         self._lanes: list[_Lane] = []
@@ -152,12 +190,16 @@ class _Lanes:
         self.close()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
         try:
-            for lane in self._lanes:
-                lane.close()
+            for lane in self._lanes:  # a query still running (after an error) stops now
+                lane.con.interrupt()
+            self._pool.shutdown(wait=True, cancel_futures=True)
         finally:
-            self._settings.close()
+            try:
+                for lane in self._lanes:
+                    lane.close()
+            finally:
+                self._settings.close()
 
     def add(self, job: _FileIngest, block: LineBlock) -> None:
         part = job.bronze_dir / f"part-{job.parts:05d}.parquet"
@@ -171,15 +213,25 @@ class _Lanes:
     def then(self, step: Callable[[], None]) -> None:
         """Run ``step`` once every block added before it has been taken."""
         self._queue.append((None, step, 0))
+        # Steps of files without a block (empty, say) are bounded too: each holds a file open
+        while len(self._queue) > 2 * self.count + 1:
+            self._take_oldest()
 
     def drain(self) -> None:
         while self._queue:
             self._take_oldest()
 
     def _on_a_lane(self, job: _FileIngest, block: LineBlock, part: Path) -> _BlockResult:
+        import duckdb
+
         lane = self._free.get()
         try:
-            return job.type_block(lane, block, part, self.line_by_line)
+            try:
+                with self._gate.beside_others():
+                    return job.type_block(lane, block, part, self.line_by_line)
+            except duckdb.OutOfMemoryException:
+                with self._gate.alone():
+                    return job.type_block(lane, block, part, self.line_by_line)
         finally:
             self._free.put(lane)
 
@@ -300,7 +352,9 @@ class _FileIngest:
         try:
             lane.con.execute(f"CREATE OR REPLACE TEMP TABLE typed AS {fast_query}")
         except Exception as exc:
-            if not type(exc).__module__.startswith(("duckdb", "_duckdb")):
+            # Out of memory is not a refusal of the block: the lanes type it again alone
+            if (not type(exc).__module__.startswith(("duckdb", "_duckdb"))
+                    or type(exc).__name__ == "OutOfMemoryException"):
                 raise
             self._type_block_line_by_line(lane, block, unusable_index, one_at_a_time)
             return True
@@ -551,7 +605,11 @@ def _ingest_here(con, files: list[RawFile], catalog: Catalog, force: bool,
                 started = time.perf_counter()
                 staging = catalog.layout.staging / f"ingest-{uuid.uuid4().hex}"
                 staging.mkdir(parents=True)
-                job = _FileIngest(con, raw, staging, progress)
+                try:
+                    job = _FileIngest(con, raw, staging, progress)
+                except BaseException:
+                    remove_own_staging(staging)
+                    raise
                 open_jobs.append(job)
                 for block in job.blocks():
                     lanes.add(job, block)

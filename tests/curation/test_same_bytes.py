@@ -65,3 +65,39 @@ def test_the_same_bytes_whatever_the_lanes(tmp_path, monkeypatch):
     hashes = _hashes(tmp_path / "one")
     assert len([h for h in hashes if h.startswith("bronze/items/")]) >= 12
     assert hashes == _hashes(tmp_path / "four")
+
+
+def test_a_block_that_runs_duckdb_out_of_memory_beside_others_is_typed_again_alone(
+        tmp_path, monkeypatch):
+    """Four lanes under an 80 MB limit (each read_json buffers 32 MiB): the blocks that run
+    out of memory beside the others are typed again alone, not taken for blocks read_json
+    refused (typed line by line, counted as fallbacks), and the files are one lane's."""
+    import curation.framing
+    import curation.ingest
+    from curation.catalog import MEMORY_LIMIT_ENV, Catalog
+
+    rng = random.Random(5)
+    meta = tmp_path / "raw" / "meta_categories"
+    meta.mkdir(parents=True)
+    with open(meta / "meta_Toys_and_Games.jsonl", "w") as out:
+        for i in range(3000):  # about 10 MB of long item lines
+            out.write(json.dumps({
+                "parent_asin": f"B{i:09d}", "title": "t" * rng.randint(0, 300),
+                "description": ["d" * rng.randint(0, 3000) for _ in range(rng.randint(0, 4))],
+                "average_rating": 4.5}) + "\n")
+    monkeypatch.setattr(curation.framing, "CHUNK_BYTES", 1 << 20)
+    alone = []
+    real_alone = curation.ingest._Gate.alone
+    monkeypatch.setattr(curation.ingest._Gate, "alone",
+                        lambda gate: alone.append(1) or real_alone(gate))
+    monkeypatch.setenv(THREADS_ENV, "1")
+    ingest(str(tmp_path / "raw"), tmp_path / "one")
+    assert not alone
+    monkeypatch.setattr(curation.ingest, "LANE_MEMORY", 1 << 20)  # as many lanes as threads
+    monkeypatch.setenv(THREADS_ENV, "4")
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, "80MB")
+    ingest(str(tmp_path / "raw"), tmp_path / "four")
+    assert alone  # some block did run out of memory beside the others
+    entry = Catalog.open(tmp_path / "four").sources["items/Toys_and_Games"]
+    assert (entry["fallback_blocks"], entry["rows_ingested"]) == (0, 3000)
+    assert _hashes(tmp_path / "one") == _hashes(tmp_path / "four")

@@ -24,7 +24,7 @@ import uuid
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,6 +169,7 @@ class _Lanes:
         self._settings.enter_context(duckdb_setting(con, "threads", 1))
         self.line_by_line = threading.Lock()  # read_json's refusals are typed one at a time
         self._gate = _Gate()
+        self._closing = False
         self._pool = ThreadPoolExecutor(max_workers=self.count, thread_name_prefix="ingest")
         self._free: queue.SimpleQueue[_Lane] = queue.SimpleQueue()
         self._lanes: list[_Lane] = []
@@ -190,9 +191,18 @@ class _Lanes:
         self.close()
 
     def close(self) -> None:
+        self._closing = True  # a lane that has not begun a block does not begin it now
         try:
-            for lane in self._lanes:  # a query still running (after an error) stops now
-                lane.con.interrupt()
+            futures = [item for job, item, _ in self._queue if job is not None]
+            for future in futures:
+                future.cancel()  # those not begun
+            while True:
+                # A query still running (after an error) stops now; again, in case one began
+                # just after (DuckDB forgets an interrupt when a query begins)
+                for lane in self._lanes:
+                    lane.con.interrupt()
+                if not wait(futures, timeout=0.1).not_done:
+                    break
             self._pool.shutdown(wait=True, cancel_futures=True)
         finally:
             try:
@@ -226,6 +236,8 @@ class _Lanes:
 
         lane = self._free.get()
         try:
+            if self._closing:
+                raise CancelledError
             try:
                 with self._gate.beside_others():
                     return job.type_block(lane, block, part, self.line_by_line)

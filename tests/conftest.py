@@ -6,7 +6,7 @@ import os
 import threading
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -96,8 +96,15 @@ def raw_bytes(path: Path) -> bytes:
     ``.jsonl`` that starts with them is read as gzip)."""
     data = path.read_bytes()
     if path.suffix == ".gz" or data[:2] == b"\x1f\x8b":
-        inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        data = inflate.decompress(data)
+        try:
+            data = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS).decompress(data)
+        except zlib.error:  # not gzip after all, or damaged: what comes before the damage
+            inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            readable = []
+            with suppress(zlib.error):
+                for at in range(len(data)):  # byte by byte, to the damaged spot
+                    readable.append(inflate.decompress(data[at:at + 1]))
+            data = b"".join(readable)
     return data
 
 

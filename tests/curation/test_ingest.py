@@ -480,6 +480,7 @@ lines = st.lists(plausible | garbage | st.just(b"") | st.just(b"\xff{}"), min_si
 @example(lines=[b"\r\x80", b'{"parent_asin": []}'], trailing_newline=False)
 @example(lines=[b"\r\x80", b'{"parent_asin": []}'], trailing_newline=True)
 @example(lines=[b"\x1f\x8b"], trailing_newline=False)  # gzip's magic: read as (cut) gzip
+@example(lines=[b"\x1f\x8b", b"{}"], trailing_newline=False)  # the magic, then not gzip: unreadable
 def test_arbitrary_lines_never_crash_and_always_reconcile(
     tmp_path_factory, lines, trailing_newline
 ):

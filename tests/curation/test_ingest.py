@@ -320,6 +320,62 @@ def test_an_interrupted_ingest_leaves_the_previous_catalog_usable(tmp_path):
     assert _query(catalog_root, "SELECT count(*) AS n FROM reviews")["n"][0] > before
 
 
+def test_a_ctrl_c_while_a_lane_runs_a_long_query_stops_it_at_once(tmp_path, monkeypatch):
+    """Ctrl-C while blocks are being typed: the queries running on the lanes are interrupted
+    (not waited for), nothing is left in staging, and no lane thread goes on."""
+    import threading
+    import time
+
+    import curation.framing
+    import curation.ingest
+
+    raw = _small_corpus(tmp_path)
+    monkeypatch.setattr(curation.framing, "CHUNK_BYTES", 16 << 10)  # several blocks a file
+    real_type_block = curation.ingest._FileIngest.type_block
+    begun = []
+
+    def a_long_query_first(job, lane, *args):  # fault injection: a query of minutes
+        begun.append(1)
+        if len(begun) >= 3:
+            lane.con.execute("CREATE OR REPLACE TEMP TABLE slow AS "
+                             "SELECT sum(i) FROM range(100000000000) t(i)")
+        return real_type_block(job, lane, *args)
+
+    monkeypatch.setattr(curation.ingest._FileIngest, "type_block", a_long_query_first)
+
+    def interrupt(raw_file, read_bytes):
+        time.sleep(0.3)  # the lanes are in their long queries now
+        raise KeyboardInterrupt
+
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        ingest(str(raw), tmp_path / "cat", progress=interrupt)
+    assert time.perf_counter() - started < 5
+    assert not any(t.name.startswith("ingest") for t in threading.enumerate())
+    assert not (tmp_path / "cat" / ".staging").exists()
+
+
+def test_a_file_that_cannot_be_started_leaves_no_staging(tmp_path, monkeypatch):
+    """A file's quarantine writer that cannot be opened (no file handles left, say): the
+    error is the user's to see, and neither that file's staging nor the others' is left."""
+    import curation.ingest
+
+    raw = _small_corpus(tmp_path)
+    real_writer = curation.ingest.pq.ParquetWriter
+    opened = []
+
+    def the_third_fails(*args, **kwargs):  # fault injection
+        opened.append(1)
+        if len(opened) == 3:
+            raise OSError(24, "Too many open files")
+        return real_writer(*args, **kwargs)
+
+    monkeypatch.setattr(curation.ingest.pq, "ParquetWriter", the_third_fails)
+    with pytest.raises(OSError, match="Too many open files"):
+        ingest(str(raw), tmp_path / "cat")
+    assert not (tmp_path / "cat" / ".staging").exists()
+
+
 @pytest.mark.parametrize("kind", ["reviews", "items"])
 def test_line_by_line_typing_agrees_with_read_json(messy_corpus, tmp_path, kind):
     """The fallback for blocks that read_json refuses types every line the same way."""

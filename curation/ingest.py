@@ -101,18 +101,27 @@ class _BlockResult:
 
 
 class _Lane:
-    """A DuckDB cursor with its own block file and temporary table ``typed``."""
+    """A DuckDB cursor of ``parent`` with its own block file and temporary table ``typed``."""
 
-    def __init__(self, con, block_path: Path) -> None:
-        self.con, self.block_path = con, block_path  # the block, bad lines blanked
+    def __init__(self, parent, block_path: Path) -> None:
+        self._parent, self.block_path = parent, block_path  # the block, bad lines blanked
+        self.con = parent.cursor()
         self.con.execute("SET enable_progress_bar = false")
 
     def close(self) -> None:
-        try:
-            self.con.execute("DROP TABLE IF EXISTS typed")
+        # Its temporary table goes with it. A cursor that cannot close (a query of it still
+        # running after a second Ctrl-C, say) must not hide the error that is ending ingest.
+        with contextlib.suppress(Exception):
             self.con.close()
-        finally:
-            self.block_path.unlink(missing_ok=True)
+        self.block_path.unlink(missing_ok=True)
+
+    def renew(self) -> None:
+        """A fresh cursor: after running out of memory, DuckDB may leave a cursor's temporary
+        tables unusable ("write-write conflict" on ``typed``)."""
+        with contextlib.suppress(Exception):
+            self.con.close()
+        self.con = self._parent.cursor()  # not the old one's: closing it closes its cursors
+        self.con.execute("SET enable_progress_bar = false")
 
 
 class _Gate:
@@ -178,7 +187,7 @@ class _Lanes:
         self._blocks = 0  # blocks in the queue
         try:
             for i in range(self.count):
-                self._lanes.append(_Lane(con.cursor(), staging / f"block-{i}.jsonl"))
+                self._lanes.append(_Lane(con, staging / f"block-{i}.jsonl"))
                 self._free.put(self._lanes[-1])
         except BaseException:
             self.close()
@@ -243,17 +252,21 @@ class _Lanes:
                     return job.type_block(lane, block, part, self.line_by_line)
             except duckdb.OutOfMemoryException:
                 with self._gate.alone():
+                    lane.renew()
                     return job.type_block(lane, block, part, self.line_by_line)
         finally:
             self._free.put(lane)
 
     def _take_oldest(self) -> None:
-        job, item, bytes_in = self._queue.popleft()
+        job, item, bytes_in = self._queue[0]
         if job is None:
+            self._queue.popleft()
             item()
         else:
+            result = item.result()  # still in the queue while waited for: close() stops it
+            self._queue.popleft()
             self._blocks -= 1
-            job.take(item.result(), bytes_in)
+            job.take(result, bytes_in)
 
 
 class _FileIngest:
@@ -415,7 +428,10 @@ class _FileIngest:
                     f"WHERE {REASON} IS NOT NULL ORDER BY {LINE_COLUMN}"
                 ).fetchall()
         finally:
-            con.unregister("numbers")
+            # Left registered at worst (the next block's replaces it): running out of memory
+            # here must not hide the error that brought us here
+            with contextlib.suppress(Exception):
+                con.unregister("numbers")
         total = con.execute("SELECT count(*) FROM typed").fetchone()[0]
         if total != n:  # pragma: no cover - would mean misaligned line numbers
             raise RuntimeError(f"{self.raw.url}: {n} lines in a block but {total} rows")

@@ -105,8 +105,12 @@ class _Lane:
 
     def __init__(self, parent, block_path: Path) -> None:
         self._parent, self.block_path = parent, block_path  # the block, bad lines blanked
-        self.con = parent.cursor()
-        self.con.execute("SET enable_progress_bar = false")
+        self.con = self._cursor()
+
+    def _cursor(self):
+        con = self._parent.cursor()  # not of an old cursor: closing that closes its cursors
+        con.execute("SET enable_progress_bar = false")
+        return con
 
     def close(self) -> None:
         # Its temporary table goes with it. A cursor that cannot close (a query of it still
@@ -120,8 +124,7 @@ class _Lane:
         tables unusable ("write-write conflict" on ``typed``)."""
         with contextlib.suppress(Exception):
             self.con.close()
-        self.con = self._parent.cursor()  # not the old one's: closing it closes its cursors
-        self.con.execute("SET enable_progress_bar = false")
+        self.con = self._cursor()
 
 
 class _Gate:
@@ -370,17 +373,17 @@ class _FileIngest:
                    one_at_a_time: threading.Lock) -> bool:
         """Fill the lane's temporary table ``typed`` with one row per line of the block;
         True where read_json refused it and it was typed line by line."""
+        import duckdb
+
         with open(lane.block_path, "wb") as fh:
             fh.writelines(block.replaced(unusable_index, b"{}"))
         fast_query = typing_query(self.raw.kind, self.raw.category,
                                   fields_from_file(self.raw.kind, str(lane.block_path)))
         try:
             lane.con.execute(f"CREATE OR REPLACE TEMP TABLE typed AS {fast_query}")
-        except Exception as exc:
-            # Out of memory is not a refusal of the block: the lanes type it again alone
-            if (not type(exc).__module__.startswith(("duckdb", "_duckdb"))
-                    or type(exc).__name__ == "OutOfMemoryException"):
-                raise
+        except duckdb.OutOfMemoryException:
+            raise  # not a refusal of the block: the lanes type it again alone
+        except duckdb.Error:
             self._type_block_line_by_line(lane, block, unusable_index, one_at_a_time)
             return True
         return False
